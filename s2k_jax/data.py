@@ -1,0 +1,377 @@
+"""Training data for S2K (paper §4, Experiment Setup): HR crops on the host, LR synthesis on the device.
+
+The paper trains on DIV2K degraded with random kernels (Eq. 1) and feeds the generator the LR
+amplitude spectrum (§3.3). Here that is split in two:
+
+* Host (grain): image source → per-process shard → seed/shuffle/repeat → decode and check → random
+  HR crop with a random symmetry of the square → batch → worker processes. Batches are
+  `{'hr': uint8 (B_local, C, C, 3)}`; every random choice comes from grain's per-element seed, so
+  the same seed gives the same batches with 0 or N workers, and the iterator state can be
+  checkpointed (`grain.checkpoint.CheckpointSave`).
+* Device (`make_batch_fn`): kernels, degradation, amplitude spectrum and kernel map in one jitted
+  function, on batches sharded over the ('data',) mesh (`shard_batch`).
+
+Sources (config.data.source):
+* 'bundled': the natural photos shipped inside scikit-image (no download), split by
+  `BUNDLED_TRAIN` / `BUNDLED_EVAL`;
+* 'folder': every image under data.train_dir / data.eval_dir (e.g. DIV2K_train_HR, DIV2K_valid_HR);
+* 'tfds': a tensorflow-datasets array_record dataset read by random access without TensorFlow:
+  's2k_images' (built by `python -m s2k_jax.tfds_builder`, raw pixels, fastest) or the stock
+  'div2k/…' when prepared with `--file_format=array_record`.
+
+Every image is checked once at start-up (see `s2k_jax.images`); a bad one stops the run with its name.
+"""
+from collections.abc import Callable, Sequence
+import dataclasses
+import os
+from typing import Any
+
+from absl import flags
+from absl import logging
+import grain
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import ml_collections
+import numpy as np
+
+from s2k_jax import degradation
+from s2k_jax import images
+from s2k_jax import spectrum
+
+SOURCES = ('bundled', 'folder', 'tfds')
+SPLITS = ('train', 'eval')
+MODEL_INPUTS = ('dft', 'spatial')
+SCAN_MODES = ('full', 'header')
+
+# scikit-image's bundled photos (files in `skimage.data.data_dir`, no network). Eval: two colour
+# photos unlike anything in train; train: the other colour photos and the 512² grayscale textures
+# and scenes (converted to RGB). The smallest sides (300 eval, 427 train) bound data.hr_crop.
+BUNDLED_EVAL = ('chelsea.png', 'coffee.png')
+BUNDLED_TRAIN = (
+    'astronaut.png', 'rocket.jpg', 'hubble_deep_field.jpg', 'ihc.png', 'retina.jpg',
+    'motorcycle_left.png', 'camera.png', 'moon.png', 'brick.png', 'grass.png', 'gravel.png')
+TFDS_EXTRA_HINT = "pip install 's2k-jax[tfds]' (tensorflow-datasets and array-record; TensorFlow is not needed)"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sources: a sequence of records plus a picklable reader record -> (name, payload).
+
+
+@dataclasses.dataclass(frozen=True)
+class FileReader:
+  """Reads image files; records are paths."""
+
+  def __call__(self, path: str) -> tuple[str, bytes]:
+    return path, images.read_file(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsReader:
+  """Reads one field of a tfds data source; records are indices."""
+  source: Any
+  key: str
+  label: str
+
+  def __call__(self, index: int) -> tuple[str, Any]:
+    element = self.source[index]
+    filename = element.get('filename')
+    if isinstance(filename, bytes):
+      filename = filename.decode('utf-8', 'replace')
+    return f'{self.label}[{index}]' + (f' ({filename})' if filename else ''), element[self.key]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRecords:
+  """The images of one split: `reader(records[i])` gives (name, payload) for `images.decode_payload`."""
+  records: Sequence[Any]
+  reader: Callable[[Any], tuple[str, Any]]
+  description: str
+
+  def __len__(self) -> int:
+    return len(self.records)
+
+  def subset(self, indices: Sequence[int]) -> 'ImageRecords':
+    return dataclasses.replace(self, records=[self.records[i] for i in indices])
+
+
+def bundled_files(split: str) -> list[str]:
+  """Paths of the bundled scikit-image photos of a split ('train' or 'eval')."""
+  import skimage.data  # pylint: disable=g-import-not-at-top
+  names = BUNDLED_TRAIN if split == 'train' else BUNDLED_EVAL
+  paths = [os.path.join(skimage.data.data_dir, n) for n in names]
+  missing = [p for p in paths if not os.path.isfile(p)]
+  if missing:
+    raise ValueError(f'scikit-image\'s bundled images are missing: {missing}. Reinstall scikit-image '
+                     '(pip install --force-reinstall scikit-image) or use data.source=folder.')
+  return paths
+
+
+def import_tfds():
+  """tensorflow_datasets, or a ValueError that says which extra to install."""
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ValueError(f'data.source=tfds needs tensorflow-datasets: {TFDS_EXTRA_HINT}.') from e
+  from s2k_jax import tfds_builder  # pylint: disable=g-import-not-at-top,unused-import  # Registers s2k_images.
+  return tfds
+
+
+def _tfds_records(data: ml_collections.ConfigDict, split: str) -> ImageRecords:
+  tfds = import_tfds()
+  tfds_split = data.tfds_train_split if split == 'train' else data.tfds_eval_split
+  data_dir = data.tfds_data_dir or None
+  where = f'in {data_dir}' if data_dir else 'in the default tfds data_dir (~/tensorflow_datasets)'
+  try:
+    builder = tfds.builder(data.tfds_name, data_dir=data_dir)
+  except Exception as e:  # tfds raises its own DatasetNotFoundError and ValueErrors for bad names.
+    raise ValueError(f'tfds dataset {data.tfds_name!r} not found {where}: {e}') from e
+  if not builder.is_prepared():
+    raise ValueError(
+        f'tfds dataset {data.tfds_name!r} is not prepared {where}. Build it from image folders with '
+        '`python -m s2k_jax.tfds_builder --train_dir=... --eval_dir=... --data_dir=...` and set '
+        'data.tfds_name=s2k_images, or prepare the stock one (needs TensorFlow) with '
+        f'`tfds build {data.tfds_name} --file_format=array_record --data_dir=...`.')
+  features = builder.info.features
+  key = data.tfds_image_key or ('image' if 'image' in features else 'hr')
+  if key not in features:
+    raise ValueError(f'tfds dataset {data.tfds_name!r} has no feature {key!r} (it has {list(features)}); '
+                     'set data.tfds_image_key.')
+  # Image features are decoded by s2k_jax.images (same checks as files); Tensor features arrive as pixels.
+  decoders = {key: tfds.decode.SkipDecoding()} if isinstance(features[key], tfds.features.Image) else None
+  try:
+    source = builder.as_data_source(tfds_split, decoders=decoders)
+  except Exception as e:  # Wrong split name, or files that are not array_record.
+    raise ValueError(f'cannot read split {tfds_split!r} of tfds dataset {data.tfds_name!r} {where} by random '
+                     f'access ({type(e).__name__}: {e}). It must exist and be array_record '
+                     '(prepare with --file_format=array_record).') from e
+  label = f'{data.tfds_name}:{tfds_split}'
+  return ImageRecords(list(range(len(source))), TfdsReader(source, key, label), f'tfds {label}')
+
+
+def image_records(config: ml_collections.ConfigDict, split: str) -> ImageRecords:
+  """All images of a split ('train' or 'eval') of config.data.source, in a fixed order."""
+  data = config.data
+  if split not in SPLITS:
+    raise ValueError(f'split must be one of {SPLITS}, got {split!r}.')
+  if data.source == 'bundled':
+    return ImageRecords(bundled_files(split), FileReader(), f'bundled scikit-image {split} photos')
+  if data.source == 'folder':
+    directory = data.train_dir if split == 'train' else data.eval_dir
+    field = 'train_dir' if split == 'train' else 'eval_dir'
+    if not directory:
+      raise ValueError(f'data.source=folder needs data.{field}: pass --config.data.{field}=/path/to/images.')
+    return ImageRecords(images.list_images(directory), FileReader(), f'folder {directory}')
+  if data.source == 'tfds':
+    return _tfds_records(data, split)
+  raise ValueError(f'data.source must be one of {SOURCES}, got {data.source!r}.')
+
+
+# ---------------------------------------------------------------------------------------------------
+# Start-up checks.
+
+
+def hr_crop_size(config: ml_collections.ConfigDict) -> int:
+  """data.hr_crop, checked: a positive multiple of the scale so HR and LR pixels align exactly."""
+  crop, scale = int(config.data.hr_crop), int(config.degradation.scale)
+  if crop <= 0 or crop % scale:
+    raise ValueError(f'data.hr_crop={crop} must be a positive multiple of degradation.scale={scale} '
+                     f'(e.g. {256 * scale} = 256·scale for the paper\'s 256² LR spectra).')
+  return crop
+
+
+def check_records(records: ImageRecords, config: ml_collections.ConfigDict) -> ImageRecords:
+  """Scans every image once; raises for bad ones, drops too-small ones only if allowed (and logs them)."""
+  data = config.data
+  if data.scan not in SCAN_MODES:
+    raise ValueError(f'data.scan must be one of {SCAN_MODES}, got {data.scan!r}.')
+  crop = hr_crop_size(config)
+  report = images.scan(records.records, records.reader, min_size=crop, decode=data.scan == 'full',
+                       num_threads=data.read_threads)
+  if report.errors:
+    raise images.ImageError(f'{len(report.errors)} unusable image(s) in {records.description}; fix or remove '
+                            f'them:\n{images.format_problems(report.errors)}')
+  if report.too_small:
+    problems = images.format_problems(report.too_small)
+    if not data.skip_small_images:
+      raise images.ImageError(
+          f'{len(report.too_small)} image(s) in {records.description} are smaller than data.hr_crop={crop}:\n'
+          f'{problems}\nUse a smaller --config.data.hr_crop, remove them, or set '
+          '--config.data.skip_small_images=True to leave them out.')
+    logging.warning('Leaving out %d image(s) of %s smaller than data.hr_crop=%d:\n%s',
+                    len(report.too_small), records.description, crop, problems)
+  usable = report.usable()
+  if not usable:
+    raise images.ImageError(f'no image of {records.description} is at least {crop}×{crop}.')
+  return records.subset(usable)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Host pipeline.
+
+
+def random_crop(image: np.ndarray, size: int, rng: np.random.Generator, *, flip: bool = True,
+                rot90: bool = True) -> np.ndarray:
+  """A uniformly placed size×size crop, then one of the 8 symmetries of the square (or fewer).
+
+  Draws, in this order: top, left, quarter turns k ∈ {0..3} (if rot90), mirror ∈ {0, 1} (if flip).
+  """
+  height, width = image.shape[:2]
+  if height < size or width < size:
+    raise ValueError(f'image {height}×{width} is smaller than the {size}×{size} crop.')
+  top = int(rng.integers(0, height - size + 1))
+  left = int(rng.integers(0, width - size + 1))
+  crop = image[top:top + size, left:left + size]
+  if rot90:
+    crop = np.rot90(crop, int(rng.integers(0, 4)))
+  if flip and rng.integers(0, 2):
+    crop = crop[:, ::-1]
+  return np.ascontiguousarray(crop)
+
+
+def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
+  height, width = image.shape[:2]
+  if height < size or width < size:
+    raise ValueError(f'image {height}×{width} is smaller than the {size}×{size} crop.')
+  top, left = (height - size) // 2, (width - size) // 2
+  return np.ascontiguousarray(image[top:top + size, left:left + size])
+
+
+@dataclasses.dataclass(frozen=True)
+class CropTransform:
+  """grain random map: record → {'hr': uint8 (C, C, 3)}; module-level and picklable for workers."""
+  reader: Callable[[Any], tuple[str, Any]]
+  size: int
+  flip: bool
+  rot90: bool
+
+  def __call__(self, record: Any, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    name, payload = self.reader(record)
+    image = images.to_uint8(images.decode_payload(payload, name))
+    try:
+      hr = random_crop(image, self.size, rng, flip=self.flip, rot90=self.rot90)
+    except ValueError as e:
+      raise images.ImageError(f'{name}: {e}') from e
+    return {'hr': hr}
+
+
+def _ensure_absl_flags_parsed() -> None:
+  # grain's worker processes read absl flags; outside `app.run` (pytest, notebooks) nothing parsed them.
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
+def _process_seed(seed: int, process_index: int) -> int:
+  # Distinct crop draws on each host (index i of every shard would otherwise share its seed).
+  return int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
+
+
+def local_batch_size(global_batch: int, process_count: int) -> int:
+  if global_batch <= 0 or global_batch % process_count:
+    raise ValueError(f'train.batch_size={global_batch} must be a positive multiple of the {process_count} '
+                     'processes (hosts), each of which loads an equal share.')
+  return global_batch // process_count
+
+
+def train_dataset(config: ml_collections.ConfigDict, *, process_index: int | None = None,
+                  process_count: int | None = None) -> grain.IterDataset:
+  """The host pipeline as a grain IterDataset of {'hr': uint8 (B_local, C, C, 3)} batches."""
+  data = config.data
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  batch = local_batch_size(int(config.train.batch_size), process_count)
+  records = check_records(image_records(config, 'train'), config)
+  if len(records) < process_count:
+    raise ValueError(f'{records.description} has {len(records)} usable image(s), fewer than the '
+                     f'{process_count} processes that each need their own share.')
+  ds = grain.MapDataset.source(records.records)
+  ds = ds[process_index::process_count]
+  ds = ds.seed(_process_seed(int(config.seed), process_index)).shuffle().repeat()
+  ds = ds.random_map(CropTransform(records.reader, hr_crop_size(config), bool(data.flip), bool(data.rot90)))
+  ds = ds.batch(batch, drop_remainder=True)
+  # Elements are whole batches, each made by one thread: the read-ahead buffer (in batches) must be
+  # at least the thread count for all threads to work.
+  threads = max(1, int(data.read_threads))
+  read = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(threads, int(data.prefetch)))
+  it_ds = ds.to_iter_dataset(read)
+  if data.num_workers > 0:
+    _ensure_absl_flags_parsed()
+    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(
+        num_workers=int(data.num_workers), per_worker_buffer_size=max(1, int(data.prefetch))))
+  return it_ds
+
+
+def create_train_iterator(config: ml_collections.ConfigDict, *, process_index: int | None = None,
+                          process_count: int | None = None) -> grain.DatasetIterator:
+  """Endless iterator of host-local training batches {'hr': uint8 (B_local, C, C, 3)}.
+
+  B_local = train.batch_size / process_count, C = data.hr_crop. Checkpoint it with
+  `grain.checkpoint.CheckpointSave(it)` / `CheckpointRestore(it)`, or `get_state` / `set_state`.
+  Close it (`it.close()`) when data.num_workers > 0 to stop the worker processes promptly.
+  """
+  return iter(train_dataset(config, process_index=process_index, process_count=process_count))
+
+
+def create_eval_batch(config: ml_collections.ConfigDict, n: int) -> dict[str, np.ndarray]:
+  """A fixed validation batch {'hr': uint8 (n, C, C, 3)}: centre crops of the eval images in order.
+
+  Element j is image j mod N (N usable eval images), so n may exceed N; every call, host and worker
+  count gives the same batch.
+  """
+  if n <= 0:
+    raise ValueError(f'eval batch size must be positive, got {n}.')
+  crop = hr_crop_size(config)
+  records = check_records(image_records(config, 'eval'), config)
+  crops = {}
+  for i in range(min(n, len(records))):
+    name, payload = records.reader(records.records[i])
+    crops[i] = centre_crop(images.to_uint8(images.decode_payload(payload, name)), crop)
+  return {'hr': np.stack([crops[j % len(records)] for j in range(n)])}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Device side.
+
+
+def make_batch_fn(config: ml_collections.ConfigDict) -> Callable[[jax.Array, jax.Array], dict[str, jax.Array]]:
+  """fn(hr uint8 (B, C, C, 3), key) → the training batch, jit-able (the caller chooses shardings).
+
+  Returns float32 arrays: hr (B, C, C, 3) in [0, 1]; lr (B, C/s, C/s, 3) in [0, 1]; kernel (B, k, k)
+  summing to 1; kernel_map and spectrum (B, S, S, 1) in [-1, 1]; inputs (B, S, S, 1), the generator
+  input (= spectrum for model.input='dft', `spectrum.spatial_input` for 'spatial'); noise_sigma (B,).
+  Kernels and noise come from `degradation.degrade(hr, key, config.degradation)`.
+  """
+  if config.model.input not in MODEL_INPUTS:
+    raise ValueError(f'model.input must be one of {MODEL_INPUTS}, got {config.model.input!r}.')
+  deg = ml_collections.FrozenConfigDict(config.degradation)
+  size, mode, spatial = int(config.spectrum.size), str(config.spectrum.mode), config.model.input == 'spatial'
+
+  def batch_fn(hr_uint8: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+    hr = jnp.asarray(hr_uint8).astype(jnp.float32) / 255.0
+    out = degradation.degrade(hr, key, deg)
+    lr = out['lr']
+    spec = spectrum.amplitude_spectrum(lr, size=size, mode=mode)
+    inputs = spectrum.spatial_input(lr, size=size) if spatial else spec
+    return dict(hr=hr, lr=lr, kernel=out['kernel'], kernel_map=spectrum.kernel_to_map(out['kernel'], size),
+                spectrum=spec, inputs=inputs, noise_sigma=out['noise_sigma'])
+
+  return batch_fn
+
+
+def shard_batch(host_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """Host-local arrays → global jax.Arrays sharded P('data') over the mesh.
+
+  Each process passes its own B_local rows; the global batch is their concatenation in process
+  order (`jax.make_array_from_process_local_data`). B_local must split evenly over the local devices.
+  """
+  sharding = NamedSharding(mesh, P('data'))
+  local_devices = len(mesh.local_devices)
+
+  def put(x):
+    x = np.asarray(x)
+    if x.shape[0] % local_devices:
+      raise ValueError(f'host batch of {x.shape[0]} rows cannot be split over {local_devices} local devices; '
+                       'make the per-host batch a multiple of the local device count.')
+    return jax.make_array_from_process_local_data(sharding, x)
+
+  return jax.tree.map(put, host_batch)

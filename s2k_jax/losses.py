@@ -1,0 +1,49 @@
+"""S2K training objectives: generator loss (paper Eq. 11) and discriminator loss (Eq. 12).
+
+  ℓ_G = λ1·‖k − G(s)‖₁ + λ2·[D(s; G(s)) − 1]² + λ3·TV(G(s))
+  ℓ_D = D(s; G(s))² + [D(s; k) − 1]²
+
+Everything acts on kernel *maps* (the paper's "Kernel↑", see `spectrum.kernel_to_map`), NHWC with one
+channel. For motion kernels the spectrum cannot tell k from its 180° rotation, so the L1 term can take
+the smaller of the two distances (`flip_invariant=True`); see docs/conventions.md.
+"""
+import jax.numpy as jnp
+
+
+def l1_map_loss(pred: jnp.ndarray, target: jnp.ndarray, flip_invariant: bool = False) -> jnp.ndarray:
+  """Mean absolute error between kernel maps (B, S, S, 1); per-sample min over target flips if asked.
+
+  The map of a 180°-rotated kernel is the map flipped on both spatial axes, because `kernel_to_map`
+  puts the kernel centre at the map centre (tested in tests/test_losses.py).
+  """
+  direct = jnp.mean(jnp.abs(pred - target), axis=(1, 2, 3))
+  if not flip_invariant:
+    return jnp.mean(direct)
+  flipped = jnp.mean(jnp.abs(pred - jnp.flip(target, axis=(1, 2))), axis=(1, 2, 3))
+  return jnp.mean(jnp.minimum(direct, flipped))
+
+
+def total_variation(x: jnp.ndarray) -> jnp.ndarray:
+  """Anisotropic TV of NHWC maps: mean |∂x| + mean |∂y| (the ℓ_reg smoothing prior of Eq. 11)."""
+  dy = jnp.abs(x[:, 1:, :, :] - x[:, :-1, :, :])
+  dx = jnp.abs(x[:, :, 1:, :] - x[:, :, :-1, :])
+  return jnp.mean(dy) + jnp.mean(dx)
+
+
+def lsgan_generator_loss(fake_logits: jnp.ndarray) -> jnp.ndarray:
+  """Least-squares adversarial term of Eq. 11: patches of D(s; G(s)) pushed towards 1."""
+  return jnp.mean((fake_logits - 1.0) ** 2)
+
+
+def lsgan_discriminator_loss(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> jnp.ndarray:
+  """Eq. 12: fake patches towards 0, real patches towards 1 (no ½ factor, as written in the paper)."""
+  return jnp.mean(fake_logits ** 2) + jnp.mean((real_logits - 1.0) ** 2)
+
+
+def generator_loss(pred, target, fake_logits, weights, flip_invariant=False):
+  """Weighted Eq. 11; `weights` = (λ1, λ2, λ3). Returns (total, dict of the three terms)."""
+  l1 = l1_map_loss(pred, target, flip_invariant)
+  adv = lsgan_generator_loss(fake_logits)
+  tv = total_variation(pred)
+  total = weights[0] * l1 + weights[1] * adv + weights[2] * tv
+  return total, {'l1': l1, 'adv': adv, 'tv': tv}

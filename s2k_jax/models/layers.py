@@ -1,0 +1,147 @@
+"""Building blocks shared by the S2K generator and discriminator (paper §3.3, Fig. 4).
+
+Both networks follow pix2pix: 4×4 convolutions with stride 2 and padding 1, the
+generator's decoder made of 4×4 stride-2 transposed convolutions, BatchNorm, and
+pix2pix's ``init_weights('normal')`` initialisation (conv weights N(0, 0.02),
+BatchNorm scale N(1, 0.02), biases 0).
+
+The transposed convolution is the one piece written by hand. On XLA:CPU the
+gradient of ``flax.linen.ConvTranspose`` with respect to its kernel lowers to a
+very slow convolution (the full U-Net step ran 15x slower than PyTorch), so
+`conv_transpose_4x4_s2` carries a custom VJP made only of ordinary strided
+convolutions. Its values and gradients equal the stock layer's.
+
+Weight layout of `ConvTranspose4x4S2`: ``kernel`` has shape ``(4, 4, in, out)``
+and means exactly what the ``kernel`` of ``flax.linen.ConvTranspose(out, (4, 4),
+strides=(2, 2), padding=((2, 2), (2, 2)))`` means, so the two layers are
+interchangeable with the same parameters. A PyTorch ``ConvTranspose2d(in, out, 4,
+stride=2, padding=1)`` weight of shape ``(in, out, 4, 4)`` maps to it by moving
+the spatial axes first and flipping them (`kernel_from_torch_conv_transpose`).
+"""
+from collections.abc import Callable
+import functools
+
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+_DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
+# lax.conv_transpose pads the stride-dilated input; k - 1 - p = 2 per side gives
+# PyTorch's ConvTranspose2d(k=4, s=2, p=1) and an output of exactly 2H x 2W.
+_TRANSPOSE_PADDING = ((2, 2), (2, 2))
+# The strided conv whose input-gradient is that transposed conv: H' = 2H -> H.
+_CONV_PADDING = ((1, 1), (1, 1))
+
+conv_init = nn.initializers.normal(stddev=0.02)
+
+
+def batch_norm_scale_init(key: jax.Array, shape: tuple[int, ...],
+                          dtype=jnp.float32) -> jax.Array:
+  """pix2pix initialises BatchNorm weights as N(1, 0.02), not ones."""
+  return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+def batch_norm(train: bool) -> nn.BatchNorm:
+  """BatchNorm2d with PyTorch defaults (momentum 0.1 there is 0.9 here)."""
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                      epsilon=1e-5, scale_init=batch_norm_scale_init)
+
+
+def conv4x4(features: int, strides: int, use_bias: bool) -> nn.Conv:
+  """PyTorch ``Conv2d(in, features, 4, strides, padding=1)`` with pix2pix init."""
+  return nn.Conv(features, (4, 4), strides=(strides, strides),
+                 padding=_CONV_PADDING, use_bias=use_bias, kernel_init=conv_init,
+                 bias_init=nn.initializers.zeros)
+
+
+def _strided_conv(y: jax.Array, conv_kernel: jax.Array) -> jax.Array:
+  """The 4x4 stride-2 pad-1 conv that the transposed conv is the adjoint of."""
+  return lax.conv_general_dilated(y, conv_kernel, (2, 2), _CONV_PADDING,
+                                  dimension_numbers=_DIMENSION_NUMBERS)
+
+
+def _adjoint_conv_kernel(kernel: jax.Array) -> jax.Array:
+  """(4, 4, in, out) transposed-conv kernel -> HWIO kernel of `_strided_conv`.
+
+  The map is its own inverse.
+  """
+  return jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
+
+
+@jax.custom_vjp
+def conv_transpose_4x4_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """PyTorch ``ConvTranspose2d(k=4, s=2, p=1)`` on NHWC input.
+
+  Args:
+    x: (B, H, W, C_in) input.
+    kernel: (4, 4, C_in, C_out), the layout of ``flax.linen.ConvTranspose``.
+
+  Returns:
+    (B, 2H, 2W, C_out), equal to ``lax.conv_transpose(x, kernel, (2, 2),
+    ((2, 2), (2, 2)))``.
+  """
+  return lax.conv_transpose(x, kernel, (2, 2), _TRANSPOSE_PADDING,
+                            dimension_numbers=_DIMENSION_NUMBERS)
+
+
+def _conv_transpose_fwd(x, kernel):
+  return conv_transpose_4x4_s2(x, kernel), (x, kernel)
+
+
+def _conv_transpose_bwd(residuals, dy):
+  # The transposed conv is the input-gradient of `_strided_conv`, so its own
+  # input-gradient is `_strided_conv` itself and its kernel-gradient is the
+  # kernel-gradient of `_strided_conv` evaluated at (dy, x): both lower to
+  # ordinary strided convolutions instead of the slow lhs-dilated weight path.
+  x, kernel = residuals
+  conv_kernel = _adjoint_conv_kernel(kernel)
+  dx = _strided_conv(dy, conv_kernel)
+  _, kernel_vjp = jax.vjp(functools.partial(_strided_conv, dy), conv_kernel)
+  (d_conv_kernel,) = kernel_vjp(x)
+  return dx, _adjoint_conv_kernel(d_conv_kernel)
+
+
+conv_transpose_4x4_s2.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+
+
+def kernel_from_torch_conv_transpose(weight: jax.Array) -> jax.Array:
+  """PyTorch ``ConvTranspose2d`` weight (in, out, 4, 4) -> our (4, 4, in, out).
+
+  PyTorch scatters ``x[h, w] * weight[:, :, i, j]`` to output ``(2h - 1 + i,
+  2w - 1 + j)``; lax.conv_transpose correlates the dilated input with the kernel,
+  which visits the taps in reverse, hence the spatial flip.
+  """
+  if weight.ndim != 4 or weight.shape[2:] != (4, 4):
+    raise ValueError(f'Expected a PyTorch ConvTranspose2d weight of shape '
+                     f'(in, out, 4, 4), got {weight.shape}.')
+  return jnp.flip(jnp.transpose(weight, (2, 3, 0, 1)), (0, 1))
+
+
+class ConvTranspose4x4S2(nn.Module):
+  """Drop-in for ``nn.ConvTranspose(features, (4, 4), (2, 2), ((2, 2), (2, 2)))``.
+
+  Same parameters (``kernel`` (4, 4, in, features), optional ``bias``
+  (features,)), same outputs, fast gradients on CPU. Output is (B, 2H, 2W,
+  features). Not forward-mode differentiable (custom VJP).
+
+  Attributes:
+    features: number of output channels.
+    use_bias: add a bias (pix2pix: only where no BatchNorm follows).
+    kernel_init: defaults to pix2pix's N(0, 0.02).
+  """
+  features: int
+  use_bias: bool
+  kernel_init: Callable[..., jax.Array] = conv_init
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if x.ndim != 4:
+      raise ValueError(f'ConvTranspose4x4S2 expects NHWC input, got shape {x.shape}.')
+    kernel = self.param('kernel', self.kernel_init,
+                        (4, 4, x.shape[-1], self.features), jnp.float32)
+    dtype = jnp.promote_types(x.dtype, kernel.dtype)
+    y = conv_transpose_4x4_s2(x.astype(dtype), kernel.astype(dtype))
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+    return y

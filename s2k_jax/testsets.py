@@ -1,0 +1,249 @@
+r"""Saved benchmark test sets: HR images degraded once with random kernels (paper §4, like DIV2KRK).
+
+The paper tests on "random blurred DIV2K validation set" and 100 Flickr2K images for each kernel
+family and scale (§4, Table 1). A test set is generated once and then only loaded, so every method
+and every run sees the same LR images and true kernels:
+
+  python -m s2k_jax.testsets --config=configs/gaussian.py --config.degradation.scale=4 \
+      --config.data.source=folder --config.data.eval_dir=DIV2K_valid_HR --out=testsets/div2k_gaussian_x4
+
+Layout of --out: hr/NNNN_name.png (8-bit RGB), lr/NNNN_name.png (8-bit RGB, LR rounded to uint8),
+kernels/NNNN_name.npy (float32 (k, k), sum 1) and manifest.json (arguments, degradation config,
+per-image source, shapes, noise σ and SHA-256 of every file). Image i gets the key
+fold_in(key(seed), i), split into a kernel key and a noise key, so an image's degradation does not
+depend on how many images come before it. Generation runs on the CPU backend, so regenerating with
+the same arguments gives byte-identical files (verified by the manifest hashes).
+
+HR images are either whole (cropped at the bottom/right to a multiple of the scale, the usual
+"modcrop", so LR × s = HR exactly) or the centred --hr_crop square.
+"""
+from collections.abc import Sequence
+import dataclasses
+import functools
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from typing import Any
+
+from absl import app
+from absl import flags
+import jax
+import ml_collections
+import numpy as np
+from PIL import Image
+
+import s2k_jax
+from s2k_jax import data
+from s2k_jax import degradation
+from s2k_jax import images
+from s2k_jax import kernels as kernels_lib
+
+FORMAT = 's2k-testset/1'
+MANIFEST = 'manifest.json'
+
+
+def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
+  """Drops the last rows/columns so both sides are multiples of the scale."""
+  height, width = image.shape[:2]
+  return image[:height - height % scale, :width - width % scale]
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format='PNG')  # Pillow writes no timestamp: same pixels, same bytes.
+  return buffer.getvalue()
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+  buffer = io.BytesIO()
+  np.save(buffer, array, allow_pickle=False)
+  return buffer.getvalue()
+
+
+def _stem(source_name: str, kind: str) -> str:
+  """A short file-system-safe name: the file's stem (tfds: the stored filename, if any)."""
+  if kind == 'tfds':
+    match = re.search(r' \((.*)\)$', source_name)
+    source_name = match.group(1) if match else 'image'
+  stem = os.path.splitext(os.path.basename(source_name))[0]
+  return re.sub(r'[^A-Za-z0-9._-]+', '_', stem)[:64] or 'image'
+
+
+def _source_description(config: ml_collections.ConfigDict, split: str) -> dict[str, str]:
+  d = config.data
+  if d.source == 'folder':
+    location = d.train_dir if split == 'train' else d.eval_dir
+  elif d.source == 'tfds':
+    location = f'{d.tfds_name} in {d.tfds_data_dir or "default data_dir"}'
+  else:
+    location = 'skimage.data'
+  return dict(kind=d.source, location=location, split=split)
+
+
+def _source_name(name: str, config: ml_collections.ConfigDict, split: str) -> str:
+  """A record's name without machine-specific prefixes (the skimage install path)."""
+  if config.data.source == 'bundled':
+    return os.path.basename(name)
+  if config.data.source == 'folder':
+    return os.path.relpath(name, config.data.train_dir if split == 'train' else config.data.eval_dir)
+  return name
+
+
+def _hr_image(image: np.ndarray, name: str, hr_crop: int, scale: int) -> np.ndarray:
+  if hr_crop <= 0:
+    return modcrop(image, scale)
+  try:
+    return data.centre_crop(image, hr_crop)
+  except ValueError as e:
+    raise images.ImageError(f'{name}: {e} Use a smaller --hr_crop or --hr_crop=0 (whole images).') from e
+
+
+def _degrade_one(hr: np.ndarray, key: jax.Array, config: ml_collections.ConfigDict,
+                 sample) -> tuple[np.ndarray, np.ndarray, float]:
+  """uint8 HR (H, W, 3) → (uint8 LR, float32 kernel (k, k), noise σ)."""
+  kernel_key, noise_key = jax.random.split(key)
+  kernel = sample(kernel_key)
+  out = degradation.degrade_with_kernels(images.to_float(hr)[None], kernel, noise_key, config.degradation)
+  lr = np.asarray(out['lr'][0], np.float32)
+  lr_uint8 = np.round(np.clip(lr, 0.0, 1.0) * 255.0).astype(np.uint8)
+  return lr_uint8, np.asarray(out['kernel'][0], np.float32), float(out['noise_sigma'][0])
+
+
+def generate(config: ml_collections.ConfigDict, out_dir: str, *, seed: int = 0, split: str = 'eval',
+             hr_crop: int = 0, limit: int = 0, overwrite: bool = False) -> dict[str, Any]:
+  """Writes a test set of the split's images (the first `limit`, 0 = all) to out_dir; returns the manifest.
+
+  Kernel family, scale, downsampling and noise come from config.degradation, images from config.data.
+  hr_crop = 0 keeps whole images (modcropped); otherwise centred hr_crop squares (a multiple of the scale).
+  """
+  scale = int(config.degradation.scale)
+  degradation.check_scale(scale)
+  if hr_crop < 0 or hr_crop % scale:
+    raise ValueError(f'hr_crop={hr_crop} must be 0 (whole images) or a positive multiple of the scale {scale}.')
+  if os.path.exists(out_dir) and os.listdir(out_dir):
+    if not overwrite:
+      raise ValueError(f'{out_dir} exists and is not empty; pass --overwrite to replace it.')
+    if not os.path.isfile(os.path.join(out_dir, MANIFEST)):
+      raise ValueError(f'{out_dir} is not a test set (no {MANIFEST}); refusing to overwrite it.')
+  records = data.image_records(config, split)
+  if limit > 0:
+    records = records.subset(range(min(limit, len(records))))
+  sample = jax.jit(functools.partial(kernels_lib.sample_kernels, batch=1, config=config.degradation))
+  base_key = jax.random.key(seed)
+
+  parent = os.path.dirname(os.path.abspath(out_dir))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix='.testset-', dir=parent)
+  entries = []
+  try:
+    for sub in ('hr', 'lr', 'kernels'):
+      os.makedirs(os.path.join(tmp, sub))
+    # CPU: the same arguments must give the same files on any machine that has a GPU or not.
+    with jax.default_device(jax.local_devices(backend='cpu')[0]):
+      for i, record in enumerate(records.records):
+        name, payload = records.reader(record)
+        hr = _hr_image(images.to_uint8(images.decode_payload(payload, name)), name, hr_crop, scale)
+        lr, kernel, sigma = _degrade_one(hr, jax.random.fold_in(base_key, i), config, sample)
+        source_name = _source_name(name, config, split)
+        stem = f'{i:04d}_{_stem(source_name, config.data.source)}'
+        files = {'hr': (f'hr/{stem}.png', _png_bytes(hr)), 'lr': (f'lr/{stem}.png', _png_bytes(lr)),
+                 'kernel': (f'kernels/{stem}.npy', _npy_bytes(kernel))}
+        for relative, payload_bytes in files.values():
+          with open(os.path.join(tmp, relative), 'wb') as f:
+            f.write(payload_bytes)
+        entries.append(dict(
+            name=stem, source=source_name,
+            hr_shape=list(hr.shape), lr_shape=list(lr.shape), noise_sigma=sigma,
+            **{k: v[0] for k, v in files.items()},
+            sha256={k: hashlib.sha256(v[1]).hexdigest() for k, v in files.items()}))
+    manifest = dict(
+        format=FORMAT, seed=seed, split=split, hr_crop=hr_crop, limit=limit,
+        source=_source_description(config, split), scale=scale, family=config.degradation.family,
+        degradation=json.loads(json.dumps(config.degradation.to_dict())),
+        software=dict(s2k_jax=s2k_jax.__version__, jax=jax.__version__, numpy=np.__version__, backend='cpu'),
+        key_rule='image i: jax.random.split(fold_in(key(seed), i)) -> (kernel key, noise key)',
+        images=entries)
+    with open(os.path.join(tmp, MANIFEST), 'w') as f:
+      json.dump(manifest, f, indent=2, sort_keys=True)
+      f.write('\n')
+    if os.path.exists(out_dir):
+      shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  return manifest
+
+
+@dataclasses.dataclass(frozen=True)
+class TestSet:
+  """A loaded test set: per image uint8 HR (H, W, 3), uint8 LR (H/s, W/s, 3), float32 kernel (k, k)."""
+  directory: str
+  manifest: dict[str, Any]
+  names: tuple[str, ...]
+  hr: tuple[np.ndarray, ...]
+  lr: tuple[np.ndarray, ...]
+  kernels: np.ndarray           # (N, k, k) float32.
+  noise_sigma: np.ndarray       # (N,) float32.
+
+  @property
+  def scale(self) -> int:
+    return int(self.manifest['scale'])
+
+  def __len__(self) -> int:
+    return len(self.names)
+
+
+def load(directory: str, *, verify: bool = False) -> TestSet:
+  """Reads a saved test set; `verify` also checks every file's SHA-256 against the manifest."""
+  path = os.path.join(directory, MANIFEST)
+  try:
+    with open(path) as f:
+      manifest = json.load(f)
+  except FileNotFoundError as e:
+    raise ValueError(f'{directory}: no {MANIFEST}; generate the test set with python -m s2k_jax.testsets.') from e
+  except json.JSONDecodeError as e:
+    raise ValueError(f'{path}: not valid JSON ({e}).') from e
+  if manifest.get('format') != FORMAT:
+    raise ValueError(f'{path}: format {manifest.get("format")!r}, expected {FORMAT!r}.')
+  hr, lr, kernels = [], [], []
+  for entry in manifest['images']:
+    blobs = {k: images.read_file(os.path.join(directory, entry[k])) for k in ('hr', 'lr', 'kernel')}
+    if verify:
+      for k, blob in blobs.items():
+        if hashlib.sha256(blob).hexdigest() != entry['sha256'][k]:
+          raise ValueError(f'{os.path.join(directory, entry[k])}: contents differ from the manifest\'s SHA-256.')
+    hr.append(images.to_uint8(images.decode_image(blobs['hr'], entry['hr'])))
+    lr.append(images.to_uint8(images.decode_image(blobs['lr'], entry['lr'])))
+    kernels.append(np.load(io.BytesIO(blobs['kernel']), allow_pickle=False))
+    if list(hr[-1].shape) != entry['hr_shape'] or list(lr[-1].shape) != entry['lr_shape']:
+      raise ValueError(f'{directory}/{entry["hr"]}: image shapes differ from the manifest.')
+  return TestSet(directory=directory, manifest=manifest, names=tuple(e['name'] for e in manifest['images']),
+                 hr=tuple(hr), lr=tuple(lr), kernels=np.stack(kernels).astype(np.float32),
+                 noise_sigma=np.asarray([e['noise_sigma'] for e in manifest['images']], np.float32))
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  args = flags.FLAGS
+  manifest = generate(args.config, args.out, seed=args.seed, split=args.split, hr_crop=args.hr_crop,
+                      limit=args.limit, overwrite=args.overwrite)
+  print(f'{len(manifest["images"])} images, {manifest["family"]} kernels, ×{manifest["scale"]} → {args.out}')
+
+
+if __name__ == '__main__':
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  config_flags.DEFINE_config_file('config', None, 'Experiment config (configs/<family>.py).', lock_config=True)
+  flags.mark_flag_as_required('config')
+  flags.DEFINE_string('out', None, 'Output folder of the test set.', required=True)
+  flags.DEFINE_integer('seed', 0, 'Seed of the kernels and noise.')
+  flags.DEFINE_enum('split', 'eval', data.SPLITS, 'Which images of config.data to use.')
+  flags.DEFINE_integer('hr_crop', 0, 'Side of centred HR crops; 0 = whole images (modcropped).')
+  flags.DEFINE_integer('limit', 0, 'Use only the first N images (0 = all).')
+  flags.DEFINE_bool('overwrite', False, 'Replace an existing test set in --out.')
+  app.run(main)

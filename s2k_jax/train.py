@@ -1,0 +1,222 @@
+"""Training of the S2K kernel estimator: U-Net generator vs conditional PatchGAN (paper §3.3, Eq. 11–12).
+
+`train_step` is one pure, jitted step (discriminator update, then generator update through the updated
+discriminator, as pix2pix does). `train_and_evaluate` is the linear driver: data, state, checkpoints,
+the loop, evaluation and logging, read top to bottom.
+"""
+import functools
+import os
+from typing import Any
+
+from absl import logging
+import flax.linen as nn
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from s2k_jax import data
+from s2k_jax import loop
+from s2k_jax import losses
+from s2k_jax import spectrum
+from s2k_jax import visualize
+from s2k_jax.models import patchgan
+from s2k_jax.models import unet
+
+CHECKPOINT_KIND = 's2k_estimator'
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any = None
+
+
+def create_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
+  gen = unet.make_generator(config.model.generator)
+  disc = patchgan.PatchDiscriminator(features=config.model.disc_features,
+                                     n_layers=config.model.disc_layers)
+  return gen, disc
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam(lr, β1, β2) of paper §4, with an optional schedule (constant by default)."""
+  t = config.train
+  if t.schedule == 'constant':
+    lr = t.learning_rate
+  elif t.schedule == 'cosine':
+    lr = optax.cosine_decay_schedule(t.learning_rate, t.num_steps)
+  elif t.schedule == 'linear_decay':  # pix2pix: constant for the first half, then linearly to 0.
+    half = t.num_steps // 2
+    lr = optax.join_schedules([optax.constant_schedule(t.learning_rate),
+                               optax.linear_schedule(t.learning_rate, 0.0, t.num_steps - half)], [half])
+  else:
+    raise ValueError(f"train.schedule must be 'constant', 'cosine' or 'linear_decay', got {t.schedule!r}")
+  return optax.adam(lr, b1=t.b1, b2=t.b2)
+
+
+def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> dict[str, TrainState]:
+  gen, disc = create_models(config)
+  size = config.spectrum.size
+  x = jnp.zeros((1, size, size, 1), jnp.float32)
+  k_gen, k_disc, k_drop = jax.random.split(key, 3)
+  gvars = gen.init({'params': k_gen, 'dropout': k_drop}, x, train=False)
+  dvars = disc.init({'params': k_disc}, jnp.concatenate([x, x], axis=-1), train=False)
+  tx = create_optimizer(config)
+  return {
+      'gen': TrainState.create(apply_fn=gen.apply, params=gvars['params'], tx=tx,
+                               batch_stats=gvars.get('batch_stats', {})),
+      'disc': TrainState.create(apply_fn=disc.apply, params=dvars['params'], tx=tx,
+                                batch_stats=dvars.get('batch_stats', {})),
+  }
+
+
+def train_step(state: dict[str, TrainState], batch: dict[str, jax.Array], key: jax.Array, *,
+               config: ml_collections.ConfigDict) -> tuple[dict[str, TrainState], dict[str, jax.Array]]:
+  """One GAN step: D on stop_gradient(G(s)) and k (Eq. 12), then G on Eq. 11 through the new D."""
+  gs, ds = state['gen'], state['disc']
+  cond, target = batch['inputs'], batch['kernel_map']
+  dropout_key = jax.random.fold_in(key, gs.step)
+
+  def generate(params):
+    out, updates = gs.apply_fn({'params': params, 'batch_stats': gs.batch_stats}, cond, train=True,
+                               rngs={'dropout': dropout_key}, mutable=['batch_stats'])
+    return out, updates['batch_stats']
+
+  # One generator forward serves both updates: its VJP is pulled back after the D update.
+  fake, gen_vjp, gen_stats = jax.vjp(generate, gs.params, has_aux=True)
+
+  def discriminate(params, stats, kernel_map):
+    logits, updates = ds.apply_fn({'params': params, 'batch_stats': stats},
+                                  jnp.concatenate([cond, kernel_map], axis=-1), train=True,
+                                  mutable=['batch_stats'])
+    return logits, updates['batch_stats']
+
+  def disc_loss(params):
+    fake_logits, stats = discriminate(params, ds.batch_stats, jax.lax.stop_gradient(fake))
+    real_logits, stats = discriminate(params, stats, target)
+    loss = losses.lsgan_discriminator_loss(real_logits, fake_logits)
+    return loss, (stats, jnp.mean(real_logits), jnp.mean(fake_logits))
+
+  (d_loss, (d_stats, d_real, d_fake)), d_grads = jax.value_and_grad(disc_loss, has_aux=True)(ds.params)
+  ds = ds.apply_gradients(grads=d_grads, batch_stats=d_stats)
+
+  def gen_loss(fake_map):
+    # D's running statistics are only used by D itself; G's term leaves them as they are.
+    fake_logits, _ = discriminate(ds.params, ds.batch_stats, fake_map)
+    return losses.generator_loss(fake_map, target, fake_logits, tuple(config.train.loss_weights),
+                                 flip_invariant=config.train.flip_invariant_l1)
+
+  (g_loss, terms), d_fake_map = jax.value_and_grad(gen_loss, has_aux=True)(fake)
+  (g_grads,) = gen_vjp(d_fake_map)
+  gs = gs.apply_gradients(grads=g_grads, batch_stats=gen_stats)
+
+  metrics = dict(g_loss=g_loss, d_loss=d_loss, d_real=d_real, d_fake=d_fake, **terms)
+  return {'gen': gs, 'disc': ds}, metrics
+
+
+def estimate_maps(state: dict[str, TrainState], inputs: jax.Array) -> jax.Array:
+  """Deterministic generator output (eval mode: running BatchNorm statistics, no dropout)."""
+  gs = state['gen']
+  return gs.apply_fn({'params': gs.params, 'batch_stats': gs.batch_stats}, inputs, train=False)
+
+
+def eval_step(state, batch, *, config):
+  """Kernel maps → kernels, and their error against the true kernels (flip-invariant for motion)."""
+  pred_map = estimate_maps(state, batch['inputs'])
+  kernels = spectrum.map_to_kernel(pred_map, config.degradation.kernel_size)
+  if config.train.flip_invariant_l1:
+    err = spectrum.flip_invariant_l1(kernels, batch['kernel'])
+  else:
+    err = jnp.mean(jnp.abs(kernels - batch['kernel']), axis=(1, 2))
+  return dict(pred_map=pred_map, kernel=kernels, kernel_mae=err)
+
+
+def checkpoint_meta(config: ml_collections.ConfigDict) -> dict:
+  """What inference needs besides the arrays: what this is and how its maps are defined."""
+  return dict(kind=CHECKPOINT_KIND, config=config.to_dict(),
+              kernel_map=spectrum.KERNEL_MAP_CONVENTION)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, TrainState]:
+  """Trains the S2K estimator in `workdir`, resuming from its latest checkpoint if there is one."""
+  loop.maybe_initialize_distributed(config.train.distributed)
+  mesh = loop.make_mesh()
+  loop.check_batch_divisible(config.train.batch_size, mesh)
+  logging.info('Devices: %s; mesh %s', jax.devices(), dict(mesh.shape))
+  os.makedirs(workdir, exist_ok=True)
+
+  # Data: host pipeline (grain) and the on-device degradation that turns HR crops into a batch.
+  train_iter = data.create_train_iterator(config)
+  batch_sharding = loop.data_sharded(mesh)
+  make_batch = jax.jit(data.make_batch_fn(config), out_shardings=batch_sharding)
+  eval_hr = data.shard_batch(data.create_eval_batch(config, config.train.eval_batch_size), mesh)
+  eval_batch = make_batch(eval_hr['hr'], jax.random.key(config.seed + 1))
+
+  # State: replicated over the mesh; restored (with the iterator) from the latest checkpoint.
+  rng = jax.random.key(config.seed)
+  init_key, train_key, data_key = jax.random.split(rng, 3)
+  state_sharding = loop.replicated(mesh)
+  state = jax.jit(functools.partial(create_train_state, config), out_shardings=state_sharding)(init_key)
+  mngr = loop.checkpoint_manager(workdir, config.train.keep_checkpoints)
+  start = mngr.latest_step() or 0
+  if start:
+    logging.info('Resuming from step %d in %s', start, mngr.directory)
+    state = loop.restore_checkpoint(mngr, start, loop.abstract_like(state, state_sharding), train_iter)
+  meta = checkpoint_meta(config)
+
+  step_fn = jax.jit(functools.partial(train_step, config=config), donate_argnums=0,
+                    in_shardings=(state_sharding, batch_sharding, state_sharding),
+                    out_shardings=(state_sharding, state_sharding))
+  eval_fn = jax.jit(functools.partial(eval_step, config=config))
+  writer = loop.MetricWriter(workdir)
+  guard = loop.PreemptionGuard()
+  pending = None  # Metrics of the previous step, checked one step late to keep dispatch asynchronous.
+  bar = tqdm.tqdm(total=config.train.num_steps, initial=start, desc='s2k', unit='step',
+                  disable=jax.process_index() != 0, dynamic_ncols=True)
+  try:
+    for step in range(start + 1, config.train.num_steps + 1):
+      hr = data.shard_batch(next(train_iter), mesh)['hr']
+      batch = make_batch(hr, jax.random.fold_in(data_key, step))
+      state, metrics = step_fn(state, batch, train_key)
+      if pending is not None:
+        loop.check_finite(jax.device_get(pending[1]), pending[0], mngr)
+      pending = (step, metrics)
+      bar.update(1)
+
+      if step % config.train.log_every == 0 or step == config.train.num_steps:
+        values = jax.device_get(metrics)
+        loop.check_finite(values, step, mngr)
+        writer.write(step, {f'train/{k}': v for k, v in values.items()})
+        bar.set_postfix({k: f'{float(values[k]):.4g}' for k in ('g_loss', 'd_loss', 'l1')})
+
+      if step % config.train.eval_every == 0 or step == config.train.num_steps:
+        evaluate_and_log(state, eval_batch, eval_fn, writer, workdir, step)
+
+      stop = guard.should_stop(step, mngr)
+      if step % config.train.checkpoint_every == 0 or step == config.train.num_steps or stop:
+        loop.check_finite(jax.device_get(metrics), step, mngr)  # Never checkpoint a broken state.
+        loop.save_checkpoint(mngr, step, state, train_iter, meta)
+      if stop:
+        logging.warning('Stopped at step %d after saving a checkpoint.', step)
+        break
+  finally:
+    bar.close()
+    mngr.wait_until_finished()
+    mngr.close()
+    writer.close()
+    guard.close()
+  return state
+
+
+def evaluate_and_log(state, eval_batch, eval_fn, writer, workdir, step):
+  """Validation kernel error and a PNG grid (spectrum | true map | estimated map | kernels)."""
+  out = jax.device_get(eval_fn(state, eval_batch))
+  writer.write(step, {'eval/kernel_mae': float(np.mean(out['kernel_mae']))})
+  grid = visualize.estimation_grid(
+      np.asarray(jax.device_get(eval_batch['inputs'])), np.asarray(jax.device_get(eval_batch['kernel_map'])),
+      out['pred_map'], np.asarray(jax.device_get(eval_batch['kernel'])), out['kernel'])
+  if jax.process_index() == 0:
+    visualize.save_png(os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid)
+    writer.write_image(step, 'eval/estimation', grid)

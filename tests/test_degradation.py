@@ -1,0 +1,297 @@
+"""Tests for s2k_jax/degradation.py (paper Eq. 1) against scipy, Pillow and hand-derived values."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from configs.common import get_degradation_config
+from s2k_jax import degradation
+
+
+def _random_kernels(rng, batch, size):
+  """Asymmetric, non-negative kernels summing to 1: a flip or transpose would change results."""
+  kernels = rng.random((batch, size, size)) ** 3
+  kernels[:, 0, :] += 0.5  # heavier top row breaks any symmetry left by chance
+  return (kernels / kernels.sum(axis=(1, 2), keepdims=True)).astype(np.float32)
+
+
+def _scipy_blur(images, kernels):
+  """Reference: scipy's 'mirror' mode is numpy/PyTorch 'reflect' (edge pixel not repeated)."""
+  out = np.empty(images.shape, np.float64)
+  for b in range(images.shape[0]):
+    for c in range(images.shape[3]):
+      out[b, :, :, c] = ndimage.correlate(images[b, :, :, c].astype(np.float64),
+                                          kernels[b].astype(np.float64), mode='mirror')
+  return out
+
+
+def _degradation_config(**overrides):
+  config = get_degradation_config('gaussian')
+  for name, value in overrides.items():
+    config[name] = value
+  return config
+
+
+# --- blur --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('ksize', [3, 15, 23])
+def test_blur_matches_scipy_correlate(ksize):
+  rng = np.random.default_rng(ksize)
+  images = rng.random((2, 37, 50, 3)).astype(np.float32)  # non-square, odd and even sides
+  kernels = _random_kernels(rng, 2, ksize)                 # a different kernel per image
+  out = np.asarray(degradation.blur(images, kernels))
+  assert out.shape == images.shape and out.dtype == np.float32
+  np.testing.assert_allclose(out, _scipy_blur(images, kernels), atol=1e-5)
+
+
+@pytest.mark.parametrize('ksize', [3, 23])
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_blur_downsample_matches_scipy_then_subsampling(ksize, scale):
+  rng = np.random.default_rng(10 * ksize + scale)
+  images = rng.random((2, 38, 45, 3)).astype(np.float32)  # sides not multiples of the scale
+  kernels = _random_kernels(rng, 2, ksize)
+  out = np.asarray(degradation.blur_downsample(images, kernels, scale))
+  expected = _scipy_blur(images, kernels)[:, ::scale, ::scale]
+  assert out.shape == expected.shape == (2, -(-38 // scale), -(-45 // scale), 3)
+  np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_delta_kernel_is_identity():
+  rng = np.random.default_rng(1)
+  images = rng.random((2, 30, 33, 3)).astype(np.float32)
+  delta = np.zeros((2, 15, 15), np.float32)
+  delta[:, 7, 7] = 1.0
+  np.testing.assert_allclose(np.asarray(degradation.blur(images, delta)), images, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(degradation.blur_downsample(images, delta, 3)),
+                             images[:, ::3, ::3], atol=1e-6)
+
+
+def test_shifted_delta_moves_image_the_correlation_way():
+  # F.conv2d is correlation: out[i, j] = Σ k[u, v] x[i+u-c, j+v-c]. A 1 at (c+1, c+2) therefore gives
+  # out[i, j] = x[i+1, j+2]: the content moves up by 1 and left by 2 (convolution would move it down/right).
+  rng = np.random.default_rng(2)
+  images = rng.random((1, 24, 28, 3)).astype(np.float32)
+  kernel = np.zeros((1, 5, 5), np.float32)
+  kernel[0, 3, 4] = 1.0
+  out = np.asarray(degradation.blur(images, kernel))
+  np.testing.assert_allclose(out[:, :-1, :-2], images[:, 1:, 2:], atol=1e-6)
+  # At the far borders the reads reflect: row H-1 reads row H (= row H-2), column W-1 reads W+1 (= W-3).
+  np.testing.assert_allclose(out[:, -1, :-2], images[:, -2, 2:], atol=1e-6)
+  np.testing.assert_allclose(out[:, :-1, -1], images[:, 1:, -3], atol=1e-6)
+
+
+def test_no_wraparound_between_opposite_borders():
+  # A bright first column and first row must not leak into the last columns / rows, as a circular FFT
+  # without enough padding would make them.
+  images = np.zeros((1, 40, 44, 3), np.float32)
+  images[:, :, 0] = 1.0
+  images[:, 0, :] = 1.0
+  box = np.full((1, 23, 23), 1.0 / 23**2, np.float32)
+  out = np.asarray(degradation.blur(images, box))
+  assert out[:, :, 0].min() > 0.03  # the blur does spread the bright lines ...
+  assert np.abs(out[:, 12:, 12:]).max() < 1e-6  # ... but only over the first 12 columns / rows
+  lr = np.asarray(degradation.blur_downsample(images, box, 4))
+  assert np.abs(lr[:, 3:, 3:]).max() < 1e-6
+
+
+def test_blur_is_jittable_and_float32():
+  rng = np.random.default_rng(3)
+  images = jnp.asarray(rng.random((2, 20, 20, 1)), jnp.float64 if jax.config.x64_enabled else jnp.float32)
+  kernels = _random_kernels(rng, 2, 5)
+  out = jax.jit(degradation.blur)(images, kernels)
+  assert out.dtype == jnp.float32
+  np.testing.assert_allclose(out, _scipy_blur(np.asarray(images), kernels), atol=1e-5)
+
+
+# --- downsampling ------------------------------------------------------------------------------------
+
+
+def test_direct_downsample_keeps_pixels_from_offset_zero():
+  images = np.arange(2 * 10 * 7 * 3, dtype=np.float32).reshape(2, 10, 7, 3)
+  out = np.asarray(degradation.downsample(images, 3, 'direct'))
+  assert out.shape == (2, 4, 3, 3)  # ceil(10/3), ceil(7/3)
+  np.testing.assert_array_equal(out[:, 1, 2], images[:, 3, 6])
+  np.testing.assert_array_equal(out, images[:, 0::3, 0::3])
+
+
+def test_bicubic_matches_matlab_example_derived_by_hand():
+  # MATLAB imresize(A, 1/2) with A = [0 1 2 3; 4 5 6 7; 8 9 10 11; 12 13 14 15] (bicubic, antialiasing).
+  # Kernel h(x) = cubic(x/2)/2 (a = -0.5); output x (1-based) centred at u = 2x - 0.5; taps at
+  # u ± 0.5, ± 1.5, ± 2.5, ± 3.5 get cubic(0.25)/2 = 0.43359375, cubic(0.75)/2 = 0.11328125,
+  # cubic(1.25)/2 = -0.03515625, cubic(1.75)/2 = -0.01171875 (they sum to 1, no renormalisation).
+  # On a row [0 1 2 3], MATLAB 'symmetric' padding repeats the edge: positions -2..5 read
+  # [2 1 0 | 0 1 2 3 | 3] for x = 1 and positions 0..7 read [0 | 0 1 2 3 | 3 2 1] for x = 2:
+  #   a1 = -0.01171875·2 - 0.03515625·1 + 0.43359375·1 + 0.11328125·2 - 0.03515625·3 - 0.01171875·3
+  #      = 0.4609375,  a2 = 3 - a1 = 2.5390625 (mirror symmetry of the row).
+  # The filter is linear and separable and A = 4·row + column, so out = 4·a_i + a_j.
+  a = np.array([0.4609375, 2.5390625])
+  expected = 4 * a[:, None] + a[None, :]  # [[2.3046875, 4.3828125], [10.6171875, 12.6953125]]
+  image = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+  out = np.asarray(degradation.downsample(image, 2, 'bicubic'))[0, :, :, 0]
+  np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_bicubic_interior_matches_pillow(scale):
+  # Pillow's BICUBIC is the same a = -0.5 cubic widened by the scale and centred at (x + 0.5)·s - 0.5;
+  # it only treats borders differently (truncates instead of mirroring), so compare away from them.
+  rng = np.random.default_rng(scale)
+  image = rng.random((48, 60)).astype(np.float32)
+  pil = np.asarray(Image.fromarray(image).resize((60 // scale, 48 // scale), Image.Resampling.BICUBIC))
+  out = np.asarray(degradation.downsample(image[None, :, :, None], scale, 'bicubic'))[0, :, :, 0]
+  assert out.shape == pil.shape
+  np.testing.assert_allclose(out[2:-2, 2:-2], pil[2:-2, 2:-2], atol=1e-5)
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_bicubic_properties(scale):
+  constant = np.full((1, 25, 31, 2), 0.3, np.float32)
+  out = np.asarray(degradation.downsample(constant, scale, 'bicubic'))
+  assert out.shape == (1, -(-25 // scale), -(-31 // scale), 2)
+  np.testing.assert_allclose(out, 0.3, atol=1e-6)
+  # A ramp stays a ramp in the interior: output i sits at input coordinate (i + 0.5)·s - 0.5.
+  ramp = np.broadcast_to(np.arange(48, dtype=np.float32)[None, :, None, None], (1, 48, 48, 1))
+  out = np.asarray(degradation.downsample(ramp, scale, 'bicubic'))[0, :, 0, 0]
+  centres = (np.arange(out.shape[0]) + 0.5) * scale - 0.5
+  np.testing.assert_allclose(out[2:-2], centres[2:-2], atol=1e-4)
+
+
+# --- noise -------------------------------------------------------------------------------------------
+
+
+def test_noise_sigma_per_image_and_statistics():
+  lr = jnp.full((6, 64, 64, 3), 0.5, jnp.float32)  # far from 0 and 1: no clipping at σ ≤ 0.05
+  noisy, sigma = degradation.add_noise(lr, jax.random.key(0), noise_max=0.05)
+  sigma = np.asarray(sigma)
+  assert sigma.shape == (6,) and np.all((sigma >= 0) & (sigma <= 0.05))
+  assert len(np.unique(sigma)) == 6
+  measured = np.asarray(noisy - lr).reshape(6, -1).std(axis=1)
+  np.testing.assert_allclose(measured, sigma, rtol=0.05, atol=1e-4)
+  assert np.abs(np.asarray(noisy - lr).mean()) < 1e-3
+
+
+def test_noise_is_clipped_and_quantised():
+  lr = jnp.concatenate([jnp.zeros((2, 16, 16, 3)), jnp.ones((2, 16, 16, 3))]).astype(jnp.float32)
+  noisy, _ = degradation.add_noise(lr, jax.random.key(1), noise_max=1.0)
+  noisy = np.asarray(noisy)
+  assert noisy.min() == 0.0 and noisy.max() == 1.0
+  assert 0.0 < noisy[:2].mean() < 0.5 and 0.5 < noisy[2:].mean() < 1.0
+  quantised, _ = degradation.add_noise(lr, jax.random.key(1), noise_max=1.0, quantize=True)
+  levels = np.asarray(quantised) * 255.0
+  np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)
+  assert len(np.unique(np.round(levels))) > 50
+
+
+def test_zero_noise_is_exact():
+  lr = jnp.asarray(np.random.default_rng(4).random((3, 8, 8, 3)), jnp.float32)
+  noisy, sigma = degradation.add_noise(lr, jax.random.key(2), noise_max=0.0)
+  np.testing.assert_array_equal(np.asarray(sigma), 0.0)
+  np.testing.assert_array_equal(np.asarray(noisy), np.asarray(lr))
+
+
+# --- degrade -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+@pytest.mark.parametrize('method', ['direct', 'bicubic'])
+def test_degrade_shapes(scale, method):
+  config = _degradation_config(scale=scale, downsample=method, noise_max=0.02)
+  hr = jnp.asarray(np.random.default_rng(5).random((2, 48, 36, 3)), jnp.float32)
+  out = degradation.degrade(hr, jax.random.key(0), config)
+  assert out['lr'].shape == (2, 48 // scale, 36 // scale, 3)
+  assert out['kernel'].shape == (2, 15, 15)
+  assert out['noise_sigma'].shape == (2,)
+  assert all(v.dtype == jnp.float32 for v in out.values())
+  lr = np.asarray(out['lr'])
+  assert lr.min() >= 0.0 and lr.max() <= 1.0
+
+
+def test_degrade_uses_the_kernels_it_returns():
+  config = _degradation_config(scale=3)  # noise_max 0: LR = (HR ⊗ k)↓s exactly
+  hr = np.random.default_rng(6).random((2, 33, 30, 3)).astype(np.float32)
+  out = degradation.degrade(jnp.asarray(hr), jax.random.key(3), config)
+  kernels = np.asarray(out['kernel'])
+  np.testing.assert_allclose(kernels.sum(axis=(1, 2)), 1.0, atol=1e-5)
+  assert not np.allclose(kernels[0], kernels[1])
+  expected = np.clip(_scipy_blur(hr, kernels)[:, ::3, ::3], 0, 1)
+  np.testing.assert_allclose(np.asarray(out['lr']), expected, atol=1e-5)
+
+
+def test_degrade_is_deterministic_per_key_and_jittable():
+  config = _degradation_config(noise_max=0.05)
+  hr = jnp.asarray(np.random.default_rng(7).random((2, 32, 32, 3)), jnp.float32)
+  first = degradation.degrade(hr, jax.random.key(4), config)
+  again = degradation.degrade(hr, jax.random.key(4), config)
+  other = degradation.degrade(hr, jax.random.key(5), config)
+  jitted = jax.jit(lambda x, key: degradation.degrade(x, key, config))(hr, jax.random.key(4))
+  for name in ('lr', 'kernel', 'noise_sigma'):
+    np.testing.assert_array_equal(np.asarray(first[name]), np.asarray(again[name]))
+    np.testing.assert_allclose(np.asarray(jitted[name]), np.asarray(first[name]), atol=1e-6)
+    assert not np.allclose(np.asarray(first[name]), np.asarray(other[name]))
+
+
+def test_degrade_with_kernels_bicubic_matches_pillow_interior():
+  rng = np.random.default_rng(8)
+  hr = rng.random((2, 48, 48, 1)).astype(np.float32)
+  kernels = _random_kernels(rng, 2, 7)
+  config = _degradation_config(scale=4, downsample='bicubic')
+  out = degradation.degrade_with_kernels(hr, kernels, jax.random.key(0), config)
+  blurred = _scipy_blur(hr, kernels).astype(np.float32)
+  for b in range(2):
+    pil = np.asarray(Image.fromarray(blurred[b, :, :, 0]).resize((12, 12), Image.Resampling.BICUBIC))
+    np.testing.assert_allclose(np.asarray(out['lr'])[b, 2:-2, 2:-2, 0], np.clip(pil, 0, 1)[2:-2, 2:-2],
+                               atol=1e-5)
+  np.testing.assert_array_equal(np.asarray(out['kernel']), kernels)
+
+
+# --- validation --------------------------------------------------------------------------------------
+
+
+def _kernels_with(value_at_centre=None, size=5, batch=2):
+  kernels = np.full((batch, size, size), 1.0 / size**2, np.float32)
+  if value_at_centre is not None:
+    kernels[1, size // 2, size // 2] = value_at_centre
+  return kernels
+
+
+@pytest.mark.parametrize('kernels, message', [
+    (_kernels_with(np.nan), 'NaN'),
+    (_kernels_with(np.inf), 'NaN or inf'),
+    (np.zeros((2, 5, 5), np.float32), 'sum'),
+    (np.full((2, 4, 4), 1 / 16, np.float32), 'odd'),
+    (np.full((5, 5), 1 / 25, np.float32), 'batch'),
+    (_kernels_with(batch=3), 'one kernel per image'),
+])
+def test_bad_kernels_are_refused(kernels, message):
+  images = np.zeros((2, 16, 16, 3), np.float32)
+  with pytest.raises(ValueError, match=message):
+    degradation.blur(images, kernels)
+  with pytest.raises(ValueError, match=message):
+    degradation.degrade_with_kernels(images, kernels, jax.random.key(0), _degradation_config())
+
+
+def test_bad_images_and_settings_are_refused():
+  images = np.zeros((2, 16, 16, 3), np.float32)
+  kernels = _kernels_with()
+  with pytest.raises(ValueError, match='too small'):
+    degradation.blur(np.zeros((2, 11, 30, 3), np.float32), _kernels_with(size=23))
+  with pytest.raises(ValueError, match='batch, height, width, channels'):
+    degradation.blur(images[0], kernels)
+  for scale in (1, 5, 8):
+    with pytest.raises(ValueError, match='scale'):
+      degradation.downsample(images, scale)
+    with pytest.raises(ValueError, match='scale'):
+      degradation.degrade_with_kernels(images, kernels, jax.random.key(0), _degradation_config(scale=scale))
+  with pytest.raises(ValueError, match='downsample method'):
+    degradation.downsample(images, 2, 'nearest')
+  with pytest.raises(ValueError, match='noise_max'):
+    degradation.degrade(images, jax.random.key(0), _degradation_config(noise_max=-0.1))
+
+
+def test_fast_fft_size():
+  assert [degradation.fast_fft_size(n) for n in (1, 7, 11, 13, 256, 257, 278)] == [1, 8, 12, 15, 256, 270, 288]
+  assert degradation.fast_fft_size(100, multiple_of=3) == 108
+  assert degradation.fast_fft_size(278, multiple_of=4) == 288

@@ -1,0 +1,469 @@
+"""Tests for s2k_jax/kernels.py against closed forms, MATLAB/BasicSR/Boracchi–Foi transcriptions in numpy
+and numerical integration."""
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import common
+from s2k_jax import kernels
+
+
+# Compiled once per static setting: eager calls would recompile the 2000-step scan every time.
+motion_kernel = jax.jit(kernels.motion_kernel, static_argnames=('size', 'samples', 'max_length', 'anxiety'))
+motion_trajectory = jax.jit(kernels.motion_trajectory, static_argnames=('samples', 'max_length', 'anxiety'))
+
+
+def degradation(family, **overrides):
+  config = common.get_degradation_config(family)
+  config.update(overrides)
+  return config
+
+
+def centre_of_mass(kernel):
+  """(row, col) centre of mass of (..., k, k) kernels."""
+  kernel = np.asarray(kernel, np.float64)
+  rows, cols = np.mgrid[:kernel.shape[-2], :kernel.shape[-1]]
+  total = kernel.sum(axis=(-2, -1))
+  return (kernel * rows).sum(axis=(-2, -1)) / total, (kernel * cols).sum(axis=(-2, -1)) / total
+
+
+def second_moment(kernel):
+  """Mean squared distance from the centre of mass (trace of the covariance), per kernel."""
+  kernel = np.asarray(kernel, np.float64)
+  row_c, col_c = centre_of_mass(kernel)
+  rows, cols = np.mgrid[:kernel.shape[-2], :kernel.shape[-1]]
+  dist2 = (rows - row_c[..., None, None]) ** 2 + (cols - col_c[..., None, None]) ** 2
+  return (kernel * dist2).sum(axis=(-2, -1)) / kernel.sum(axis=(-2, -1))
+
+
+# ------------------------------------------------------------------------------------------------
+# Independent references.
+
+
+def basicsr_gaussian(size, sigma_x, sigma_y, theta):
+  """BasicSR `bivariate_Gaussian`: Σ built as a matrix and inverted, x = column, y = row."""
+  rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+  sigma = rotation @ np.diag([sigma_x ** 2, sigma_y ** 2]) @ rotation.T
+  axis = np.arange(-size // 2 + 1.0, size // 2 + 1.0)
+  xx, yy = np.meshgrid(axis, axis)
+  grid = np.stack([xx, yy], axis=-1)
+  kernel = np.exp(-0.5 * np.sum((grid @ np.linalg.inv(sigma)) * grid, axis=-1))
+  return kernel / kernel.sum()
+
+
+def fspecial_disk(rad):
+  """MATLAB `fspecial('disk', rad)` transcribed to numpy (float64, support 2·ceil(rad − 0.5) + 1)."""
+  crad = int(np.ceil(rad - 0.5))
+  x, y = np.meshgrid(np.arange(-crad, crad + 1.0), np.arange(-crad, crad + 1.0))
+  maxxy, minxy = np.maximum(np.abs(x), np.abs(y)), np.minimum(np.abs(x), np.abs(y))
+  sqrt = lambda a: np.sqrt(np.maximum(a, 0.0))  # MATLAB gives an imaginary value masked by 0.
+  m1 = np.where(rad ** 2 < (maxxy + .5) ** 2 + (minxy - .5) ** 2, minxy - .5, sqrt(rad ** 2 - (maxxy + .5) ** 2))
+  m2 = np.where(rad ** 2 > (maxxy - .5) ** 2 + (minxy + .5) ** 2, minxy + .5, sqrt(rad ** 2 - (maxxy - .5) ** 2))
+  crossing = (((rad ** 2 < (maxxy + .5) ** 2 + (minxy + .5) ** 2) & (rad ** 2 > (maxxy - .5) ** 2 + (minxy - .5) ** 2))
+              | ((minxy == 0) & (maxxy - .5 < rad) & (maxxy + .5 >= rad)))
+  sgrid = (rad ** 2 * (0.5 * (np.arcsin(m2 / rad) - np.arcsin(m1 / rad))
+                       + 0.25 * (np.sin(2 * np.arcsin(m2 / rad)) - np.sin(2 * np.arcsin(m1 / rad))))
+           - (maxxy - .5) * (m2 - m1) + (m1 - minxy + .5)) * crossing
+  sgrid = sgrid + ((maxxy + .5) ** 2 + (minxy + .5) ** 2 < rad ** 2)
+  c = crad
+  sgrid[c, c] = min(np.pi * rad ** 2, np.pi / 2)
+  if crad > 0 and rad > crad - .5 and rad ** 2 < (crad - .5) ** 2 + .25:
+    m1 = np.sqrt(rad ** 2 - (crad - .5) ** 2)
+    sg0 = 2 * (rad ** 2 * (0.5 * np.arcsin(m1 / rad) + 0.25 * np.sin(2 * np.arcsin(m1 / rad))) - m1 * (crad - .5))
+    for i, j in [(2 * c, c), (c, 2 * c), (c, 0), (0, c)]:
+      sgrid[i, j] = sg0
+    for i, j in [(2 * c - 1, c), (c, 2 * c - 1), (c, 1), (1, c)]:
+      sgrid[i, j] -= sg0
+  sgrid[c, c] = min(sgrid[c, c], 1)
+  return sgrid / sgrid.sum()
+
+
+def embed(kernel, size):
+  pad = (size - kernel.shape[-1]) // 2
+  return np.pad(kernel, pad)
+
+
+def supersampled_disk(rad, size, per_axis=1000):
+  """Pixel areas inside the disc by counting per_axis² sub-pixel midpoints per pixel."""
+  half = size // 2
+  sub = (np.arange(size * per_axis) + 0.5) / per_axis - half - 0.5
+  area = np.zeros((size, size))
+  for row in range(size):
+    ys = sub[row * per_axis:(row + 1) * per_axis, None]
+    inside = (ys ** 2 + sub[None, :] ** 2) < rad ** 2
+    area[row] = inside.reshape(per_axis, size, per_axis).sum(axis=(0, 2))
+  return area / area.sum()
+
+
+def splat(path, weights, size):
+  """Boracchi–Foi `createPSFs` splat, loop by loop: each sample to 4 pixels with triangle weights."""
+  psf = np.zeros((size, size))
+  tri = lambda d: max(0.0, 1.0 - abs(d))
+  for z, w in zip(path, weights):
+    if w == 0:
+      continue
+    m2, m1 = math.floor(z.real), math.floor(z.imag)
+    for row in (m1, m1 + 1):
+      for col in (m2, m2 + 1):
+        if 0 <= row < size and 0 <= col < size:
+          psf[row, col] += w * tri(z.real - col) * tri(z.imag - row)
+  return psf
+
+
+def reference_motion_psf(path, exposure, size, canvas=64):
+  """createPSFs with a single exposure, then re-centred on the centre of mass and cut to size."""
+  path = np.asarray(path, np.complex128)
+  n = len(path)
+  t = np.arange(1, n + 1)  # MATLAB's 1-based sample index.
+  weights = np.where(exposure * n >= t, 1.0, np.where(exposure * n >= t - 1, exposure * n - (t - 1), 0.0))
+  # Place the path inside the canvas as createTrajectory does, splat, measure the image's centre of mass.
+  placed = path - path.real.min() - 1j * path.imag.min() + 1 + 1j
+  placed += math.ceil((canvas - placed.real.max()) / 2) + 1j * math.ceil((canvas - placed.imag.max()) / 2)
+  row_c, col_c = centre_of_mass(splat(placed, weights, canvas))
+  half = size // 2
+  return splat(placed - (col_c - half) - 1j * (row_c - half), weights, size)
+
+
+# ------------------------------------------------------------------------------------------------
+# Gaussian.
+
+
+@pytest.mark.parametrize('sigma_x, sigma_y, theta', [(2.0, 2.0, 0.0), (2.0, 1.0, 0.0), (1.3, 2.7, np.pi / 5),
+                                                     (3.0, 1.0, 2.0), (1.0, 2.5, 5.5)])
+def test_gaussian_matches_bivariate_gaussian(sigma_x, sigma_y, theta):
+  ours = np.asarray(kernels.gaussian_kernel(15, sigma_x, sigma_y, theta))
+  assert ours.dtype == np.float32 and ours.shape == (15, 15)
+  np.testing.assert_allclose(ours, basicsr_gaussian(15, sigma_x, sigma_y, theta), atol=1e-7, rtol=1e-5)
+
+
+def test_gaussian_pixel_values_by_hand():
+  # σx = 2 along θ = 30°, σy = 1 across it; value ratio to the centre is exp(−q/2) with q in rotated axes.
+  theta, sx, sy = np.pi / 6, 2.0, 1.0
+  ours = np.asarray(kernels.gaussian_kernel(15, sx, sy, theta))
+  for dx, dy in [(1, 0), (0, 1), (2, 1), (-3, 2), (4, 4)]:
+    u = dx * np.cos(theta) + dy * np.sin(theta)
+    v = -dx * np.sin(theta) + dy * np.cos(theta)
+    expected = np.exp(-0.5 * (u ** 2 / sx ** 2 + v ** 2 / sy ** 2))
+    assert ours[7 + dy, 7 + dx] / ours[7, 7] == pytest.approx(expected, rel=1e-5)
+
+
+def test_gaussian_quarter_turn_swaps_axes():
+  np.testing.assert_allclose(kernels.gaussian_kernel(15, 1.0, 3.0, np.pi / 2),
+                             kernels.gaussian_kernel(15, 3.0, 1.0, 0.0), atol=1e-7)
+
+
+@pytest.mark.parametrize('sigma', [1.5, 2.0, 3.0])
+def test_gaussian_spectrum_width_inverse_to_sigma(sigma):
+  # Paper Eq. 9–10: σ_u = C/σ_x. For |F|² of a sampled Gaussian, the frequency std is 1/(2√2·π·σ).
+  size = 129
+  kernel = np.asarray(kernels.gaussian_kernel(size, sigma, 2.0, 0.0), np.float64)
+  power = np.abs(np.fft.fft2(kernel)) ** 2
+  freq = np.fft.fftfreq(size)
+  width_u = np.sqrt((power * freq[None, :] ** 2).sum() / power.sum())  # along columns (x)
+  width_v = np.sqrt((power * freq[:, None] ** 2).sum() / power.sum())  # along rows (y)
+  constant = 1 / (2 * np.sqrt(2) * np.pi)
+  assert width_u * sigma == pytest.approx(constant, rel=1e-3)
+  assert width_v * 2.0 == pytest.approx(constant, rel=1e-3)
+
+
+# ------------------------------------------------------------------------------------------------
+# Disk.
+
+
+def test_disk_radius_one_matches_fspecial_constants():
+  ours = np.asarray(kernels.disk_kernel(1.0, 15))
+  assert ours.dtype == np.float32
+  assert ours[7, 7] == pytest.approx(0.3183, abs=1e-4)
+  for row, col in [(6, 7), (8, 7), (7, 6), (7, 8)]:
+    assert ours[row, col] == pytest.approx(0.1453, abs=1e-4)
+  for row, col in [(6, 6), (6, 8), (8, 6), (8, 8)]:
+    assert ours[row, col] == pytest.approx(0.0251, abs=1e-4)
+  assert np.count_nonzero(ours) == 9
+
+
+@pytest.mark.parametrize('radius, support', [(1.0, 3), (2.0, 5), (3.0, 7)])
+def test_disk_support_and_sum(radius, support):
+  ours = np.asarray(kernels.disk_kernel(radius, 15))
+  rows, cols = np.nonzero(ours)
+  assert rows.max() - rows.min() + 1 == support and cols.max() - cols.min() + 1 == support
+  assert ours.sum() == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize('radius', [1.0, 1.2, 1.55, 1.7, 2.0, 2.5, 2.52, 2.9, 3.0])
+def test_disk_matches_matlab_fspecial(radius):
+  # 1.55 and 2.52 take fspecial's special branch for the outermost on-axis pixels.
+  np.testing.assert_allclose(kernels.disk_kernel(radius, 15), embed(fspecial_disk(radius), 15), atol=1e-6)
+
+
+def test_disk_matches_supersampled_area():
+  np.testing.assert_allclose(kernels.disk_kernel(2.0, 5), supersampled_disk(2.0, 5), atol=1e-3)
+
+
+def test_disk_jits_and_vmaps_over_traced_radius():
+  radii = jnp.array([1.0, 1.7, 2.5, 3.0])
+  batch = jax.jit(jax.vmap(functools.partial(kernels.disk_kernel, size=15)))(radii)
+  for kernel, radius in zip(np.asarray(batch), [1.0, 1.7, 2.5, 3.0]):
+    np.testing.assert_allclose(kernel, embed(fspecial_disk(radius), 15), atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# Motion.
+
+
+def test_trajectory_follows_boracchi_foi_step_length():
+  path = np.asarray(motion_trajectory(jax.random.key(3)), np.complex128)
+  assert path.shape == (2000,) and path[0] == 0
+  steps = np.abs(np.diff(path))
+  np.testing.assert_allclose(steps, 60 / 1999, rtol=1e-3)  # every step renormalised to max_length/(n−1)
+  assert steps.sum() == pytest.approx(60.0, rel=1e-3)
+
+
+def test_zero_anxiety_is_a_straight_line():
+  path = np.asarray(motion_trajectory(jax.random.key(4), anxiety=0.0), np.complex128)
+  direction = path[-1] / abs(path[-1])
+  across = (path * np.conj(direction)).imag  # distance from the line through start and end
+  assert np.abs(across).max() < 1e-3
+  assert abs(path[-1]) == pytest.approx(60.0, rel=1e-4)
+
+
+@pytest.mark.parametrize('seed, exposure, anxiety', [(0, 0.3, 0.005), (1, 0.15, 0.005), (2, 0.2003, 0.005),
+                                                     (3, 0.25, 0.0)])
+def test_motion_kernel_matches_create_psfs(seed, exposure, anxiety):
+  key = jax.random.key(seed)
+  ours = np.asarray(motion_kernel(key, 23, exposure, anxiety=anxiety))
+  path = motion_trajectory(jax.random.split(key)[0], anxiety=anxiety)
+  reference = reference_motion_psf(np.asarray(path), exposure, 23)
+  np.testing.assert_allclose(ours, reference / reference.sum(), atol=2e-5)
+  row_c, col_c = centre_of_mass(ours)
+  assert abs(row_c - 11) < 1e-3 and abs(col_c - 11) < 1e-3
+
+
+def test_motion_support_grows_with_exposure_and_stays_in_window():
+  keys = jax.random.split(jax.random.key(5), 16)
+  short = jax.vmap(motion_kernel, in_axes=(0, None, None))(keys, 23, 0.15)
+  long = jax.vmap(motion_kernel, in_axes=(0, None, None))(keys, 23, 0.3)
+  assert second_moment(long).mean() > 1.5 * second_moment(short).mean()
+  assert (np.asarray(long) > 1e-4).sum(axis=(1, 2)).mean() > (np.asarray(short) > 1e-4).sum(axis=(1, 2)).mean()
+  # A 0.3 exposure of a 60-pixel path spans < 18 px, so nothing reaches the 23×23 border.
+  border = np.asarray(long).sum(axis=(1, 2)) - np.asarray(long)[:, 1:-1, 1:-1].sum(axis=(1, 2))
+  assert border.max() < 1e-6
+
+
+def test_motion_sampler_jit_vmap_and_eager_agree():
+  key = jax.random.key(6)
+  eager = np.asarray(kernels.sample_motion_kernels(key, 2))
+  jitted = np.asarray(jax.jit(functools.partial(kernels.sample_motion_kernels, batch=2))(key))
+  one_by_one = np.stack([motion_kernel(k) for k in jax.random.split(key, 2)])
+  np.testing.assert_allclose(jitted, eager, atol=1e-6)
+  np.testing.assert_allclose(one_by_one, eager, atol=1e-6)
+  assert not np.allclose(eager[0], eager[1])
+
+
+def test_motion_bank_protocol_and_round_trip(tmp_path):
+  small = dict(samples=400, max_length=12.0)
+  bank = kernels.motion_kernel_bank(7, n=5, size=15, **small, chunk=2)  # 3 chunks, the last padded
+  assert bank.shape == (5, 15, 15) and bank.dtype == np.float32
+  for i, key in enumerate(jax.random.split(jax.random.key(7), 5)):
+    np.testing.assert_allclose(bank[i], motion_kernel(key, 15, **small), atol=1e-6)
+  np.testing.assert_array_equal(bank, kernels.motion_kernel_bank(7, n=5, size=15, **small, chunk=2))
+  assert not np.allclose(bank, kernels.motion_kernel_bank(8, n=5, size=15, **small, chunk=2))
+  path = tmp_path / 'banks' / 'motion.npy'
+  kernels.save_kernel_bank(path, bank)
+  np.testing.assert_array_equal(kernels.load_kernel_bank(path), bank)
+
+
+def good_bank():
+  return np.asarray(kernels.sample_disk_kernels(jax.random.key(0), 3, 7))
+
+
+@pytest.mark.parametrize('name, content', [
+    ('rank.npy', lambda: good_bank()[0]),
+    ('even.npy', lambda: np.full((2, 4, 4), 1 / 16, np.float32)),
+    ('negative.npy', lambda: good_bank() * np.where(np.arange(7) == 3, -1, 1)),
+    ('nan.npy', lambda: np.where(good_bank() > 0.1, np.nan, good_bank())),
+    ('unnormalised.npy', lambda: good_bank() * 2),
+    ('ints.npy', lambda: np.ones((2, 3, 3), np.int32)),
+])
+def test_load_kernel_bank_rejects_bad_files(tmp_path, name, content):
+  path = tmp_path / name
+  np.save(path, content())
+  with pytest.raises(ValueError, match=name):
+    kernels.load_kernel_bank(path)
+
+
+def test_load_kernel_bank_rejects_unreadable_files(tmp_path):
+  garbage = tmp_path / 'garbage.npy'
+  garbage.write_bytes(b'not a numpy file')
+  with pytest.raises(ValueError, match='garbage.npy'):
+    kernels.load_kernel_bank(garbage)
+  with pytest.raises(ValueError, match='missing.npy'):
+    kernels.load_kernel_bank(tmp_path / 'missing.npy')
+  with pytest.raises(ValueError, match='.npy'):
+    kernels.save_kernel_bank(tmp_path / 'bank.txt', good_bank())
+
+
+# ------------------------------------------------------------------------------------------------
+# Samplers and dispatch.
+
+
+@pytest.mark.parametrize('family', ['gaussian', 'disk'])
+def test_sampled_kernels_are_normalised_centred_and_point_symmetric(family):
+  config = degradation(family)
+  batch = np.asarray(kernels.sample_kernels(jax.random.key(9), 32, config))
+  assert batch.shape == (32, 15, 15) and batch.dtype == np.float32
+  assert batch.min() >= 0
+  np.testing.assert_allclose(batch.sum(axis=(1, 2)), 1.0, atol=1e-5)
+  np.testing.assert_allclose(batch, batch[:, ::-1, ::-1], atol=1e-7)
+  row_c, col_c = centre_of_mass(batch)
+  np.testing.assert_allclose(row_c, 7, atol=1e-4)
+  np.testing.assert_allclose(col_c, 7, atol=1e-4)
+
+
+@pytest.mark.parametrize('family', ['gaussian', 'disk'])
+def test_samplers_deterministic_per_key_and_jit_equals_eager(family):
+  config = degradation(family)
+  draw = functools.partial(kernels.sample_kernels, batch=8, config=config)
+  key = jax.random.key(10)
+  eager = np.asarray(draw(key))
+  np.testing.assert_array_equal(eager, np.asarray(draw(key)))
+  np.testing.assert_allclose(np.asarray(jax.jit(draw)(key)), eager, atol=1e-7)
+  assert not np.allclose(eager, np.asarray(draw(jax.random.key(11))))
+  assert not np.allclose(eager[0], eager[1])
+
+
+def test_gaussian_vmap_matches_loop():
+  sx, sy, theta = jnp.array([1.0, 2.5]), jnp.array([3.0, 1.2]), jnp.array([0.3, 4.0])
+  batch = jax.vmap(functools.partial(kernels.gaussian_kernel, 15))(sx, sy, theta)
+  for i in range(2):
+    np.testing.assert_allclose(batch[i], basicsr_gaussian(15, float(sx[i]), float(sy[i]), float(theta[i])),
+                               atol=1e-7, rtol=1e-5)
+
+
+def test_sampled_parameters_stay_in_paper_ranges():
+  # σ ∈ [1, 3] bounds the kernel's second moment: trace of Σ = σx² + σy² ∈ [2, 18] (minus truncation).
+  gauss = kernels.sample_kernels(jax.random.key(12), 256, degradation('gaussian'))
+  moments = second_moment(gauss)
+  assert moments.min() > 2 * 0.99 and moments.max() < 18
+  # r ∈ [1, 3]: the support never exceeds 7×7.
+  disk = np.asarray(kernels.sample_kernels(jax.random.key(13), 256, degradation('disk')))
+  assert np.all(disk[:, :4] == 0) and np.all(disk[:, :, 11:] == 0)
+
+
+def test_motion_dispatch_draws_from_cached_bank():
+  config = degradation('motion', motion_bank_size=6, motion_bank_seed=3)
+  draw = jax.jit(functools.partial(kernels.sample_kernels, batch=12, config=config))
+  batch = np.asarray(draw(jax.random.key(0)))
+  bank = kernels.motion_bank(config)
+  assert kernels.motion_bank(config) is bank  # built once per process
+  assert bank.shape == (6, 23, 23)
+  matches = [np.flatnonzero(np.all(np.isclose(bank, k, atol=1e-7), axis=(1, 2))) for k in batch]
+  assert all(len(m) == 1 for m in matches)
+  assert len({int(m[0]) for m in matches}) > 1
+
+
+def test_motion_dispatch_from_bank_file(tmp_path):
+  bank = np.asarray(kernels.sample_disk_kernels(jax.random.key(1), 4, 23))
+  path = tmp_path / 'bank.npy'
+  kernels.save_kernel_bank(path, bank)
+  config = degradation('motion', motion_bank_size=4, motion_bank_path=str(path))
+  batch = np.asarray(kernels.sample_kernels(jax.random.key(2), 5, config))
+  assert all(np.any(np.all(bank == k, axis=(1, 2))) for k in batch)
+  config.motion_bank_size = 500
+  with pytest.raises(ValueError, match='bank.npy'):
+    kernels.sample_kernels(jax.random.key(2), 5, config)
+
+
+def test_motion_dispatch_without_bank_generates_fresh_kernels():
+  config = degradation('motion', motion_bank_size=0, motion_samples=400, motion_max_length=12, kernel_size=15)
+  batch = np.asarray(jax.jit(functools.partial(kernels.sample_kernels, batch=4, config=config))(jax.random.key(3)))
+  expected = [motion_kernel(k, 15, samples=400, max_length=12.0) for k in jax.random.split(jax.random.key(3), 4)]
+  np.testing.assert_allclose(batch, expected, atol=1e-7)
+
+
+def test_unknown_family_is_rejected():
+  config = degradation('gaussian')
+  config.family = 'box'
+  with pytest.raises(ValueError, match='box'):
+    kernels.sample_kernels(jax.random.key(0), 2, config)
+
+
+# ------------------------------------------------------------------------------------------------
+# Mean kernel.
+
+
+def test_mean_gaussian_kernel_matches_monte_carlo():
+  ours = kernels.mean_kernel(degradation('gaussian'), n=3000)
+  rng = np.random.default_rng(0)
+  reference = np.mean([basicsr_gaussian(15, *rng.uniform(1, 3, 2), rng.uniform(0, 2 * np.pi))
+                       for _ in range(3000)], axis=0)
+  assert ours.shape == (15, 15) and ours.dtype == np.float32
+  np.testing.assert_allclose(ours, reference, atol=2e-3)
+  np.testing.assert_allclose(ours, ours.T, atol=2e-3)  # θ uniform: no preferred direction
+
+
+def test_mean_disk_kernel_matches_radius_integral():
+  ours = kernels.mean_kernel(degradation('disk'), n=20_000)
+  radii = 1 + 2 * (np.arange(400) + 0.5) / 400  # midpoint rule over r ~ U[1, 3]
+  reference = np.mean([embed(fspecial_disk(r), 15) for r in radii], axis=0)
+  np.testing.assert_allclose(ours, reference, atol=2e-3)
+
+
+def test_mean_motion_kernel_is_bank_mean():
+  config = degradation('motion', motion_bank_size=6, motion_bank_seed=3)
+  np.testing.assert_allclose(kernels.mean_kernel(config), kernels.motion_bank(config).mean(axis=0), atol=1e-7)
+
+
+# ------------------------------------------------------------------------------------------------
+# resize_canvas and validate_kernel.
+
+
+def test_resize_canvas_pads_and_crops_about_the_centre():
+  gauss = kernels.gaussian_kernel(15, 1.5, 2.5, 0.7)
+  padded = np.asarray(kernels.resize_canvas(gauss, 23))
+  assert padded.shape == (23, 23)
+  np.testing.assert_array_equal(padded[4:19, 4:19], gauss)
+  np.testing.assert_allclose(centre_of_mass(padded), (11, 11), atol=1e-4)
+  cropped = np.asarray(kernels.resize_canvas(gauss[None], 7))[0]
+  np.testing.assert_allclose(cropped, gauss[4:11, 4:11] / gauss[4:11, 4:11].sum(), atol=1e-7)
+  np.testing.assert_allclose(centre_of_mass(cropped), (3, 3), atol=1e-4)
+  # A disc of radius 3 fills exactly fspecial's 7×7 support.
+  np.testing.assert_allclose(kernels.resize_canvas(kernels.disk_kernel(3.0, 15), 7), fspecial_disk(3.0), atol=1e-6)
+
+
+def test_resize_canvas_rejects_even_sizes():
+  with pytest.raises(ValueError, match='odd'):
+    kernels.resize_canvas(jnp.ones((15, 15)), 16)
+  with pytest.raises(ValueError, match='odd'):
+    kernels.resize_canvas(jnp.ones((14, 14)), 15)
+
+
+@pytest.mark.parametrize('bad, message', [
+    (np.full((5, 5), np.nan), 'NaN'),
+    (np.ones(5), 'shape'),
+    (np.ones((1, 2, 5, 5)), 'shape'),
+    (np.ones((4, 4)), 'odd'),
+    (np.ones((5, 7)), 'square'),
+    (np.zeros((2, 5, 5)), 'sums to 0'),
+    (np.eye(5) - 0.1, 'negative'),
+])
+def test_validate_kernel_says_what_is_wrong(bad, message):
+  with pytest.raises(ValueError, match=message):
+    kernels.validate_kernel(bad)
+
+
+def test_validate_kernel_accepts_single_and_batched_kernels():
+  kernels.validate_kernel(kernels.disk_kernel(2.0, 15))
+  kernels.validate_kernel(kernels.sample_kernels(jax.random.key(0), 3, degradation('gaussian')))
+
+
+def test_sizes_must_be_odd():
+  with pytest.raises(ValueError, match='odd'):
+    kernels.gaussian_kernel(14, 1.0, 1.0, 0.0)
+  with pytest.raises(ValueError, match='odd'):
+    kernels.disk_kernel(1.0, 8)
+  with pytest.raises(ValueError, match='odd'):
+    kernels.motion_kernel(jax.random.key(0), 22)

@@ -1,0 +1,139 @@
+"""Tests for saved benchmark test sets (s2k_jax/testsets.py)."""
+import hashlib
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+import pytest
+import scipy.ndimage
+import skimage.data
+
+from configs import gaussian
+from s2k_jax import images
+from s2k_jax import testsets
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def smoke_config():
+  config = gaussian.get_config('smoke')
+  config.data.read_threads = 2
+  return config
+
+
+def tree_bytes(directory):
+  return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(pathlib.Path(directory).rglob('*'))
+          if p.is_file()}
+
+
+@pytest.fixture(scope='module')
+def generated(tmp_path_factory):
+  out = tmp_path_factory.mktemp('sets') / 'gaussian_x4'
+  manifest = testsets.generate(smoke_config(), str(out), seed=7)
+  return out, manifest
+
+
+def test_regenerating_gives_identical_files(generated, tmp_path):
+  out, _ = generated
+  testsets.generate(smoke_config(), str(tmp_path / 'again'), seed=7)
+  assert tree_bytes(out) == tree_bytes(tmp_path / 'again')
+
+
+def test_layout_and_manifest(generated):
+  out, manifest = generated
+  assert sorted(os.listdir(out)) == ['hr', 'kernels', 'lr', 'manifest.json']
+  assert manifest == json.loads((out / 'manifest.json').read_text())
+  assert (manifest['seed'], manifest['scale'], manifest['family'], manifest['split']) == (7, 4, 'gaussian', 'eval')
+  assert [e['source'] for e in manifest['images']] == ['chelsea.png', 'coffee.png']
+  assert [e['name'] for e in manifest['images']] == ['0000_chelsea', '0001_coffee']
+  for entry in manifest['images']:
+    for kind in ('hr', 'lr', 'kernel'):
+      assert hashlib.sha256((out / entry[kind]).read_bytes()).hexdigest() == entry['sha256'][kind]
+
+
+def test_loaded_set_matches_independent_references(generated):
+  out, _ = generated
+  loaded = testsets.load(str(out), verify=True)
+  assert loaded.names == ('0000_chelsea', '0001_coffee') and loaded.scale == 4
+  # Whole images, cropped at the bottom/right to multiples of 4 ("modcrop").
+  np.testing.assert_array_equal(loaded.hr[0], skimage.data.chelsea()[:300, :448])
+  np.testing.assert_array_equal(loaded.hr[1], skimage.data.coffee())
+  assert loaded.kernels.shape == (2, 15, 15) and loaded.kernels.dtype == np.float32
+  np.testing.assert_allclose(loaded.kernels.sum(axis=(1, 2)), 1.0, atol=1e-5)
+  np.testing.assert_array_equal(loaded.noise_sigma, 0.0)
+  for hr, lr, kernel in zip(loaded.hr, loaded.lr, loaded.kernels):
+    # Eq. 1 with scipy: reflect-padded correlation, then every 4th pixel; rounded to 8 bits.
+    x = hr.astype(np.float64) / 255
+    blurred = np.stack([scipy.ndimage.correlate(x[..., c], kernel.astype(np.float64), mode='mirror')
+                        for c in range(3)], -1)
+    expected = np.round(blurred[::4, ::4] * 255)
+    assert lr.shape == expected.shape and lr.dtype == np.uint8
+    assert np.max(np.abs(lr - expected)) <= 1  # Rounding of values within float32 error of a half level.
+  assert not np.allclose(loaded.kernels[0], loaded.kernels[1])
+
+
+def test_image_keys_do_not_depend_on_the_other_images(generated, tmp_path):
+  out, _ = generated
+  testsets.generate(smoke_config(), str(tmp_path / 'first'), seed=7, limit=1)
+  assert tree_bytes(tmp_path / 'first')['kernels/0000_chelsea.npy'] == tree_bytes(out)['kernels/0000_chelsea.npy']
+  testsets.generate(smoke_config(), str(tmp_path / 'other_seed'), seed=8, limit=1)
+  other = np.load(tmp_path / 'other_seed' / 'kernels' / '0000_chelsea.npy')
+  assert not np.allclose(other, np.load(out / 'kernels' / '0000_chelsea.npy'))
+
+
+def test_crops_noise_and_folder_source(tmp_path):
+  folder = tmp_path / 'valid'
+  folder.mkdir()
+  Image.fromarray(skimage.data.astronaut()).save(folder / '0801.png')
+  config = smoke_config()
+  config.data.source, config.data.eval_dir = 'folder', str(folder)
+  config.degradation.noise_max = 0.05
+  manifest = testsets.generate(config, str(tmp_path / 'set'), hr_crop=200)
+  loaded = testsets.load(str(tmp_path / 'set'))
+  np.testing.assert_array_equal(loaded.hr[0], skimage.data.astronaut()[156:356, 156:356])
+  assert loaded.lr[0].shape == (50, 50, 3)
+  assert manifest['images'][0]['source'] == '0801.png' and 0 < loaded.noise_sigma[0] <= 0.05
+
+
+def test_bad_arguments_and_tampering_are_reported(generated, tmp_path):
+  out, _ = generated
+  with pytest.raises(ValueError, match='not empty; pass --overwrite'):
+    testsets.generate(smoke_config(), str(out), seed=7)
+  with pytest.raises(ValueError, match='multiple of the scale 4'):
+    testsets.generate(smoke_config(), str(tmp_path / 'x'), hr_crop=30)
+  with pytest.raises(images.ImageError, match=r'chelsea\.png: image 300×451 is smaller than the 400×400'):
+    testsets.generate(smoke_config(), str(tmp_path / 'y'), hr_crop=400)
+  assert not (tmp_path / 'y').exists()
+  (tmp_path / 'notes').mkdir()
+  (tmp_path / 'notes' / 'a.txt').write_text('mine')
+  with pytest.raises(ValueError, match='not a test set'):
+    testsets.generate(smoke_config(), str(tmp_path / 'notes'), overwrite=True)
+  with pytest.raises(ValueError, match='no manifest.json'):
+    testsets.load(str(tmp_path / 'notes'))
+  copy = tmp_path / 'copy'
+  copy.mkdir()
+  for name, blob in tree_bytes(out).items():
+    (copy / name).parent.mkdir(exist_ok=True)
+    (copy / name).write_bytes(blob)
+  kernel_file = copy / 'kernels' / '0001_coffee.npy'
+  kernel_file.write_bytes(kernel_file.read_bytes()[:-1] + b'\x00')
+  with pytest.raises(ValueError, match=r'0001_coffee\.npy: contents differ'):
+    testsets.load(str(copy), verify=True)
+
+
+def test_command_line(tmp_path):
+  out = tmp_path / 'cli'
+  result = subprocess.run(
+      [sys.executable, '-m', 's2k_jax.testsets', '--config=configs/disk.py:smoke',
+       '--config.degradation.scale=2', f'--out={out}', '--limit=1', '--hr_crop=64'],
+      cwd=ROOT, capture_output=True, text=True, timeout=120,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': ''})
+  assert result.returncode == 0, result.stderr[-2000:]
+  manifest = json.loads((out / 'manifest.json').read_text())
+  assert (manifest['family'], manifest['scale'], manifest['hr_crop']) == ('disk', 2, 64)
+  assert np.load(out / 'kernels' / '0000_chelsea.npy').shape == (15, 15)
+  assert np.asarray(Image.open(out / 'lr' / '0000_chelsea.png')).shape == (32, 32, 3)

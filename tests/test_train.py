@@ -1,0 +1,148 @@
+"""Tests for the estimator training driver (s2k_jax/train.py, s2k_jax/loop.py) on the :smoke preset."""
+import functools
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh
+
+from configs import gaussian
+from configs import motion
+from s2k_jax import data
+from s2k_jax import loop
+from s2k_jax import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def smoke_config(**overrides):
+  config = gaussian.get_config('smoke')
+  for key, value in overrides.items():
+    section, name = key.split('.')
+    config[section][name] = value
+  return config
+
+
+def fixed_batch(config, mesh):
+  hr = data.shard_batch(data.create_eval_batch(config, config.train.batch_size), mesh)['hr']
+  return jax.jit(data.make_batch_fn(config))(hr, jax.random.key(7))
+
+
+def params_of(state):
+  return jax.device_get({'gen': state['gen'].params, 'disc': state['disc'].params})
+
+
+def assert_trees_close(a, b, atol):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0)
+
+
+def test_steps_lower_the_l1_loss_on_a_fixed_batch():
+  config = smoke_config()
+  mesh = loop.make_mesh()
+  batch = fixed_batch(config, mesh)
+  state = train.create_train_state(config, jax.random.key(0))
+  step = jax.jit(functools.partial(train.train_step, config=config))
+  key = jax.random.key(1)
+  history = []
+  for _ in range(8):
+    state, metrics = step(state, batch, key)
+    history.append(float(metrics['l1']))
+  assert all(np.isfinite(history))
+  assert history[-1] < 0.8 * history[0], history
+  assert int(state['gen'].step) == 8 and int(state['disc'].step) == 8
+
+
+def test_one_device_and_eight_devices_give_the_same_step():
+  assert jax.device_count() == 8, 'tests/conftest.py forces 8 CPU devices'
+  config = smoke_config()
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    mesh = Mesh(np.asarray(devices), ('data',))
+    rep, shard = loop.replicated(mesh), loop.data_sharded(mesh)
+    state = jax.jit(functools.partial(train.create_train_state, config), out_shardings=rep)(
+        jax.random.key(0))
+    batch = jax.device_put(fixed_batch(config, Mesh(np.asarray(jax.devices()[:1]), ('data',))), shard)
+    step = jax.jit(functools.partial(train.train_step, config=config),
+                   in_shardings=(rep, shard, rep), out_shardings=(rep, rep))
+    for _ in range(2):
+      state, metrics = step(state, batch, jax.random.key(1))
+    results.append((params_of(state), jax.device_get(metrics)))
+  assert_trees_close(results[0][0], results[1][0], atol=1e-5)
+  for k in results[0][1]:
+    np.testing.assert_allclose(results[0][1][k], results[1][1][k], rtol=1e-5, atol=1e-6)
+
+
+def test_resume_is_exact(tmp_path):
+  straight = train.train_and_evaluate(smoke_config(**{'train.num_steps': 4}), str(tmp_path / 'a'))
+  train.train_and_evaluate(smoke_config(**{'train.num_steps': 2}), str(tmp_path / 'b'))
+  resumed = train.train_and_evaluate(smoke_config(**{'train.num_steps': 4}), str(tmp_path / 'b'))
+  a, b = params_of(straight), params_of(resumed)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  steps = sorted(int(p.name) for p in (tmp_path / 'b' / 'checkpoints').iterdir() if p.name.isdigit())
+  assert steps[-1] == 4
+  meta = loop.read_meta(str(tmp_path / 'b' / 'checkpoints'))
+  assert meta['kind'] == train.CHECKPOINT_KIND
+  assert meta['config']['model']['generator'] == 'unet-5-8'
+  assert 'kernel_map' in meta
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path):
+  config = smoke_config(**{'train.learning_rate': float('nan'), 'train.num_steps': 4})
+  with pytest.raises(loop.NonFiniteLossError, match=r'non-finite loss at step 2.*no checkpoint'):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_batch_not_divisible_by_devices_is_refused(tmp_path):
+  with pytest.raises(ValueError, match='not divisible by the 8 devices'):
+    train.train_and_evaluate(smoke_config(**{'train.batch_size': 4}), str(tmp_path))
+
+
+def _run_train(args, **kw):
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2', JAX_PLATFORMS='cpu')
+  return subprocess.Popen([sys.executable, str(ROOT / 'train.py'), *args], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_train_py_end_to_end(tmp_path):
+  proc = _run_train(['--config', 'configs/gaussian.py:smoke', '--workdir', str(tmp_path)])
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0, out
+  records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert {r['step'] for r in records} >= {1, 2, 3, 4}
+  assert any('eval/kernel_mae' in r for r in records)
+  assert (tmp_path / 'checkpoints' / '4').is_dir()
+  assert sorted(p.name for p in (tmp_path / 'samples').iterdir()) == ['step_0000002.png',
+                                                                      'step_0000004.png']
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+  proc = _run_train(['--config', 'configs/gaussian.py:smoke', '--workdir', str(tmp_path),
+                     '--config.train.num_steps=100000', '--config.train.checkpoint_every=100000',
+                     '--config.train.eval_every=100000'])
+  metrics = tmp_path / 'metrics.jsonl'
+  deadline = time.time() + 300
+  while time.time() < deadline and not (metrics.exists() and metrics.read_text().count('\n') >= 3):
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out
+  steps = [int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit()]
+  assert len(steps) == 1 and steps[0] >= 3, (steps, out)
+  assert 'after saving a checkpoint' in out
+
+
+def test_motion_config_uses_flip_invariant_l1():
+  assert motion.get_config('smoke').train.flip_invariant_l1
+  assert not gaussian.get_config('smoke').train.flip_invariant_l1

@@ -1,0 +1,32 @@
+r"""Trains the S2K kernel estimator (paper §3.3).
+
+  python train.py --config configs/motion.py --workdir runs/motion
+  python train.py --config configs/gaussian.py:cpu --workdir runs/gaussian_cpu --config.train.num_steps=500
+
+Re-running the same command resumes from the latest checkpoint in --workdir.
+"""
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from s2k_jax import train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and figures.')
+config_flags.DEFINE_config_file('config', None, 'Experiment config file, e.g. configs/motion.py:cpu.',
+                                lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.info('JAX process %d/%d, local devices: %s', jax.process_index(), jax.process_count(),
+               jax.local_devices())
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  app.run(main)
