@@ -307,12 +307,12 @@ def motion_kernel_bank(seed: int, n: int = 500, size: int = 23, *,
   if n < 1:
     raise ValueError(f'n must be >= 1, got {n}.')
   _check_motion_args(size, canvas, samples, max_length)
+  chunk = max(1, min(chunk, n))
   # Also called while `sample_kernels` is being traced by jit: compute now, do not stage into the trace.
-  chunk = min(chunk, n)
   with jax.ensure_compile_time_eval():
     keys = jax.random.split(jax.random.key(seed), n)
-    # Whole chunks only: a ragged last chunk would compile the generator a second time.
-    keys = jnp.concatenate([keys, keys[:-n % chunk]]) if n % chunk else keys
+    # Whole chunks only (padded with repeated keys): a ragged last chunk would compile a second time.
+    keys = jnp.concatenate([keys, keys[:(-n) % chunk]])
     bank = _motion_kernels_in_chunks(
         keys, chunk=chunk, size=size, exposure_range=tuple(exposure_range), canvas=canvas,
         samples=samples, max_length=max_length, anxiety=anxiety)
@@ -366,9 +366,9 @@ def resize_canvas(kernels: jnp.ndarray, size: int) -> jnp.ndarray:
   A crop renormalises each kernel to sum 1, since it may cut mass; a pad keeps values unchanged.
   """
   _check_odd_size(size)
-  k = kernels.shape[-1]
-  if kernels.ndim < 2 or kernels.shape[-2] != k or k % 2 == 0:
+  if kernels.ndim < 2 or kernels.shape[-2] != kernels.shape[-1] or kernels.shape[-1] % 2 == 0:
     raise ValueError(f'kernels must end in two equal odd axes (..., k, k), got shape {kernels.shape}.')
+  k = kernels.shape[-1]
   if size == k:
     return kernels
   if size > k:

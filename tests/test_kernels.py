@@ -276,16 +276,16 @@ def test_motion_bank_protocol_and_round_trip(tmp_path):
   np.testing.assert_array_equal(kernels.load_kernel_bank(path), bank)
 
 
-def good_bank():
-  return np.asarray(kernels.sample_disk_kernels(jax.random.key(0), 3, 7))
+def disk_bank(size, radii=(1.0, 2.0, 3.0)):
+  return np.stack([embed(fspecial_disk(r), size) for r in radii]).astype(np.float32)
 
 
 @pytest.mark.parametrize('name, content', [
-    ('rank.npy', lambda: good_bank()[0]),
+    ('rank.npy', lambda: disk_bank(7)[0]),
     ('even.npy', lambda: np.full((2, 4, 4), 1 / 16, np.float32)),
-    ('negative.npy', lambda: good_bank() * np.where(np.arange(7) == 3, -1, 1)),
-    ('nan.npy', lambda: np.where(good_bank() > 0.1, np.nan, good_bank())),
-    ('unnormalised.npy', lambda: good_bank() * 2),
+    ('negative.npy', lambda: disk_bank(7) * np.where(np.arange(7) == 3, -1, 1)),
+    ('nan.npy', lambda: np.where(disk_bank(7) > 0.1, np.nan, disk_bank(7))),
+    ('unnormalised.npy', lambda: disk_bank(7) * 2),
     ('ints.npy', lambda: np.ones((2, 3, 3), np.int32)),
 ])
 def test_load_kernel_bank_rejects_bad_files(tmp_path, name, content):
@@ -303,7 +303,7 @@ def test_load_kernel_bank_rejects_unreadable_files(tmp_path):
   with pytest.raises(ValueError, match='missing.npy'):
     kernels.load_kernel_bank(tmp_path / 'missing.npy')
   with pytest.raises(ValueError, match='.npy'):
-    kernels.save_kernel_bank(tmp_path / 'bank.txt', good_bank())
+    kernels.save_kernel_bank(tmp_path / 'bank.txt', disk_bank(7))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -366,7 +366,7 @@ def test_motion_dispatch_draws_from_cached_bank():
 
 
 def test_motion_dispatch_from_bank_file(tmp_path):
-  bank = np.asarray(kernels.sample_disk_kernels(jax.random.key(1), 4, 23))
+  bank = disk_bank(23, radii=(1.0, 1.5, 2.0, 2.5))
   path = tmp_path / 'bank.npy'
   kernels.save_kernel_bank(path, bank)
   config = degradation('motion', motion_bank_size=4, motion_bank_path=str(path))
