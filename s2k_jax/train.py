@@ -62,7 +62,7 @@ def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> dic
   x = jnp.zeros((1, size, size, 1), jnp.float32)
   k_gen, k_disc, k_drop = jax.random.split(key, 3)
   gvars = gen.init({'params': k_gen, 'dropout': k_drop}, x, train=False)
-  dvars = disc.init({'params': k_disc}, jnp.concatenate([x, x], axis=-1), train=False)
+  dvars = disc.init({'params': k_disc}, x, x, train=False)
   tx = create_optimizer(config)
   return {
       'gen': TrainState.create(apply_fn=gen.apply, params=gvars['params'], tx=tx,
@@ -88,9 +88,8 @@ def train_step(state: dict[str, TrainState], batch: dict[str, jax.Array], key: j
   fake, gen_vjp, gen_stats = jax.vjp(generate, gs.params, has_aux=True)
 
   def discriminate(params, stats, kernel_map):
-    logits, updates = ds.apply_fn({'params': params, 'batch_stats': stats},
-                                  jnp.concatenate([cond, kernel_map], axis=-1), train=True,
-                                  mutable=['batch_stats'])
+    logits, updates = ds.apply_fn({'params': params, 'batch_stats': stats}, cond, kernel_map,
+                                  train=True, mutable=['batch_stats'])
     return logits, updates['batch_stats']
 
   def disc_loss(params):

@@ -135,20 +135,21 @@ def test_batch_stats_update_in_train_mode_only(tiny_variables):
 
 
 def test_batch_norm_matches_pytorch_semantics():
-  x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (8, 5, 5, 6))
+  # A large mean, as in log-amplitude spectra: E[x²] - E[x]² would lose the variance.
+  x = 1000.0 + 2.0 * jax.random.normal(jax.random.key(0), (8, 5, 5, 6))
   xn = np.asarray(x, np.float64)
   bn_train, bn_eval = layers.batch_norm(train=True), layers.batch_norm(train=False)
   variables = bn_train.init(jax.random.key(1), x)
   scale = np.asarray(variables['params']['scale'])
   y, update = bn_train.apply(variables, x, mutable=['batch_stats'])
   mean, var = xn.mean((0, 1, 2)), xn.var((0, 1, 2))
-  np.testing.assert_allclose(y, (xn - mean) / np.sqrt(var + 1e-5) * scale, atol=1e-4)
+  np.testing.assert_allclose(y, (xn - mean) / np.sqrt(var + 1e-5) * scale, atol=1e-3)
   # PyTorch momentum 0.1: running = 0.9 * running + 0.1 * batch (starting at 0 and 1).
   np.testing.assert_allclose(update['batch_stats']['mean'], 0.1 * mean, rtol=1e-5)
-  np.testing.assert_allclose(update['batch_stats']['var'], 0.9 + 0.1 * var, rtol=1e-5)
+  np.testing.assert_allclose(update['batch_stats']['var'], 0.9 + 0.1 * var, rtol=1e-4)
   new = {'params': variables['params'], 'batch_stats': update['batch_stats']}
   expected = (xn - 0.1 * mean) / np.sqrt(0.9 + 0.1 * var + 1e-5) * scale
-  np.testing.assert_allclose(bn_eval.apply(new, x), expected, atol=1e-4)
+  np.testing.assert_allclose(bn_eval.apply(new, x), expected, atol=1e-3)
 
 
 def test_pix2pix_normal_initialisation(unet_5_32_variables):
@@ -160,6 +161,10 @@ def test_pix2pix_normal_initialisation(unet_5_32_variables):
   assert abs(kernels.std() - 0.02) < 0.0005 and abs(kernels.mean()) < 0.0005
   assert abs(scales.mean() - 1.0) < 0.005 and abs(scales.std() - 0.02) < 0.005
   np.testing.assert_array_equal(biases, 0.0)
+  # The flat draw behind conv_init is the same stream as flax's normal(0.02).
+  key, shape = jax.random.key(7), (4, 4, 3, 5)
+  np.testing.assert_array_equal(layers.conv_init(key, shape),
+                                nn.initializers.normal(0.02)(key, shape))
 
 
 def test_patch_discriminator_output_and_70x70_receptive_field():
@@ -201,7 +206,7 @@ def test_fast_conv_transpose_equals_stock_layer(c_in, c_out, use_bias):
   y_fast, y_stock, grads_fast, grads_stock = value_and_grads(params, x)
   assert y_fast.shape == (2, 10, 14, c_out)
   np.testing.assert_allclose(y_fast, y_stock, atol=1e-5)
-  assert len(jax.tree.leaves(grads_fast)) == 3 if use_bias else 2
+  assert len(jax.tree.leaves(grads_fast)) == (3 if use_bias else 2)
   for g_fast, g_stock in zip(jax.tree.leaves(grads_fast), jax.tree.leaves(grads_stock)):
     np.testing.assert_allclose(g_fast, g_stock, atol=1e-5, rtol=1e-5)
 
@@ -218,17 +223,22 @@ def test_fast_conv_transpose_matches_lax_and_pytorch_definition():
   y_lax = lax.conv_transpose(x, kernel, (2, 2), ((2, 2), (2, 2)),
                              dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   np.testing.assert_allclose(layers.conv_transpose_4x4_s2(x, kernel), y_lax, atol=1e-5)
-  # Gradients against the scatter-add definition too: it is linear in x and in the
-  # weight, so <dy, f(e_i)> over basis inputs would be slow; compare with the
-  # closed form instead, d<dy, y>/dx = adjoint applied to dy (a strided correlation).
+  # Gradients of <dy, y> by the same definition: output (2h - 1 + i, 2w - 1 + j)
+  # received x[h, w] * weight[:, :, i, j], so both read dy there.
   dy = rng.normal(size=(2, 6, 8, 5)).astype(np.float32)
-  dx = jax.grad(lambda x: jnp.sum(layers.conv_transpose_4x4_s2(x, kernel) * dy))(x)
+  dx, dkernel = jax.grad(lambda x, k: jnp.sum(layers.conv_transpose_4x4_s2(x, k) * dy),
+                         (0, 1))(x, kernel)
   padded = np.pad(dy, ((0, 0), (1, 1), (1, 1), (0, 0)))
   expected_dx = np.zeros_like(x)
+  expected_dweight = np.zeros_like(torch_weight)
   for i in range(4):
     for j in range(4):
-      expected_dx += np.einsum('bhwd,cd->bhwc', padded[:, i:i + 6:2, j:j + 8:2], torch_weight[:, :, i, j])
+      window = padded[:, i:i + 6:2, j:j + 8:2]
+      expected_dx += np.einsum('bhwd,cd->bhwc', window, torch_weight[:, :, i, j])
+      expected_dweight[:, :, i, j] = np.einsum('bhwc,bhwd->cd', x, window)
   np.testing.assert_allclose(dx, expected_dx, atol=1e-5)
+  np.testing.assert_allclose(
+      dkernel, layers.kernel_from_torch_conv_transpose(jnp.asarray(expected_dweight)), atol=1e-4)
 
 
 def test_generator_names_and_bad_inputs():

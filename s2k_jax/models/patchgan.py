@@ -35,6 +35,8 @@ class PatchDiscriminator(nn.Module):
       raise ValueError(
           f'PatchDiscriminator needs NHWC spectrum and kernel map with the same '
           f'batch and spatial size, got {spectrum.shape} and {kernel_map.shape}.')
+    if self.n_layers < 1:
+      raise ValueError(f'n_layers must be >= 1 (3 gives the 70x70 PatchGAN), got {self.n_layers}.')
     x = jnp.concatenate([spectrum, kernel_map], axis=-1)
     x = layers.conv4x4(self.features, strides=2, use_bias=True)(x)
     x = nn.leaky_relu(x, 0.2)
