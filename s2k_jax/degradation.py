@@ -74,7 +74,8 @@ def check_kernels(kernels: Any) -> None:
 
 def _check_images(images: Any) -> None:
   if np.ndim(images) != 4:
-    raise ValueError(f'images must be a (batch, height, width, channels) array, got shape {np.shape(images)}.')
+    raise ValueError(
+        f'images must be a (batch, height, width, channels) array, got shape {np.shape(images)}.')
 
 
 def _check_blur_shapes(image_shape: tuple[int, ...], kernel_shape: tuple[int, ...]) -> None:
@@ -84,9 +85,10 @@ def _check_blur_shapes(image_shape: tuple[int, ...], kernel_shape: tuple[int, ..
     raise ValueError(f'need one kernel per image: {batch} images but {kernel_shape[0]} kernels.')
   pad = kernel_shape[-1] // 2
   if min(height, width) <= pad:
+    size = kernel_shape[-1]
     raise ValueError(
-        f'image {height}x{width} is too small for a {kernel_shape[-1]}x{kernel_shape[-1]} kernel: reflect '
-        f'padding by {pad} needs height and width > {pad}. Use larger crops or a smaller kernel.')
+        f'image {height}x{width} is too small for a {size}x{size} kernel: reflect padding by {pad} '
+        f'needs height and width > {pad}. Use larger crops or a smaller kernel.')
 
 
 def _check_downsample(scale: int, method: str) -> None:
@@ -101,7 +103,7 @@ def _reflect_indices(size: int, pad: int, length: int) -> np.ndarray:
   Positions past size + 2·pad continue the reflection; the correlations below never read them into a
   kept output, they only fill the canvas up to a fast FFT size.
   """
-  period = 2 * (size - 1)
+  period = max(2 * (size - 1), 1)  # a 1-pixel axis (only with a 1×1 kernel) reflects onto itself
   j = np.mod(np.arange(length) - pad, period)
   return np.where(j < size, j, period - j)
 
@@ -166,17 +168,18 @@ def _strided_row_correlation(row_spectra: jnp.ndarray, kernel_spectra: jnp.ndarr
 
 
 def _decimating_irfft(spectra: jnp.ndarray, length: int, stride: int) -> jnp.ndarray:
-  """irfft(spectra, length)[..., ::stride] via aliasing: sub-sampling folds the spectrum.
+  """irfft(spectra, n=length)[..., ::stride] through aliasing: subsampling folds the spectrum.
 
-  The length/stride-point DFT of x[::stride] is (1/stride)·Σ_j X[g + j·length/stride] over the full
-  (Hermitian) spectrum X, so only a short inverse FFT is needed. `length` must be a multiple of stride.
+  The (length/stride)-point DFT of x[::stride] is (1/stride)·Σ_j X[g + j·length/stride] over the full
+  Hermitian spectrum X, so one short inverse FFT suffices. `length` must be a multiple of `stride`.
+  Built from slices and a reshape rather than a gather, which XLA:CPU fused into the preceding
+  multiply-adds and ran 2.5x slower.
   """
+  negative = jnp.conj(jnp.flip(spectra[..., 1:length - length // 2], axis=-1))
+  full = jnp.concatenate([spectra, negative], axis=-1)
   short = length // stride
-  full_index = np.arange(short // 2 + 1)[None, :] + short * np.arange(stride)[:, None]
-  mirrored = full_index > length // 2
-  gathered = spectra[..., np.where(mirrored, length - full_index, full_index)]
-  gathered = jnp.where(mirrored, jnp.conj(gathered), gathered)
-  return jnp.fft.irfft(gathered.sum(axis=-2) / stride, n=short, axis=-1)
+  folded = full.reshape(full.shape[:-1] + (stride, short)).sum(axis=-2)
+  return jnp.fft.irfft(folded[..., :short // 2 + 1] / stride, n=short, axis=-1)
 
 
 @functools.partial(jax.jit, static_argnames='scale')
@@ -217,7 +220,7 @@ def cubic(x: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=32)
 def bicubic_matrix(in_size: int, scale: int) -> np.ndarray:
-  """(ceil(in_size/scale), in_size) float32 matrix of MATLAB `imresize(·, 1/scale, 'bicubic')` on one axis.
+  """(ceil(in_size/scale), in_size) float32 matrix of MATLAB `imresize(·, 1/scale)` on one axis.
 
   As MATLAB's `contributions`: the cubic is widened by `scale` (antialiasing); output pixel x (1-based)
   is centred at input coordinate u = x·scale + 0.5·(1 - scale); each row is normalised to sum 1; taps
@@ -316,7 +319,8 @@ def _degrade(hr, key, config):
   return _degrade_with_kernels(hr, kernels, noise_key, config.noise_max, **_static_fields(config))
 
 
-def degrade(hr: jnp.ndarray, key: jax.Array, config: ml_collections.ConfigDict) -> dict[str, jnp.ndarray]:
+def degrade(hr: jnp.ndarray, key: jax.Array,
+            config: ml_collections.ConfigDict) -> dict[str, jnp.ndarray]:
   """Eq. 1 with kernels drawn from config.family; returns what `degrade_with_kernels` returns.
 
   Kernels come from `kernels.sample_kernels(kernel_key, B, config)` and noise from `noise_key`, where

@@ -71,7 +71,7 @@ def test_delta_kernel_is_identity():
 
 def test_shifted_delta_moves_image_the_correlation_way():
   # F.conv2d is correlation: out[i, j] = Σ k[u, v] x[i+u-c, j+v-c]. A 1 at (c+1, c+2) therefore gives
-  # out[i, j] = x[i+1, j+2]: the content moves up by 1 and left by 2 (convolution would move it down/right).
+  # out[i, j] = x[i+1, j+2]: content moves up 1 and left 2 (convolution would move it down/right).
   rng = np.random.default_rng(2)
   images = rng.random((1, 24, 28, 3)).astype(np.float32)
   kernel = np.zeros((1, 5, 5), np.float32)
@@ -97,13 +97,13 @@ def test_no_wraparound_between_opposite_borders():
   assert np.abs(lr[:, 3:, 3:]).max() < 1e-6
 
 
-def test_blur_is_jittable_and_float32():
+def test_blur_is_jittable_and_returns_float32():
   rng = np.random.default_rng(3)
-  images = jnp.asarray(rng.random((2, 20, 20, 1)), jnp.float64 if jax.config.x64_enabled else jnp.float32)
+  images = rng.random((2, 20, 20, 1))  # float64 in
   kernels = _random_kernels(rng, 2, 5)
-  out = jax.jit(degradation.blur)(images, kernels)
+  out = jax.jit(degradation.blur)(images, kernels)  # traced kernels: only shape checks run
   assert out.dtype == jnp.float32
-  np.testing.assert_allclose(out, _scipy_blur(np.asarray(images), kernels), atol=1e-5)
+  np.testing.assert_allclose(out, _scipy_blur(images, kernels), atol=1e-5)
 
 
 # --- downsampling ------------------------------------------------------------------------------------
@@ -136,8 +136,8 @@ def test_bicubic_matches_matlab_example_derived_by_hand():
 
 @pytest.mark.parametrize('scale', [2, 3, 4])
 def test_bicubic_interior_matches_pillow(scale):
-  # Pillow's BICUBIC is the same a = -0.5 cubic widened by the scale and centred at (x + 0.5)·s - 0.5;
-  # it only treats borders differently (truncates instead of mirroring), so compare away from them.
+  # Pillow's BICUBIC is the same a = -0.5 cubic widened by the scale, centred at (x + 0.5)·s - 0.5;
+  # only its borders differ (truncated instead of mirrored), so compare away from them.
   rng = np.random.default_rng(scale)
   image = rng.random((48, 60)).astype(np.float32)
   pil = np.asarray(Image.fromarray(image).resize((60 // scale, 48 // scale), Image.Resampling.BICUBIC))
@@ -284,7 +284,8 @@ def test_bad_images_and_settings_are_refused():
     with pytest.raises(ValueError, match='scale'):
       degradation.downsample(images, scale)
     with pytest.raises(ValueError, match='scale'):
-      degradation.degrade_with_kernels(images, kernels, jax.random.key(0), _degradation_config(scale=scale))
+      degradation.degrade_with_kernels(images, kernels, jax.random.key(0),
+                                       _degradation_config(scale=scale))
   with pytest.raises(ValueError, match='downsample method'):
     degradation.downsample(images, 2, 'nearest')
   with pytest.raises(ValueError, match='noise_max'):
@@ -292,6 +293,7 @@ def test_bad_images_and_settings_are_refused():
 
 
 def test_fast_fft_size():
-  assert [degradation.fast_fft_size(n) for n in (1, 7, 11, 13, 256, 257, 278)] == [1, 8, 12, 15, 256, 270, 288]
+  sizes = [degradation.fast_fft_size(n) for n in (1, 7, 11, 13, 256, 257, 278)]
+  assert sizes == [1, 8, 12, 15, 256, 270, 288]
   assert degradation.fast_fft_size(100, multiple_of=3) == 108
   assert degradation.fast_fft_size(278, multiple_of=4) == 288

@@ -1,0 +1,93 @@
+r"""Speed benchmarks of s2k_jax, with the flags of ../shared/bench/torch_reference.py.
+
+    python benchmarks/run.py                                   # every workload, default sizes
+    python benchmarks/run.py --workload degrade --batch 16     # LR synthesis (paper Eq. 1)
+    PYTHON=.venv/bin/python ../shared/checks/bench_vs_torch.sh degrade --batch 16   # torch/jax ratios
+
+Prints one JSON object per workload: the median milliseconds of one jitted call after warm-up
+(`block_until_ready` included), the sizes used, the jax version and the device.
+
+A workload is a function `bench_<name>(args) -> dict` registered in WORKLOADS; it builds its inputs
+on the device, times one call with `median_ms` and returns at least `workload`, `batch` and `ms`.
+"""
+import argparse
+import json
+import pathlib
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+# Run as a script from any directory without installing the package.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from configs import common  # noqa: E402
+from s2k_jax import degradation  # noqa: E402
+
+
+def median_ms(fn: Callable[[], Any], warmup: int, runs: int) -> float:
+  """Median wall time of fn() in ms, waiting for the device; the warm-up calls also compile."""
+  for _ in range(max(warmup, 1)):
+    jax.block_until_ready(fn())
+  times = []
+  for _ in range(runs):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return 1e3 * float(np.median(times))
+
+
+def bench_degrade(args: argparse.Namespace) -> dict[str, Any]:
+  """`degradation.degrade_with_kernels`: per-image k×k kernels, reflect blur, direct ×s, noise.
+
+  The PyTorch reference does the same (reflect pad, grouped conv, [::s, ::s], + 0.01·randn).
+  """
+  rng = np.random.default_rng(0)
+  hr = jnp.asarray(rng.random((args.batch, args.hr_size, args.hr_size, 3), np.float32))
+  kernels = rng.random((args.batch, args.ksize, args.ksize), np.float32)
+  kernels = jnp.asarray(kernels / kernels.sum(axis=(1, 2), keepdims=True))
+  config = common.get_degradation_config('motion')
+  config.kernel_size, config.scale, config.noise_max = args.ksize, args.scale, args.noise_max
+  key = jax.random.key(0)
+  lr = degradation.degrade_with_kernels(hr, kernels, key, config)['lr']
+  ms = median_ms(lambda: degradation.degrade_with_kernels(hr, kernels, key, config),
+                 args.warmup, args.runs)
+  return dict(workload='degrade', batch=args.batch, hr_size=args.hr_size, ksize=args.ksize,
+              scale=args.scale, downsample=config.downsample, noise_max=args.noise_max,
+              lr_shape=list(lr.shape), ms=ms)
+
+
+WORKLOADS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {'degrade': bench_degrade}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--workload', choices=sorted(WORKLOADS), action='append')
+  p.add_argument('--batch', type=int, default=8)
+  p.add_argument('--size', type=int, default=256, help='spectrum / kernel-map side for s2k_step')
+  p.add_argument('--lr-size', type=int, default=64, help='LR side for sftmd_step')
+  p.add_argument('--hr-size', type=int, default=256, help='HR side for degrade')
+  p.add_argument('--ksize', type=int, default=23)
+  p.add_argument('--scale', type=int, default=4)
+  p.add_argument('--warmup', type=int, default=1)
+  p.add_argument('--runs', type=int, default=3)
+  p.add_argument('--noise-max', type=float, default=0.02,
+                 help='degrade: σ ~ U[0, noise_max] (not a torch_reference flag; it adds σ = 0.01)')
+  return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+  args = parse_args(argv)
+  device = jax.devices()[0]
+  for name in args.workload or sorted(WORKLOADS):
+    result = WORKLOADS[name](args)
+    print(json.dumps(dict(result, jax=jax.__version__, backend=jax.default_backend(),
+                          device=device.device_kind, device_count=jax.device_count())), flush=True)
+
+
+if __name__ == '__main__':
+  main()
