@@ -2,6 +2,7 @@ r"""Input-pipeline benchmark (issue 3): host images/s, the device batch function
 
   python benchmarks/data_bench.py                   # everything below, table + JSON on stdout
   python benchmarks/data_bench.py --skip_paper_step  # the paper-size train step is slow on CPU
+  python benchmarks/data_bench.py --skip_steps       # data only (no model)
 
 Measures, on whatever backend jax picks:
 * host pipeline (grain) images/s for the CPU preset (bundled photos, 256² HR crops) and at paper size
@@ -55,12 +56,19 @@ def make_div2k_like_folder(directory: str, count: int) -> float:
   return float(np.mean(sizes) / 1e6)
 
 
-def host_rate(config, batches: int) -> dict:
-  """Start-up seconds and images/s of the grain iterator (after its first batch)."""
+def host_rate(config, batches: int, warmup: int) -> dict:
+  """Start-up seconds and steady-state images/s of the grain iterator.
+
+  The first `warmup` batches are not timed: workers and read threads fill their buffers (up to
+  num_workers × (prefetch + max(prefetch, read_threads)) batches) during start-up, and draining them
+  would overstate the rate.
+  """
   start = time.perf_counter()
   it = data.create_train_iterator(config)
   next(it)
   startup = time.perf_counter() - start
+  for _ in range(warmup):
+    next(it)
   start = time.perf_counter()
   for _ in range(batches):
     next(it)
@@ -85,7 +93,8 @@ def timed(fn, *args, repeats: int = 3) -> float:
 
 def batch_fn_time(config, repeats: int) -> dict:
   batch = config.train.batch_size
-  hr = np.random.default_rng(0).integers(0, 256, (batch, config.data.hr_crop, config.data.hr_crop, 3), np.uint8)
+  crop = config.data.hr_crop
+  hr = np.random.default_rng(0).integers(0, 256, (batch, crop, crop, 3), np.uint8)
   seconds = timed(jax.jit(data.make_batch_fn(config)), hr, jax.random.key(0), repeats=repeats)
   return dict(ms_per_batch=round(1000 * seconds, 1), images_per_s=round(batch / seconds, 1))
 
@@ -122,10 +131,12 @@ def loop_share(config, steps: int) -> dict:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--batches', type=int, default=6, help='host batches timed per case')
+  parser.add_argument('--batches', type=int, default=12, help='host batches timed per case')
+  parser.add_argument('--warmup', type=int, default=12, help='host batches consumed before timing')
   parser.add_argument('--steps', type=int, default=8, help='loop steps timed per case')
   parser.add_argument('--images', type=int, default=16, help='DIV2K-sized PNGs to generate')
   parser.add_argument('--skip_paper_step', action='store_true', help='skip the paper-size train step')
+  parser.add_argument('--skip_steps', action='store_true', help='skip every train-step measurement')
   args = parser.parse_args()
   results = dict(machine=dict(platform=platform.platform(), cpus=os.cpu_count(),
                               devices=[str(d) for d in jax.devices()], jax=jax.__version__))
@@ -133,10 +144,10 @@ def main() -> None:
   cpu = gaussian.get_config('cpu')
   for workers in (0, 2):
     cpu.data.num_workers = workers
-    results[f'host/cpu_preset/bundled/workers={workers}'] = host_rate(cpu, args.batches)
+    results[f'host/cpu_preset/bundled/workers={workers}'] = host_rate(cpu, args.batches, args.warmup)
   cpu.data.num_workers = 0
   results['device_batch_fn/cpu_preset'] = batch_fn_time(cpu, repeats=5)
-  for workers in (0, 2):
+  for workers in () if args.skip_steps else (0, 2):
     cpu.data.num_workers = workers
     results[f'loop/cpu_preset/workers={workers}'] = loop_share(cpu, args.steps)
 
@@ -147,7 +158,7 @@ def main() -> None:
     paper.data.source, paper.data.train_dir = 'folder', folder
     for workers in (0, 2):
       paper.data.num_workers = workers
-      results[f'host/paper/folder_png/workers={workers}'] = host_rate(paper, args.batches)
+      results[f'host/paper/folder_png/workers={workers}'] = host_rate(paper, args.batches, args.warmup)
     from s2k_jax import tfds_builder  # pylint: disable=g-import-not-at-top
     start = time.perf_counter()
     tfds_builder.build(folder, os.path.join(tmp, 'tfds'))
@@ -155,15 +166,16 @@ def main() -> None:
     paper.data.source, paper.data.tfds_data_dir = 'tfds', os.path.join(tmp, 'tfds')
     for workers in (0, 2):
       paper.data.num_workers = workers
-      results[f'host/paper/tfds_raw/workers={workers}'] = host_rate(paper, args.batches)
+      results[f'host/paper/tfds_raw/workers={workers}'] = host_rate(paper, args.batches, args.warmup)
   paper.data.source, paper.data.num_workers = 'bundled', 0
   results['device_batch_fn/paper'] = batch_fn_time(paper, repeats=2)
-  if not args.skip_paper_step:
+  if not (args.skip_paper_step or args.skip_steps):
     state = jax.jit(lambda k: train.create_train_state(paper, k))(jax.random.key(0))
     batch = jax.jit(data.make_batch_fn(paper))(
         np.zeros((16, 1024, 1024, 3), np.uint8), jax.random.key(0))
     step_fn = jax.jit(lambda s, b, k: train.train_step(s, b, k, config=paper)[1])
-    results['train_step/paper_ms'] = round(1000 * timed(step_fn, state, batch, jax.random.key(0), repeats=1), 1)
+    seconds = timed(step_fn, state, batch, jax.random.key(0), repeats=1)
+    results['train_step/paper_ms'] = round(1000 * seconds, 1)
 
   width = max(len(k) for k in results)
   for key, value in results.items():

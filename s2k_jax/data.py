@@ -51,7 +51,8 @@ BUNDLED_EVAL = ('chelsea.png', 'coffee.png')
 BUNDLED_TRAIN = (
     'astronaut.png', 'rocket.jpg', 'hubble_deep_field.jpg', 'ihc.png', 'retina.jpg',
     'motorcycle_left.png', 'camera.png', 'moon.png', 'brick.png', 'grass.png', 'gravel.png')
-TFDS_EXTRA_HINT = "pip install 's2k-jax[tfds]' (tensorflow-datasets and array-record; TensorFlow is not needed)"
+TFDS_EXTRA_HINT = ("pip install 's2k-jax[tfds]' (tensorflow-datasets and array-record; "
+                   'TensorFlow is not needed)')
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -113,7 +114,8 @@ def import_tfds():
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise ValueError(f'data.source=tfds needs tensorflow-datasets: {TFDS_EXTRA_HINT}.') from e
-  from s2k_jax import tfds_builder  # pylint: disable=g-import-not-at-top,unused-import  # Registers s2k_images.
+  # Registers the s2k_images builder with tfds.
+  from s2k_jax import tfds_builder  # pylint: disable=g-import-not-at-top,unused-import
   return tfds
 
 
@@ -127,11 +129,14 @@ def _tfds_records(data: ml_collections.ConfigDict, split: str) -> ImageRecords:
   except Exception as e:  # tfds raises its own DatasetNotFoundError and ValueErrors for bad names.
     raise ValueError(f'tfds dataset {data.tfds_name!r} not found {where}: {e}') from e
   if not builder.is_prepared():
+    build_hint = ('build it from image folders with `python -m s2k_jax.tfds_builder --train_dir=... '
+                  '--eval_dir=... --data_dir=...`')
+    if data.tfds_name.split('/')[0] == 's2k_images':
+      raise ValueError(f'tfds dataset {data.tfds_name!r} is not prepared {where}: {build_hint}.')
     raise ValueError(
-        f'tfds dataset {data.tfds_name!r} is not prepared {where}. Build it from image folders with '
-        '`python -m s2k_jax.tfds_builder --train_dir=... --eval_dir=... --data_dir=...` and set '
-        'data.tfds_name=s2k_images, or prepare the stock one (needs TensorFlow) with '
-        f'`tfds build {data.tfds_name} --file_format=array_record --data_dir=...`.')
+        f'tfds dataset {data.tfds_name!r} is not prepared {where}. Prepare it (needs TensorFlow) with '
+        f'`tfds build {data.tfds_name} --file_format=array_record --data_dir=...`, or {build_hint} '
+        'and set data.tfds_name=s2k_images.')
   features = builder.info.features
   key = data.tfds_image_key or ('image' if 'image' in features else 'hr')
   if key not in features:
@@ -194,10 +199,13 @@ def check_records(records: ImageRecords, config: ml_collections.ConfigDict) -> I
   if report.too_small:
     problems = images.format_problems(report.too_small)
     if not data.skip_small_images:
+      hint = (' The bundled photos suit the :cpu and :smoke presets; at paper scale train on DIV2K '
+              '(--config.data.source=folder --config.data.train_dir=... --config.data.eval_dir=...).'
+              if data.source == 'bundled' else '')
       raise images.ImageError(
           f'{len(report.too_small)} image(s) in {records.description} are smaller than data.hr_crop={crop}:\n'
           f'{problems}\nUse a smaller --config.data.hr_crop, remove them, or set '
-          '--config.data.skip_small_images=True to leave them out.')
+          f'--config.data.skip_small_images=True to leave them out.{hint}')
     logging.warning('Leaving out %d image(s) of %s smaller than data.hr_crop=%d:\n%s',
                     len(report.too_small), records.description, crop, problems)
   usable = report.usable()
@@ -333,7 +341,8 @@ def create_eval_batch(config: ml_collections.ConfigDict, n: int) -> dict[str, np
 # Device side.
 
 
-def make_batch_fn(config: ml_collections.ConfigDict) -> Callable[[jax.Array, jax.Array], dict[str, jax.Array]]:
+def make_batch_fn(
+    config: ml_collections.ConfigDict) -> Callable[[jax.Array, jax.Array], dict[str, jax.Array]]:
   """fn(hr uint8 (B, C, C, 3), key) → the training batch, jit-able (the caller chooses shardings).
 
   Returns float32 arrays: hr (B, C, C, 3) in [0, 1]; lr (B, C/s, C/s, 3) in [0, 1]; kernel (B, k, k)

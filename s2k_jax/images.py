@@ -104,8 +104,8 @@ def _tiff_bits(image: Image.Image) -> int:
 def _check_mode(image: Image.Image, name: str) -> None:
   if image.mode in _CONVERTIBLE_MODES or image.mode in _SIXTEEN_BIT_GRAY_MODES:
     return
-  raise ImageError(f'{name}: unsupported pixel format {image.mode!r} (32-bit integer or float samples have no '
-                   'defined white level); save it as 8- or 16-bit RGB or grayscale.')
+  raise ImageError(f'{name}: unsupported pixel format {image.mode!r} (32-bit integer or float samples have '
+                   'no defined white level); save it as 8- or 16-bit RGB or grayscale.')
 
 
 def _pillow_to_rgb(image: Image.Image) -> np.ndarray:

@@ -129,11 +129,10 @@ def check_finite(metrics: Mapping[str, Any], step: int, mngr: ocp.CheckpointMana
   bad = {k: float(v) for k, v in metrics.items() if not np.isfinite(np.asarray(v)).all()}
   if bad:
     last = mngr.latest_step()
-    where = (f'the last good checkpoint is step {last} in {mngr.directory}' if last is not None
-             else 'no checkpoint was saved yet')
+    where = (f'the last good checkpoint is step {last} in {mngr.directory}; restarting resumes from it'
+             if last is not None else 'no checkpoint was saved yet')
     raise NonFiniteLossError(
-        f'non-finite loss at step {step}: {bad}; {where}. Lower train.learning_rate or check the data; '
-        'the run resumes from that checkpoint when restarted.')
+        f'non-finite loss at step {step}: {bad}; {where}. Lower train.learning_rate or check the data.')
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -123,7 +123,8 @@ def generate(config: ml_collections.ConfigDict, out_dir: str, *, seed: int = 0, 
   scale = int(config.degradation.scale)
   degradation.check_scale(scale)
   if hr_crop < 0 or hr_crop % scale:
-    raise ValueError(f'hr_crop={hr_crop} must be 0 (whole images) or a positive multiple of the scale {scale}.')
+    raise ValueError(
+        f'hr_crop={hr_crop} must be 0 (whole images) or a positive multiple of the scale {scale}.')
   if os.path.exists(out_dir) and os.listdir(out_dir):
     if not overwrite:
       raise ValueError(f'{out_dir} exists and is not empty; pass --overwrite to replace it.')
@@ -205,7 +206,8 @@ def load(directory: str, *, verify: bool = False) -> TestSet:
     with open(path) as f:
       manifest = json.load(f)
   except FileNotFoundError as e:
-    raise ValueError(f'{directory}: no {MANIFEST}; generate the test set with python -m s2k_jax.testsets.') from e
+    raise ValueError(
+        f'{directory}: no {MANIFEST}; generate the test set with python -m s2k_jax.testsets.') from e
   except json.JSONDecodeError as e:
     raise ValueError(f'{path}: not valid JSON ({e}).') from e
   if manifest.get('format') != FORMAT:
@@ -216,7 +218,8 @@ def load(directory: str, *, verify: bool = False) -> TestSet:
     if verify:
       for k, blob in blobs.items():
         if hashlib.sha256(blob).hexdigest() != entry['sha256'][k]:
-          raise ValueError(f'{os.path.join(directory, entry[k])}: contents differ from the manifest\'s SHA-256.')
+          raise ValueError(
+              f'{os.path.join(directory, entry[k])}: contents differ from the manifest\'s SHA-256.')
     hr.append(images.to_uint8(images.decode_image(blobs['hr'], entry['hr'])))
     lr.append(images.to_uint8(images.decode_image(blobs['lr'], entry['lr'])))
     kernels.append(np.load(io.BytesIO(blobs['kernel']), allow_pickle=False))
@@ -233,12 +236,14 @@ def main(argv: Sequence[str]) -> None:
   args = flags.FLAGS
   manifest = generate(args.config, args.out, seed=args.seed, split=args.split, hr_crop=args.hr_crop,
                       limit=args.limit, overwrite=args.overwrite)
-  print(f'{len(manifest["images"])} images, {manifest["family"]} kernels, ×{manifest["scale"]} → {args.out}')
+  print(f'{len(manifest["images"])} images, {manifest["family"]} kernels, ×{manifest["scale"]} '
+        f'→ {args.out}')
 
 
 if __name__ == '__main__':
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  config_flags.DEFINE_config_file('config', None, 'Experiment config (configs/<family>.py).', lock_config=True)
+  config_flags.DEFINE_config_file('config', None, 'Experiment config (configs/<family>.py).',
+                                  lock_config=True)
   flags.mark_flag_as_required('config')
   flags.DEFINE_string('out', None, 'Output folder of the test set.', required=True)
   flags.DEFINE_integer('seed', 0, 'Seed of the kernels and noise.')

@@ -53,7 +53,7 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
                                optax.linear_schedule(t.learning_rate, 0.0, t.num_steps - half)], [half])
   else:
     raise ValueError(f"train.schedule must be 'constant', 'cosine' or 'linear_decay', got {t.schedule!r}")
-  return optax.adam(lr, b1=t.b1, b2=t.b2)
+  return optax.adam(lr, b1=t.b1, b2=t.b2, eps=t.eps)
 
 
 def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> dict[str, TrainState]:

@@ -9,6 +9,7 @@ import grain
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
+import orbax.checkpoint as ocp
 from PIL import Image
 import pytest
 import scipy.ndimage
@@ -40,7 +41,8 @@ def write_png16(path, array):
 
   ihdr = struct.pack('>IIBBBBB', width, height, 16, colour_type, 0, 0, 0)
   with open(path, 'wb') as f:
-    f.write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b''))
+    f.write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', zlib.compress(raw))
+            + chunk(b'IEND', b''))
 
 
 def coordinate_image(height, width, image_id):
@@ -115,7 +117,8 @@ def test_gray_and_bilevel_become_rgb(tmp_path):
   Image.fromarray(gray > 100).save(tmp_path / 'b.png')
   out = images.load_image(tmp_path / 'g.png')
   np.testing.assert_array_equal(out, np.repeat(gray[..., None], 3, -1) / np.float32(255))
-  np.testing.assert_array_equal(images.load_image(tmp_path / 'b.png')[..., 1], (gray > 100).astype(np.float32))
+  np.testing.assert_array_equal(images.load_image(tmp_path / 'b.png')[..., 1],
+                                (gray > 100).astype(np.float32))
 
 
 def test_alpha_is_dropped_and_palette_resolved(tmp_path):
@@ -165,6 +168,7 @@ def test_corrupt_files_are_rejected_with_their_name(tmp_path, case):
     images.load_image(path)
 
 
+@pytest.mark.filterwarnings('ignore::PIL.Image.DecompressionBombWarning')
 def test_decompression_bomb_guard(tmp_path, monkeypatch):
   Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / 'big.png')
   monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 500)
@@ -264,7 +268,8 @@ def test_crops_are_windows_under_the_eight_symmetries(coordinate_folder):
 
 
 def test_no_augmentation_gives_upright_windows(coordinate_folder):
-  config = smoke_config(source='folder', train_dir=str(coordinate_folder), hr_crop=16, flip=False, rot90=False)
+  config = smoke_config(source='folder', train_dir=str(coordinate_folder), hr_crop=16, flip=False,
+                        rot90=False)
   for crop in take(data.create_train_iterator(config), 2)[1]:
     top, left = int(crop[0, 0, 0]), int(crop[0, 0, 1])
     source = coordinate_image(40 + 4 * (int(crop[0, 0, 2]) // 10 - 1), 56, crop[0, 0, 2])
@@ -298,6 +303,21 @@ def test_state_restore_gives_the_exact_next_batches():
   fresh.set_state(state)
   for x, y in zip(expected, take(fresh, 2)):
     np.testing.assert_array_equal(x, y)
+
+
+def test_orbax_checkpoint_of_the_iterator_resumes_exactly(tmp_path):
+  config = smoke_config()
+  it = data.create_train_iterator(config)
+  take(it, 2)
+  manager = ocp.CheckpointManager(tmp_path, options=ocp.CheckpointManagerOptions(create=True),
+                                  item_names=('data_iter',))
+  manager.save(2, args=ocp.args.Composite(data_iter=grain.checkpoint.CheckpointSave(it)))
+  manager.wait_until_finished()
+  expected = take(it, 1)[0]
+  fresh = data.create_train_iterator(config)
+  manager.restore(2, args=ocp.args.Composite(data_iter=grain.checkpoint.CheckpointRestore(fresh)))
+  np.testing.assert_array_equal(take(fresh, 1)[0], expected)
+  manager.close()
 
 
 def test_processes_get_disjoint_shards_of_half_the_batch(coordinate_folder):
@@ -360,7 +380,8 @@ def test_device_lr_is_the_blurred_subsampled_hr(device_batch):
   _, hr, batch = device_batch  # noise_max = 0 and 'direct' downsampling in the smoke config.
   for i in range(2):
     image, kernel = hr[i].astype(np.float64) / 255, np.asarray(batch['kernel'][i], np.float64)
-    blurred = np.stack([scipy.ndimage.correlate(image[..., ch], kernel, mode='mirror') for ch in range(3)], -1)
+    blurred = np.stack([scipy.ndimage.correlate(image[..., ch], kernel, mode='mirror')
+                        for ch in range(3)], -1)
     np.testing.assert_allclose(batch['lr'][i], blurred[::4, ::4], atol=2e-5)
 
 
@@ -480,6 +501,10 @@ def test_tfds_not_prepared_is_a_clear_error(tmp_path):
   pytest.importorskip('tensorflow_datasets')
   with pytest.raises(ValueError, match=r"'s2k_images' is not prepared in .*python -m s2k_jax.tfds_builder"):
     data.create_train_iterator(smoke_config(source='tfds', tfds_data_dir=str(tmp_path)))
+  with pytest.raises(ValueError, match=r"'div2k/bicubic_x3' is not prepared .*tfds build div2k/bicubic_x3 "
+                                       r"--file_format=array_record"):
+    data.create_eval_batch(smoke_config(source='tfds', tfds_name='div2k/bicubic_x3',
+                                        tfds_data_dir=str(tmp_path)), 1)
 
 
 def test_stock_div2k_name_reads_hr_images(tmp_path, tfds_folders):

@@ -57,13 +57,20 @@ def test_steps_lower_the_l1_loss_on_a_fixed_batch():
     state, metrics = step(state, batch, key)
     history.append(float(metrics['l1']))
   assert all(np.isfinite(history))
-  assert history[-1] < 0.8 * history[0], history
+  assert history[-1] < 0.92 * history[0], history
+  assert np.all(np.diff(history[:4]) < 0), history
   assert int(state['gen'].step) == 8 and int(state['disc'].step) == 8
 
 
 def test_one_device_and_eight_devices_give_the_same_step():
+  """Same parameters and losses after two steps on 1 and on 8 devices (≤ 1e-5).
+
+  Adam's first steps are ≈ lr·g/(|g| + ε): with ε = 1e-8 a coordinate whose gradient is ~1e-7 turns a
+  float reduction-order difference (the sum over 8 shards is ordered differently) into a 1e-5 parameter
+  difference. ε = 1e-4 keeps the comparison about the data-parallel maths, which is what this tests.
+  """
   assert jax.device_count() == 8, 'tests/conftest.py forces 8 CPU devices'
-  config = smoke_config()
+  config = smoke_config(**{'train.eps': 1e-4})
   results = []
   for devices in (jax.devices()[:1], jax.devices()):
     mesh = Mesh(np.asarray(devices), ('data',))
@@ -73,12 +80,13 @@ def test_one_device_and_eight_devices_give_the_same_step():
     batch = jax.device_put(fixed_batch(config, Mesh(np.asarray(jax.devices()[:1]), ('data',))), shard)
     step = jax.jit(functools.partial(train.train_step, config=config),
                    in_shardings=(rep, shard, rep), out_shardings=(rep, rep))
-    for _ in range(2):
-      state, metrics = step(state, batch, jax.random.key(1))
-    results.append((params_of(state), jax.device_get(metrics)))
+    state, metrics1 = step(state, batch, jax.random.key(1))
+    state, metrics2 = step(state, batch, jax.random.key(1))
+    results.append((params_of(state), jax.device_get((metrics1, metrics2))))
   assert_trees_close(results[0][0], results[1][0], atol=1e-5)
-  for k in results[0][1]:
-    np.testing.assert_allclose(results[0][1][k], results[1][1][k], rtol=1e-5, atol=1e-6)
+  for one, eight in zip(results[0][1], results[1][1]):
+    for k in one:
+      np.testing.assert_allclose(one[k], eight[k], rtol=1e-5, atol=1e-6)
 
 
 def test_resume_is_exact(tmp_path):
@@ -97,9 +105,16 @@ def test_resume_is_exact(tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path):
+  train.train_and_evaluate(smoke_config(**{'train.num_steps': 2}), str(tmp_path))
   config = smoke_config(**{'train.learning_rate': float('nan'), 'train.num_steps': 4})
-  with pytest.raises(loop.NonFiniteLossError, match=r'non-finite loss at step 2.*no checkpoint'):
+  # The D update of step 3 makes D NaN, so step 3's generator loss is the first non-finite value.
+  with pytest.raises(loop.NonFiniteLossError,
+                     match=r'non-finite loss at step 3: .*g_loss.*last good checkpoint is step 2'):
     train.train_and_evaluate(config, str(tmp_path))
+  steps = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit())
+  assert steps == [2], 'a non-finite state must never be checkpointed'
+  with pytest.raises(loop.NonFiniteLossError, match=r'step 1: .*no checkpoint was saved yet'):
+    train.train_and_evaluate(config, str(tmp_path / 'fresh'))
 
 
 def test_batch_not_divisible_by_devices_is_refused(tmp_path):
