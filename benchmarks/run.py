@@ -11,8 +11,10 @@ A workload is a function `bench_<name>(args) -> dict` registered in WORKLOADS; i
 on the device, times one call with `median_ms` and returns at least `workload`, `batch` and `ms`.
 """
 import argparse
+import functools
 import json
 import pathlib
+import resource
 import sys
 import time
 from typing import Any, Callable
@@ -26,7 +28,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from configs import common  # noqa: E402
+from configs import gaussian  # noqa: E402
 from s2k_jax import degradation  # noqa: E402
+from s2k_jax import train  # noqa: E402
 
 
 def median_ms(fn: Callable[[], Any], warmup: int, runs: int) -> float:
@@ -61,7 +65,44 @@ def bench_degrade(args: argparse.Namespace) -> dict[str, Any]:
               lr_shape=list(lr.shape), ms=ms)
 
 
-WORKLOADS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {'degrade': bench_degrade}
+def peak_memory_mb() -> dict[str, float]:
+  """Peak resident memory of this process and, where the backend reports it, of the device."""
+  peaks = {'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+  stats = jax.devices()[0].memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    peaks['device_peak_mb'] = stats['peak_bytes_in_use'] / 2**20
+  return peaks
+
+
+def bench_s2k_step(args: argparse.Namespace) -> dict[str, Any]:
+  """`train.train_step` of the paper model (unet-8-64 + PatchGAN, Eq. 11-12, Adam), jitted, donated.
+
+  The PyTorch reference does the same step: one G forward, D on fake and real, D update, G update
+  through the new D, with BatchNorm in training mode and dropout in the U-Net.
+  """
+  config = gaussian.get_config()
+  config.spectrum.size = args.size
+  state = train.create_train_state(config, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  shape = (args.batch, args.size, args.size, 1)
+  batch = {'inputs': jnp.asarray(rng.uniform(-1, 1, shape).astype(np.float32)),
+           'kernel_map': jnp.asarray(rng.uniform(-1, 1, shape).astype(np.float32))}
+  params = sum(x.size for x in jax.tree.leaves(state['gen'].params))
+  step = jax.jit(functools.partial(train.train_step, config=config), donate_argnums=0)
+  key = jax.random.key(1)
+
+  def run():
+    nonlocal state
+    state, metrics = step(state, batch, key)
+    return metrics
+
+  ms = median_ms(run, args.warmup, args.runs)
+  return dict(workload='s2k_step', batch=args.batch, size=args.size, generator=config.model.generator,
+              generator_params=params, ms=ms, **peak_memory_mb())
+
+
+WORKLOADS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    'degrade': bench_degrade, 's2k_step': bench_s2k_step}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
