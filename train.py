@@ -17,6 +17,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and figures.')
 config_flags.DEFINE_config_file('config', None, 'Experiment config file, e.g. configs/motion.py:cpu.',
                                 lock_config=True)
+# Library INFO logs (orbax, grain) would drown the progress bar; --verbosity=0 brings them back.
+flags.FLAGS.set_default('verbosity', logging.WARNING)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 

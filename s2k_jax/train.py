@@ -143,7 +143,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   loop.maybe_initialize_distributed(config.train.distributed)
   mesh = loop.make_mesh()
   loop.check_batch_divisible(config.train.batch_size, mesh)
-  logging.info('Devices: %s; mesh %s', jax.devices(), dict(mesh.shape))
+  if jax.process_index() == 0:
+    print(f'{jax.device_count()} {jax.devices()[0].platform} device(s), mesh {dict(mesh.shape)}; '
+          f'workdir {os.path.abspath(workdir)}', flush=True)
   os.makedirs(workdir, exist_ok=True)
 
   # Data: host pipeline (grain) and the on-device degradation that turns HR crops into a batch.
@@ -161,7 +163,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   mngr = loop.checkpoint_manager(workdir, config.train.keep_checkpoints)
   start = mngr.latest_step() or 0
   if start:
-    logging.info('Resuming from step %d in %s', start, mngr.directory)
+    if jax.process_index() == 0:
+      print(f'Resuming from step {start} in {mngr.directory}', flush=True)
     state = loop.restore_checkpoint(mngr, start, loop.abstract_like(state, state_sharding), train_iter)
   meta = checkpoint_meta(config)
 

@@ -41,6 +41,8 @@ def estimation_grid(inputs, true_maps, pred_maps, true_kernels, est_kernels, max
   grid = np.ones((n * (size + border) - border, rows[0].shape[1]))
   for i, r in enumerate(rows):
     grid[i * (size + border):i * (size + border) + size] = r
+  rep = -(-128 // size)  # Small (CPU-preset) maps are enlarged so tiles are at least 128 px.
+  grid = np.kron(grid, np.ones((rep, rep))) if rep > 1 else grid
   return np.repeat((grid * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=-1)
 
 
