@@ -15,6 +15,7 @@ from absl import logging
 
 from s2k_jax import estimator
 from s2k_jax import evaluation
+from s2k_jax import loop
 from s2k_jax import testsets
 
 FLAGS = flags.FLAGS
@@ -25,14 +26,13 @@ flags.DEFINE_integer('seed', 0, 'Seed of a generated test set.')
 flags.DEFINE_integer('limit', 0, 'Generate at most this many images (0 = the whole eval split).')
 flags.DEFINE_integer('batch_size', 8, 'LR images per jitted batch.')
 flags.DEFINE_enum('spectrum_mode', None, ['crop', 'welch'], 'Override the estimator\'s spectrum mode.')
-# Library INFO logs (orbax, grain) would drown the progress bar; --verbosity=0 brings them back.
-flags.FLAGS.set_default('verbosity', logging.WARNING)
 flags.mark_flags_as_required(['workdir', 'out'])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  loop.quiet_library_logs()
   est = estimator.load_estimator(FLAGS.workdir)
   testset_dir = FLAGS.testset
   if testset_dir is None:

@@ -11,20 +11,20 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from s2k_jax import loop
 from s2k_jax import train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and figures.')
 config_flags.DEFINE_config_file('config', None, 'Experiment config file, e.g. configs/motion.py:cpu.',
                                 lock_config=True)
-# Library INFO logs (orbax, grain) would drown the progress bar; --verbosity=0 brings them back.
-flags.FLAGS.set_default('verbosity', logging.WARNING)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  loop.quiet_library_logs()
   logging.info('JAX process %d/%d, local devices: %s', jax.process_index(), jax.process_count(),
                jax.local_devices())
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)

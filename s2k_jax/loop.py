@@ -6,17 +6,26 @@ the config; a preemption guard; a non-finite-loss stop; metrics to JSONL and Ten
 bar. They live here once; `s2k_jax/train.py` composes them into the linear training driver.
 """
 import json
+import logging as std_logging
 import os
 import signal
 import threading
 from typing import Any, Mapping
 
+from absl import flags
 from absl import logging
 import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+
+def quiet_library_logs() -> None:
+  """Entry points: orbax and grain log every save and read at INFO from their threads, drowning the
+  progress bar; raise the threshold to WARNING unless the user chose one (--verbosity / -v)."""
+  if not flags.FLAGS['verbosity'].present:
+    std_logging.getLogger().setLevel(std_logging.WARNING)
 
 
 class NonFiniteLossError(RuntimeError):
