@@ -106,8 +106,32 @@ def get_train_config(family: str) -> ml_collections.ConfigDict:
 def get_estimator_config(family: str) -> ml_collections.ConfigDict:
   """The S2K estimator experiment for one kernel family."""
   config = get_common_config(family)
+  config.task = 'estimator'
   config.model = get_model_config()
   config.train = get_train_config(family)
+  return config
+
+
+def get_restorer_config(family: str, scale: int) -> ml_collections.ConfigDict:
+  """SFTMD trained on (LR, true kernel code) pairs, as IKC trains it (paper §3.4)."""
+  config = get_common_config(family)
+  config.task = 'restorer'
+  config.degradation.scale = scale
+  config.data.hr_crop = 64 * scale     # 64² LR patches (IKC)
+  config.spectrum.size = 64            # only for the batch's spectrum; the restorer doesn't read it
+  r = config.restorer = ml_collections.ConfigDict()
+  r.features = 64
+  r.num_blocks = 16
+  r.kernel_size = config.degradation.kernel_size  # the code's canvas; other sizes are resized to it
+  r.pca_components = 10
+  r.pca_center = True                  # see docs/conventions.md, "Centring"
+  r.pca_samples = 10_000
+  r.pca_seed = 0
+  t = config.train = get_train_config(family)
+  t.learning_rate = 1e-4
+  t.b1, t.b2 = 0.9, 0.99
+  t.schedule = 'cosine'
+  t.num_steps = 500_000
   return config
 
 
@@ -116,7 +140,36 @@ def apply_preset(config: ml_collections.ConfigDict, preset: str | None) -> ml_co
   if not preset:
     return config
   s = config.degradation.scale
-  if preset == 'cpu':
+  restorer = config.get('task') == 'restorer'
+  if preset == 'cpu' and restorer:
+    config.data.hr_crop = 32 * s
+    config.spectrum.size = 32
+    config.restorer.num_blocks = 8
+    config.restorer.pca_samples = 4000
+    config.train.num_steps = 2000
+    config.train.batch_size = 8
+    config.train.log_every = 10
+    config.train.eval_every = 200
+    config.train.checkpoint_every = 200
+    config.degradation.motion_bank_size = 100
+    config.data.num_workers = 0
+    config.data.read_threads = 2
+  elif preset == 'smoke' and restorer:
+    config.data.hr_crop = 16 * s
+    config.spectrum.size = 16
+    config.restorer.features = 8
+    config.restorer.num_blocks = 1
+    config.restorer.pca_samples = 200
+    config.train.num_steps = 4
+    config.train.batch_size = 8
+    config.train.log_every = 1
+    config.train.eval_every = 2
+    config.train.checkpoint_every = 2
+    config.degradation.motion_bank_size = 8
+    config.degradation.motion_samples = 500
+    config.data.num_workers = 0
+    config.data.read_threads = 2
+  elif preset == 'cpu':
     # Makes visible progress on 2 CPU cores in minutes: 64² spectra of 64² LR crops.
     config.spectrum.size = 64
     config.data.hr_crop = 64 * s

@@ -350,10 +350,11 @@ def make_batch_fn(
   input (= spectrum for model.input='dft', `spectrum.spatial_input` for 'spatial'); noise_sigma (B,).
   Kernels and noise come from `degradation.degrade(hr, key, config.degradation)`.
   """
-  if config.model.input not in MODEL_INPUTS:
-    raise ValueError(f'model.input must be one of {MODEL_INPUTS}, got {config.model.input!r}.')
+  model_input = config.model.input if 'model' in config else 'dft'  # The restorer has no generator.
+  if model_input not in MODEL_INPUTS:
+    raise ValueError(f'model.input must be one of {MODEL_INPUTS}, got {model_input!r}.')
   deg = ml_collections.FrozenConfigDict(config.degradation)
-  size, mode, spatial = int(config.spectrum.size), str(config.spectrum.mode), config.model.input == 'spatial'
+  size, mode, spatial = int(config.spectrum.size), str(config.spectrum.mode), model_input == 'spatial'
 
   def batch_fn(hr_uint8: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
     hr = jnp.asarray(hr_uint8).astype(jnp.float32) / 255.0

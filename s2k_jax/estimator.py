@@ -5,7 +5,6 @@ guesses sizes or conventions) and `estimate_kernels` runs it, jitted, on a batch
 """
 import dataclasses
 import functools
-import os
 from typing import Any
 
 import jax
@@ -28,28 +27,14 @@ class Estimator:
 
 def load_estimator(workdir_or_checkpoints: str, step: int | None = None) -> Estimator:
   """Loads an estimator from a training workdir (or its `checkpoints/` directory); latest step by default."""
-  path = os.path.abspath(workdir_or_checkpoints)
-  if os.path.isdir(os.path.join(path, 'checkpoints')):
-    path = os.path.join(path, 'checkpoints')
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f'{workdir_or_checkpoints}: no such checkpoint directory.')
-  meta = loop.read_meta(path, step)
-  if meta.get('kind') != train.CHECKPOINT_KIND:
-    raise ValueError(f'{workdir_or_checkpoints} holds a {meta.get("kind")!r} checkpoint, not an S2K '
-                     f'estimator ({train.CHECKPOINT_KIND!r}); pass the workdir of `train.py`.')
+  config, state, step, path, meta = loop.restore_for_inference(
+      workdir_or_checkpoints, train.CHECKPOINT_KIND,
+      lambda config: functools.partial(train.create_train_state, config), step)
   if meta.get('kernel_map') != spectrum.KERNEL_MAP_CONVENTION:
     raise ValueError(f'{workdir_or_checkpoints}: kernel-map convention {meta.get("kernel_map")!r} differs '
                      f'from this version\'s {spectrum.KERNEL_MAP_CONVENTION!r}; retrain or use the '
                      'matching s2k-jax version.')
-  config = ml_collections.ConfigDict(meta['config'])
-  abstract = loop.abstract_like(
-      jax.eval_shape(functools.partial(train.create_train_state, config), jax.random.key(0)),
-      loop.replicated(loop.make_mesh()))
-  mngr = loop.checkpoint_manager(os.path.dirname(path), config.train.keep_checkpoints)
-  step = mngr.latest_step() if step is None else step
-  state = loop.restore_checkpoint(mngr, step, abstract, data_iter=None)
-  mngr.close()
-  return Estimator(config=config, state=state, step=int(step), directory=path)
+  return Estimator(config=config, state=state, step=step, directory=path)
 
 
 @functools.partial(jax.jit, static_argnames=('size', 'mode', 'ksize', 'spatial'))

@@ -3,22 +3,28 @@
 The S2K estimator and the SFTMD restorer train with the same driver features: a data-parallel mesh,
 one orbax `CheckpointManager` holding the train state, the grain iterator state and a JSON record of
 the config; a preemption guard; a non-finite-loss stop; metrics to JSONL and TensorBoard; a progress
-bar. They live here once; `s2k_jax/train.py` composes them into the linear training driver.
+bar. They live here once, and `run` is the one linear driver both models train with (a `Task` says
+what differs: state, step, evaluation).
 """
+import dataclasses
 import json
 import logging as std_logging
 import os
 import signal
 import threading
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from absl import flags
 from absl import logging
 import grain
 import jax
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import tqdm
+
+from s2k_jax import data
 
 
 def quiet_library_logs() -> None:
@@ -26,6 +32,19 @@ def quiet_library_logs() -> None:
   progress bar; raise the threshold to WARNING unless the user chose one (--verbosity / -v)."""
   if not flags.FLAGS['verbosity'].present:
     std_logging.getLogger().setLevel(std_logging.WARNING)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What the driver needs to train one model; everything else (data, mesh, checkpoints) is shared."""
+  name: str                   # progress-bar label
+  kind: str                   # recorded in the checkpoint metadata; loaders check it
+  meta: Mapping[str, Any]     # JSON saved with every checkpoint (config, conventions)
+  create_state: Callable[[jax.Array], Any]              # init key → train state
+  train_step: Callable[[Any, Any, jax.Array], tuple[Any, Any]]  # (state, batch, key) → (state, metrics)
+  eval_step: Callable[[Any, Any], Any]                  # (state, eval batch) → outputs (jitted by the driver)
+  log_eval: Callable[[Any, Any, 'MetricWriter', str, int], None]  # (outputs, batch, writer, workdir, step)
+  progress_keys: tuple[str, ...]                        # metrics shown on the progress bar
 
 
 class NonFiniteLossError(RuntimeError):
@@ -93,12 +112,40 @@ def restore_checkpoint(mngr: ocp.CheckpointManager, step: int, abstract_state: A
 
 def read_meta(checkpoint_dir: str, step: int | None = None) -> dict:
   """Reads the JSON metadata (config, kind, conventions) of a checkpoint directory without jax state."""
-  mngr = ocp.CheckpointManager(checkpoint_dir, options=ocp.CheckpointManagerOptions(read_only=True),
+  mngr = ocp.CheckpointManager(checkpoint_dir, options=ocp.CheckpointManagerOptions(create=False),
                                item_names=('meta',))
   step = mngr.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f'no checkpoint found in {checkpoint_dir}: train a model there first.')
   return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+
+
+def restore_for_inference(workdir_or_checkpoints: str, kind: str,
+                          make_create_state: Callable[[ml_collections.ConfigDict], Callable],
+                          step: int | None = None):
+  """Loads a model for inference: (config, state, step, checkpoints dir, meta).
+
+  Accepts a training workdir or its `checkpoints/` directory; checks the checkpoint's kind; rebuilds
+  the state's shapes from the config saved with it (`make_create_state(config)` → key → state), so
+  inference never guesses sizes.
+  """
+  path = os.path.abspath(workdir_or_checkpoints)
+  if os.path.isdir(os.path.join(path, 'checkpoints')):
+    path = os.path.join(path, 'checkpoints')
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f'{workdir_or_checkpoints}: no such checkpoint directory.')
+  meta = read_meta(path, step)
+  if meta.get('kind') != kind:
+    raise ValueError(f'{workdir_or_checkpoints} holds a {meta.get("kind")!r} checkpoint, not a {kind!r} '
+                     'one; pass the workdir of the matching training run.')
+  config = ml_collections.ConfigDict(meta['config'])
+  abstract = abstract_like(jax.eval_shape(make_create_state(config), jax.random.key(0)),
+                           replicated(make_mesh()))
+  mngr = checkpoint_manager(os.path.dirname(path), 1)
+  step = mngr.latest_step() if step is None else step
+  state = restore_checkpoint(mngr, step, abstract, data_iter=None)
+  mngr.close()
+  return config, state, int(step), path, meta
 
 
 def abstract_like(state: Any, sharding: NamedSharding) -> Any:
@@ -177,3 +224,82 @@ class MetricWriter:
     if self.enabled:
       self._jsonl.close()
       self._tb.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The driver.
+
+
+def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
+  """The training driver: trains `task` in `workdir`, resuming from its latest checkpoint if any."""
+  maybe_initialize_distributed(config.train.distributed)
+  mesh = make_mesh()
+  check_batch_divisible(config.train.batch_size, mesh)
+  if jax.process_index() == 0:
+    print(f'{jax.device_count()} {jax.devices()[0].platform} device(s), mesh {dict(mesh.shape)}; '
+          f'workdir {os.path.abspath(workdir)}', flush=True)
+  os.makedirs(workdir, exist_ok=True)
+
+  # Data: host pipeline (grain) and the on-device degradation that turns HR crops into a batch.
+  train_iter = data.create_train_iterator(config)
+  batch_sharding = data_sharded(mesh)
+  make_batch = jax.jit(data.make_batch_fn(config), out_shardings=batch_sharding)
+  eval_hr = data.shard_batch(data.create_eval_batch(config, config.train.eval_batch_size), mesh)
+  eval_batch = make_batch(eval_hr['hr'], jax.random.key(config.seed + 1))
+
+  # State: replicated over the mesh; restored (with the iterator) from the latest checkpoint.
+  rng = jax.random.key(config.seed)
+  init_key, train_key, data_key = jax.random.split(rng, 3)
+  state_sharding = replicated(mesh)
+  state = jax.jit(task.create_state, out_shardings=state_sharding)(init_key)
+  mngr = checkpoint_manager(workdir, config.train.keep_checkpoints)
+  start = mngr.latest_step() or 0
+  if start:
+    if jax.process_index() == 0:
+      print(f'Resuming from step {start} in {mngr.directory}', flush=True)
+    state = restore_checkpoint(mngr, start, abstract_like(state, state_sharding), train_iter)
+
+  step_fn = jax.jit(task.train_step, donate_argnums=0,
+                    in_shardings=(state_sharding, batch_sharding, state_sharding),
+                    out_shardings=(state_sharding, state_sharding))
+  eval_fn = jax.jit(task.eval_step)
+  writer = MetricWriter(workdir)
+  guard = PreemptionGuard()
+  pending = None  # Metrics of the previous step, checked one step late to keep dispatch asynchronous.
+  bar = tqdm.tqdm(total=config.train.num_steps, initial=start, desc=task.name, unit='step',
+                  disable=jax.process_index() != 0, dynamic_ncols=True)
+  try:
+    for step in range(start + 1, config.train.num_steps + 1):
+      hr = data.shard_batch(next(train_iter), mesh)['hr']
+      batch = make_batch(hr, jax.random.fold_in(data_key, step))
+      state, metrics = step_fn(state, batch, train_key)
+      if pending is not None:
+        check_finite(jax.device_get(pending[1]), pending[0], mngr)
+      pending = (step, metrics)
+      bar.update(1)
+
+      if step % config.train.log_every == 0 or step == config.train.num_steps:
+        values = jax.device_get(metrics)
+        check_finite(values, step, mngr)
+        writer.write(step, {f'train/{k}': v for k, v in values.items()})
+        bar.set_postfix({k: f'{float(values[k]):.4g}' for k in task.progress_keys})
+
+      if step % config.train.eval_every == 0 or step == config.train.num_steps:
+        task.log_eval(jax.device_get(eval_fn(state, eval_batch)), eval_batch, writer, workdir, step)
+
+      stop = guard.should_stop(step, mngr)
+      if step % config.train.checkpoint_every == 0 or step == config.train.num_steps or stop:
+        check_finite(jax.device_get(metrics), step, mngr)  # Never checkpoint a broken state.
+        save_checkpoint(mngr, step, state, train_iter, task.meta)
+      if stop:
+        logging.warning('Stopped at step %d after saving a checkpoint.', step)
+        break
+  finally:
+    bar.close()
+    mngr.wait_until_finished()
+    mngr.close()
+    writer.close()
+    guard.close()
+    if hasattr(train_iter, 'close'):
+      train_iter.close()  # Stops grain worker processes.
+  return state

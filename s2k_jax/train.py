@@ -1,14 +1,13 @@
 """Training of the S2K kernel estimator: U-Net generator vs conditional PatchGAN (paper §3.3, Eq. 11–12).
 
 `train_step` is one pure, jitted step (discriminator update, then generator update through the updated
-discriminator, as pix2pix does). `train_and_evaluate` is the linear driver: data, state, checkpoints,
-the loop, evaluation and logging, read top to bottom.
+discriminator, as pix2pix does). `train_and_evaluate` hands it, as a `loop.Task`, to the linear driver
+`loop.run` (data, state, checkpoints, the loop, evaluation and logging), which the restorer shares.
 """
 import functools
 import os
 from typing import Any
 
-from absl import logging
 import flax.linen as nn
 from flax.training import train_state
 import jax
@@ -16,9 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 
-from s2k_jax import data
 from s2k_jax import loop
 from s2k_jax import losses
 from s2k_jax import spectrum
@@ -138,83 +135,30 @@ def checkpoint_meta(config: ml_collections.ConfigDict) -> dict:
               kernel_map=spectrum.KERNEL_MAP_CONVENTION)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, TrainState]:
-  """Trains the S2K estimator in `workdir`, resuming from its latest checkpoint if there is one."""
-  loop.maybe_initialize_distributed(config.train.distributed)
-  mesh = loop.make_mesh()
-  loop.check_batch_divisible(config.train.batch_size, mesh)
-  if jax.process_index() == 0:
-    print(f'{jax.device_count()} {jax.devices()[0].platform} device(s), mesh {dict(mesh.shape)}; '
-          f'workdir {os.path.abspath(workdir)}', flush=True)
-  os.makedirs(workdir, exist_ok=True)
-
-  # Data: host pipeline (grain) and the on-device degradation that turns HR crops into a batch.
-  train_iter = data.create_train_iterator(config)
-  batch_sharding = loop.data_sharded(mesh)
-  make_batch = jax.jit(data.make_batch_fn(config), out_shardings=batch_sharding)
-  eval_hr = data.shard_batch(data.create_eval_batch(config, config.train.eval_batch_size), mesh)
-  eval_batch = make_batch(eval_hr['hr'], jax.random.key(config.seed + 1))
-
-  # State: replicated over the mesh; restored (with the iterator) from the latest checkpoint.
-  rng = jax.random.key(config.seed)
-  init_key, train_key, data_key = jax.random.split(rng, 3)
-  state_sharding = loop.replicated(mesh)
-  state = jax.jit(functools.partial(create_train_state, config), out_shardings=state_sharding)(init_key)
-  mngr = loop.checkpoint_manager(workdir, config.train.keep_checkpoints)
-  start = mngr.latest_step() or 0
-  if start:
-    if jax.process_index() == 0:
-      print(f'Resuming from step {start} in {mngr.directory}', flush=True)
-    state = loop.restore_checkpoint(mngr, start, loop.abstract_like(state, state_sharding), train_iter)
-  meta = checkpoint_meta(config)
-
-  step_fn = jax.jit(functools.partial(train_step, config=config), donate_argnums=0,
-                    in_shardings=(state_sharding, batch_sharding, state_sharding),
-                    out_shardings=(state_sharding, state_sharding))
-  eval_fn = jax.jit(functools.partial(eval_step, config=config))
-  writer = loop.MetricWriter(workdir)
-  guard = loop.PreemptionGuard()
-  pending = None  # Metrics of the previous step, checked one step late to keep dispatch asynchronous.
-  bar = tqdm.tqdm(total=config.train.num_steps, initial=start, desc='s2k', unit='step',
-                  disable=jax.process_index() != 0, dynamic_ncols=True)
-  try:
-    for step in range(start + 1, config.train.num_steps + 1):
-      hr = data.shard_batch(next(train_iter), mesh)['hr']
-      batch = make_batch(hr, jax.random.fold_in(data_key, step))
-      state, metrics = step_fn(state, batch, train_key)
-      if pending is not None:
-        loop.check_finite(jax.device_get(pending[1]), pending[0], mngr)
-      pending = (step, metrics)
-      bar.update(1)
-
-      if step % config.train.log_every == 0 or step == config.train.num_steps:
-        values = jax.device_get(metrics)
-        loop.check_finite(values, step, mngr)
-        writer.write(step, {f'train/{k}': v for k, v in values.items()})
-        bar.set_postfix({k: f'{float(values[k]):.4g}' for k in ('g_loss', 'd_loss', 'l1')})
-
-      if step % config.train.eval_every == 0 or step == config.train.num_steps:
-        evaluate_and_log(state, eval_batch, eval_fn, writer, workdir, step)
-
-      stop = guard.should_stop(step, mngr)
-      if step % config.train.checkpoint_every == 0 or step == config.train.num_steps or stop:
-        loop.check_finite(jax.device_get(metrics), step, mngr)  # Never checkpoint a broken state.
-        loop.save_checkpoint(mngr, step, state, train_iter, meta)
-      if stop:
-        logging.warning('Stopped at step %d after saving a checkpoint.', step)
-        break
-  finally:
-    bar.close()
-    mngr.wait_until_finished()
-    mngr.close()
-    writer.close()
-    guard.close()
-  return state
+def estimator_task(config: ml_collections.ConfigDict) -> loop.Task:
+  """The S2K estimator as a task of the shared training driver."""
+  return loop.Task(
+      name='s2k', kind=CHECKPOINT_KIND, meta=checkpoint_meta(config),
+      create_state=functools.partial(create_train_state, config),
+      train_step=functools.partial(train_step, config=config),
+      eval_step=functools.partial(eval_step, config=config),
+      log_eval=evaluate_and_log, progress_keys=('g_loss', 'd_loss', 'l1'))
 
 
-def evaluate_and_log(state, eval_batch, eval_fn, writer, workdir, step):
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+  """Trains the model `config.task` names (the S2K estimator by default, or the SFTMD restorer) in
+  `workdir`, resuming from its latest checkpoint if there is one; returns the final state."""
+  task = config.get('task', 'estimator')
+  if task == 'estimator':
+    return loop.run(estimator_task(config), config, workdir)
+  if task == 'restorer':
+    from s2k_jax import restorer  # pylint: disable=g-import-not-at-top
+    return loop.run(restorer.restorer_task(config), config, workdir)
+  raise ValueError(f"config.task must be 'estimator' or 'restorer', got {task!r}")
+
+
+def evaluate_and_log(out, eval_batch, writer, workdir, step):
   """Validation kernel error and a PNG grid (spectrum | true map | estimated map | kernels)."""
-  out = jax.device_get(eval_fn(state, eval_batch))
   writer.write(step, {'eval/kernel_mae': float(np.mean(out['kernel_mae']))})
   grid = visualize.estimation_grid(
       np.asarray(jax.device_get(eval_batch['inputs'])), np.asarray(jax.device_get(eval_batch['kernel_map'])),

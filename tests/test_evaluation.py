@@ -54,7 +54,7 @@ def test_load_estimator_errors(tmp_path, smoke_estimator_workdir):
   mngr = loop.checkpoint_manager(str(tmp_path / 'other'), 1)
   loop.save_checkpoint(mngr, 1, {'w': np.zeros(2)}, None, {'kind': 'sftmd_restorer'})
   mngr.wait_until_finished()
-  with pytest.raises(ValueError, match="'sftmd_restorer' checkpoint, not an S2K estimator"):
+  with pytest.raises(ValueError, match="'sftmd_restorer' checkpoint, not a 's2k_estimator' one"):
     estimator.load_estimator(str(tmp_path / 'other'))
 
 

@@ -162,8 +162,10 @@ class SFTMD(nn.Module):
     for i, r in enumerate(upsample_factors(self.scale)):
       f = conv(f, nf * r * r, f'up{i}_conv', dtype=dtype)
       f = nn.leaky_relu(pixel_shuffle(f, r), 0.2)
-    out = conv(f, 3, 'out_conv', kernel_size=9, dtype=dtype)
-    return jnp.clip(out.astype(jnp.float32), 0.0, 1.0)
+    out = conv(f, 3, 'out_conv', kernel_size=9, dtype=dtype).astype(jnp.float32)
+    # Clipped like IKC's output, but with a straight-through gradient: a hard clip passes no gradient
+    # for pixels outside [0, 1], and a fresh network whose outputs start below 0 never leaves there.
+    return out + jax.lax.stop_gradient(jnp.clip(out, 0.0, 1.0) - out)
 
 
 def make_sftmd(scale: int, **kwargs: Any) -> SFTMD:

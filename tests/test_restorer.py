@@ -1,0 +1,80 @@
+"""Tests for SFTMD training and inference (s2k_jax/restorer.py) through the shared driver."""
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import sftmd as sftmd_config
+from s2k_jax import data
+from s2k_jax import kernels
+from s2k_jax import loop
+from s2k_jax import pca
+from s2k_jax import restorer
+
+
+def test_config_argument_is_checked():
+  config = sftmd_config.get_config('motion_x2,smoke')
+  assert (config.degradation.family, config.degradation.scale, config.task) == ('motion', 2, 'restorer')
+  assert config.restorer.kernel_size == 23
+  with pytest.raises(ValueError, match='FAMILY_xSCALE'):
+    sftmd_config.get_config('gaussian_x5')
+
+
+def test_step_lowers_l1_on_a_fixed_batch():
+  config = sftmd_config.get_config('gaussian_x4,smoke')
+  # The smoke preset's 4-step cosine schedule would reach lr 0 by step 4.
+  config.train.num_steps, config.train.learning_rate = 1000, 1e-3
+  basis = restorer.fit_basis(config)
+  state = restorer.create_train_state(config, basis, jax.random.key(0))
+  mesh = loop.make_mesh()
+  hr = data.shard_batch(data.create_eval_batch(config, 8), mesh)['hr']
+  batch = jax.jit(data.make_batch_fn(config))(hr, jax.random.key(3))
+  step = jax.jit(functools.partial(restorer.train_step, config=config))
+  losses = []
+  for _ in range(10):
+    state, metrics = step(state, batch, jax.random.key(0))
+    losses.append(float(metrics['l1']))
+  assert losses[-1] < 0.7 * losses[0], losses
+  # The basis rides along unchanged.
+  np.testing.assert_array_equal(np.asarray(state.pca['components']), basis['components'])
+
+
+def test_codes_use_the_basis_and_resize_foreign_kernel_sizes():
+  config = sftmd_config.get_config('gaussian_x4,smoke')
+  basis = restorer.fit_basis(config)
+  state = restorer.create_train_state(config, basis, jax.random.key(0))
+  k23 = kernels.resize_canvas(kernels.gaussian_kernel(15, 2.0, 1.2, 0.4)[None], 23)
+  code = restorer.kernel_codes(state, k23, None, config)
+  expected = (np.asarray(kernels.gaussian_kernel(15, 2.0, 1.2, 0.4)).reshape(-1) - basis['mean']) \
+      @ basis['components']
+  np.testing.assert_allclose(np.asarray(code)[0], expected, atol=1e-6)
+
+
+def test_trained_restorer_loads_and_restores_odd_sizes(smoke_restorer_workdir):
+  r = restorer.load_restorer(str(smoke_restorer_workdir))
+  assert (r.step, r.scale, r.kernel_size) == (4, 4, 15)
+  lr = np.random.default_rng(0).random((2, 13, 21, 3), np.float32)
+  k = np.stack([kernels.gaussian_kernel(15, 1.5, 2.5, 0.1)] * 2)
+  sr = np.asarray(restorer.restore(r, lr, k))
+  assert sr.shape == (2, 52, 84, 3) and sr.min() >= 0 and sr.max() <= 1
+  records = [json.loads(line) for line in (smoke_restorer_workdir / 'metrics.jsonl').read_text().splitlines()]
+  assert any('eval/psnr_true_kernel' in rec for rec in records)
+  assert sorted(p.name for p in (smoke_restorer_workdir / 'samples').iterdir())[-1] == 'step_0000004.png'
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_restore_shapes_for_every_scale(scale):
+  config = sftmd_config.get_config(f'disk_x{scale},smoke')
+  basis = pca.fit_pca(np.asarray(kernels.sample_kernels(jax.random.key(0), 64, config.degradation)), 10)
+  state = restorer.create_train_state(config, basis, jax.random.key(1))
+  r = restorer.Restorer(config=config, state=state, step=0, directory='')
+  sr = restorer.restore(r, jnp.zeros((1, 7, 9, 3)), jnp.asarray(kernels.disk_kernel(2.0, 15))[None])
+  assert sr.shape == (1, 7 * scale, 9 * scale, 3)
+
+
+def test_load_restorer_refuses_an_estimator(smoke_estimator_workdir):
+  with pytest.raises(ValueError, match="'s2k_estimator' checkpoint, not a 'sftmd_restorer' one"):
+    restorer.load_restorer(str(smoke_estimator_workdir))
