@@ -84,7 +84,7 @@ def _is_small(x: jax.Array) -> bool:
 
 
 def _patches_4x4_s2(x: jax.Array) -> jax.Array:
-  """(B, H, W, C) -> (B, H', W', 16·C): the pad-1 4x4 windows at stride 2, in HWIO (i, j, c) order."""
+  """(B, H, W, C) -> (B, H', W', 16·C): pad-1 4x4 windows at stride 2, in HWIO (i, j, c) order."""
   b, h, w, c = x.shape
   out_h, out_w = (h - 2) // 2 + 1, (w - 2) // 2 + 1
   padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -113,7 +113,7 @@ def _strided_conv(y: jax.Array, conv_kernel: jax.Array) -> jax.Array:
 def _conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding,
                           lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
                           feature_group_count=1, precision=None, **kwargs) -> jax.Array:
-  """`lax.conv_general_dilated` for `nn.Conv`, routing small 4x4 stride-2 convs to `_strided_conv`."""
+  """`lax.conv_general_dilated` for `nn.Conv`; small 4x4 stride-2 convs go to `_strided_conv`."""
   is_4x4_s2 = (
       rhs.shape[:2] == (4, 4) and tuple(window_strides) == (2, 2)
       and tuple(map(tuple, padding)) == _CONV_PADDING and feature_group_count == 1
