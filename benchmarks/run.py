@@ -29,7 +29,9 @@ import jax.numpy as jnp  # noqa: E402
 
 from configs import common  # noqa: E402
 from configs import gaussian  # noqa: E402
+from configs import sftmd as sftmd_config  # noqa: E402
 from s2k_jax import degradation  # noqa: E402
+from s2k_jax import restorer  # noqa: E402
 from s2k_jax import train  # noqa: E402
 
 
@@ -101,8 +103,38 @@ def bench_s2k_step(args: argparse.Namespace) -> dict[str, Any]:
               generator_params=params, ms=ms, **peak_memory_mb())
 
 
+def bench_sftmd_step(args: argparse.Namespace) -> dict[str, Any]:
+  """`restorer.train_step` of the paper SFTMD (64 ch, 16 blocks, code 10) at ×s: L1 + Adam, jitted, donated.
+
+  The PyTorch reference does the same step on random LR/HR and codes.
+  """
+  config = sftmd_config.get_config(f'gaussian_x{args.scale}')
+  basis = {'components': np.linalg.qr(np.random.default_rng(0).normal(size=(225, 10)))[0].astype(np.float32),
+           'mean': np.full((225,), 1 / 225, np.float32), 'variance': np.ones((10,), np.float32)}
+  state = restorer.create_train_state(config, basis, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  hr_side = args.lr_size * args.scale
+  k = rng.random((args.batch, 15, 15), np.float32)
+  batch = {'lr': jnp.asarray(rng.random((args.batch, args.lr_size, args.lr_size, 3), np.float32)),
+           'hr': jnp.asarray(rng.random((args.batch, hr_side, hr_side, 3), np.float32)),
+           'kernel': jnp.asarray(k / k.sum(axis=(1, 2), keepdims=True)),
+           'noise_sigma': jnp.zeros((args.batch,), jnp.float32)}
+  params = sum(x.size for x in jax.tree.leaves(state.params))
+  step = jax.jit(functools.partial(restorer.train_step, config=config), donate_argnums=0)
+  key = jax.random.key(1)
+
+  def run():
+    nonlocal state
+    state, metrics = step(state, batch, key)
+    return metrics
+
+  ms = median_ms(run, args.warmup, args.runs)
+  return dict(workload='sftmd_step', batch=args.batch, lr_size=args.lr_size, scale=args.scale,
+              params=params, ms=ms, **peak_memory_mb())
+
+
 WORKLOADS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    'degrade': bench_degrade, 's2k_step': bench_s2k_step}
+    'degrade': bench_degrade, 's2k_step': bench_s2k_step, 'sftmd_step': bench_sftmd_step}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
