@@ -5,11 +5,10 @@ The luma is ITU-R BT.601 as MATLAB's `rgb2ycbcr` computes it, which is what SR b
 here divided by 255 so that Y stays on the [0, 1] scale (studio swing: 16/255 .. 235/255).
 """
 import jax.numpy as jnp
-import numpy as np
 
-# Rows of MATLAB's rgb2ycbcr matrix (already divided by 255) and its offset, for RGB in [0, 1].
-_Y_WEIGHTS = np.array([65.481, 128.553, 24.966], np.float32) / 255.0
-_Y_OFFSET = np.float32(16.0 / 255.0)
+# The first row of MATLAB's rgb2ycbcr matrix and its offset, for RGB in [0, 1] (on the 0..255 scale).
+Y_WEIGHTS = (65.481, 128.553, 24.966)
+Y_OFFSET = 16.0
 Y_MIN = 16.0 / 255.0   # luma of black
 Y_MAX = 235.0 / 255.0  # luma of white
 
@@ -28,4 +27,7 @@ def rgb_to_y(x: jnp.ndarray) -> jnp.ndarray:
     raise ValueError(f'rgb_to_y expects RGB with 3 channels last, got shape {x.shape}; '
                      'convert grayscale inputs yourself or pass (..., 3) arrays.')
   x = x.astype(jnp.float32)
-  return jnp.einsum('...c,c->...', x, _Y_WEIGHTS, precision='highest') + _Y_OFFSET
+  # Elementwise on purpose: as a dot, XLA:CPU's float32 rounding depends on the pixel's position, so
+  # equal pixels could get lumas 1e-5 apart (which shows as a finite PSNR of identical images).
+  r, g, b = x[..., 0], x[..., 1], x[..., 2]
+  return (Y_WEIGHTS[0] * r + Y_WEIGHTS[1] * g + Y_WEIGHTS[2] * b + Y_OFFSET) / 255.0

@@ -70,11 +70,9 @@ def to_levels(x: jnp.ndarray) -> jnp.ndarray:
 
 def _y_of_levels(levels: jnp.ndarray) -> jnp.ndarray:
   """(..., 3) levels → (...) BT.601 luma on [16, 235], unrounded (BasicSR `to_y_channel`)."""
-  # `color.rgb_to_y`'s formula, written elementwise: its einsum lowers to a dot whose float32
-  # rounding on CPU depends on the pixel's position, so equal pixels of the two images could get
-  # Y values 1e-5 apart and identical images a finite PSNR.
   r, g, b = (levels[..., i] for i in range(3))
-  return (65.481 * r + 128.553 * g + 24.966 * b) / PEAK + 16.0
+  w = color.Y_WEIGHTS
+  return (w[0] * r + w[1] * g + w[2] * b) / PEAK + color.Y_OFFSET
 
 
 def to_y255(x: jnp.ndarray) -> jnp.ndarray:
