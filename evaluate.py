@@ -1,48 +1,59 @@
-r"""Evaluates a trained S2K estimator: kernel error against the mean-kernel baseline (paper Fig. 6, Eq. 13).
+r"""Evaluates trained models as the paper's Table 1 (blind SR) and Figure 6 (kernel estimation) do.
 
-  # on a saved test set (python -m s2k_jax.testsets ...):
-  python evaluate.py --workdir runs/motion_cpu --testset testsets/motion_x4 --out results/motion
-  # or generate the test set from the estimator's own config (held-out images, fixed seed) first:
-  python evaluate.py --workdir runs/motion_cpu --out results/motion --seed 0
+  # blind SR ×4 on held-out bundled photos: bicubic, SFTMD + mean / S2K / true kernel
+  python evaluate.py --estimator runs/gaussian_cpu --restorer runs/sftmd_gaussian_x4_cpu --out results/g4
+  # the estimator alone (kernel metrics only), on a saved test set (python -m s2k_jax.testsets ...)
+  python evaluate.py --estimator runs/motion_cpu --testset testsets/motion_x4 --out results/motion
 
-Writes kernels.md, kernels.json, kernels_per_image.csv and kernels.png to --out.
+Without --testset, a test set is generated once in <out>/testset from the models' config (held-out
+images, --seed). Writes results.md, results.json, results.csv, per_image.csv (row by row, as images
+complete), sr_examples.png and kernel_errors.png to --out.
 """
 import os
 
 from absl import app
 from absl import flags
-from absl import logging
 
-from s2k_jax import estimator
+from s2k_jax import estimator as estimator_lib
 from s2k_jax import evaluation
 from s2k_jax import loop
+from s2k_jax import restorer as restorer_lib
 from s2k_jax import testsets
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'Training workdir (or checkpoints directory) of the estimator.')
+flags.DEFINE_string('estimator', None, 'Training workdir (or checkpoints dir) of an S2K estimator.')
+flags.DEFINE_alias('workdir', 'estimator')
+flags.DEFINE_string('restorer', None, 'Training workdir (or checkpoints dir) of an SFTMD restorer.')
 flags.DEFINE_string('testset', None, 'A saved test set; default: generate one in <out>/testset.')
 flags.DEFINE_string('out', None, 'Output directory for the report.')
 flags.DEFINE_integer('seed', 0, 'Seed of a generated test set.')
 flags.DEFINE_integer('limit', 0, 'Generate at most this many images (0 = the whole eval split).')
+flags.DEFINE_integer('hr_crop', 0, 'Generate centred HR crops of this side (0 = whole images).')
 flags.DEFINE_integer('batch_size', 8, 'LR images per jitted batch.')
 flags.DEFINE_enum('spectrum_mode', None, ['crop', 'welch'], 'Override the estimator\'s spectrum mode.')
-flags.mark_flags_as_required(['workdir', 'out'])
+flags.mark_flags_as_required(['out'])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   loop.quiet_library_logs()
-  est = estimator.load_estimator(FLAGS.workdir)
+  if not (FLAGS.estimator or FLAGS.restorer):
+    raise app.UsageError('give --estimator, --restorer or both.')
+  est = estimator_lib.load_estimator(FLAGS.estimator) if FLAGS.estimator else None
+  rest = restorer_lib.load_restorer(FLAGS.restorer) if FLAGS.restorer else None
   testset_dir = FLAGS.testset
   if testset_dir is None:
     testset_dir = os.path.join(FLAGS.out, 'testset')
     if not os.path.exists(testset_dir):
-      testsets.generate(est.config, testset_dir, seed=FLAGS.seed, limit=FLAGS.limit)
+      config = (rest or est).config  # The restorer's config fixes the scale when there is one.
+      testsets.generate(config, testset_dir, seed=FLAGS.seed, limit=FLAGS.limit, hr_crop=FLAGS.hr_crop)
   testset = testsets.load(testset_dir)
-  result = evaluation.evaluate_kernels(est, testset, FLAGS.batch_size, mode=FLAGS.spectrum_mode)
-  summary = evaluation.write_report(result, est, testset, FLAGS.out)
-  print(' | '.join(f'{k}: D_v {v:.5f}' for k, v in summary['D_v'].items()), f'→ {FLAGS.out}')
+  result = evaluation.evaluate(testset, FLAGS.out, est, rest, FLAGS.batch_size, FLAGS.spectrum_mode)
+  summary = evaluation.summarize(result, testset, est, rest)
+  evaluation.write_report(result, summary, FLAGS.out)
+  with open(os.path.join(FLAGS.out, 'results.md')) as f:
+    print(f.read())
 
 
 if __name__ == '__main__':

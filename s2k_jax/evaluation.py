@@ -1,92 +1,216 @@
-"""Kernel-estimation evaluation on a saved test set (paper §4.1 "Kernel Estimation", Figure 6, Eq. 13).
+"""Evaluation on a saved test set: blind SR as in the paper's Table 1 and kernel estimation as in Figure 6.
 
-Compares the S2K estimate with the kernel-unaware baseline (the family's mean kernel) on the same LR
-images, per image and on average, with D_v = mean |K_est − K_gt| (Eq. 13; flip-invariant for motion
-kernels, whose 180° rotation the spectrum cannot see).
+Methods compared on the same LR images (paper §4.1):
+  * Bicubic            — bicubic upsampling of the LR image (no restorer);
+  * SFTMD + mean kernel — the restorer given the family's mean kernel (kernel-unaware);
+  * SFTMD + S2K kernel  — blind SR, ours: the kernel estimated from the LR spectrum;
+  * SFTMD + true kernel — the non-blind upper bound.
+Kernel estimates are scored with D_v, D_s and kernel PSNR (Eq. 13; flip-invariant for motion) against the
+mean-kernel baseline. Images are grouped by LR size and processed in jitted batches; per-image rows are
+written as they complete, so an interrupted run keeps what it finished.
 """
+import collections
 import csv
 import json
 import os
-from collections import defaultdict
+from typing import Any, Iterable
 
+import jax
 import numpy as np
 import tqdm
 
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import kernels as kernels_lib
+from s2k_jax import metrics
+from s2k_jax import restorer as restorer_lib
 from s2k_jax import spectrum
 from s2k_jax import testsets
 from s2k_jax import visualize
 
-
-def kernel_errors(est: np.ndarray, gt: np.ndarray, flip_invariant: bool) -> np.ndarray:
-  """D_v per kernel (B,): mean absolute difference, or its minimum over the 180° rotation of `gt`."""
-  if flip_invariant:
-    return np.asarray(spectrum.flip_invariant_l1(est, gt))
-  return np.mean(np.abs(est - gt), axis=(-2, -1))
+BICUBIC, MEAN, S2K, TRUE = 'Bicubic', 'SFTMD + mean kernel', 'SFTMD + S2K kernel', 'SFTMD + true kernel'
+KERNEL_METHODS = ('S2K', 'mean kernel')
 
 
-def evaluate_kernels(est: estimator_lib.Estimator, testset: testsets.TestSet, batch_size: int = 8,
-                     mode: str | None = None) -> dict:
-  """Estimates every test kernel (LR grouped by size, in batches) and scores it against the truth."""
-  config = est.config
-  ksize = int(config.degradation.kernel_size)
-  if testset.kernels.shape[-1] != ksize:
-    raise ValueError(f'{testset.directory}: test kernels are {testset.kernels.shape[-1]}² but the '
-                     f'estimator was trained on {ksize}² {config.degradation.family} kernels.')
-  if testset.manifest.get('family') not in (None, config.degradation.family):
-    raise ValueError(f'{testset.directory}: a {testset.manifest["family"]} test set, but the estimator '
-                     f'was trained on {config.degradation.family} kernels.')
-  flip = bool(config.train.flip_invariant_l1)
-  by_shape = defaultdict(list)
+def check_compatible(testset: testsets.TestSet, est: estimator_lib.Estimator | None,
+                     rest: restorer_lib.Restorer | None) -> None:
+  """Refuses, with what to do, models that do not fit the test set (scale, family, kernel size)."""
+  family = testset.manifest.get('family')
+  for name, model in (('estimator', est), ('restorer', rest)):
+    if model is None:
+      continue
+    deg = model.config.degradation
+    if family is not None and family != deg.family:
+      raise ValueError(f'{testset.directory} is a {family} test set but the {name} in {model.directory} '
+                       f'was trained on {deg.family} kernels; use a {family} {name}.')
+  if est is not None and est.config.degradation.scale != testset.scale:
+    raise ValueError(f'{testset.directory} is a ×{testset.scale} test set but the estimator in '
+                     f'{est.directory} was trained on ×{est.config.degradation.scale} spectra; use a '
+                     f'×{testset.scale} estimator.')
+  if est is not None and testset.kernels.shape[-1] != est.config.degradation.kernel_size:
+    raise ValueError(f'{testset.directory}: test kernels are {testset.kernels.shape[-1]}² but the estimator '
+                     f'was trained on {est.config.degradation.kernel_size}² kernels.')
+  if rest is not None and rest.scale != testset.scale:
+    raise ValueError(f'{testset.directory} is a ×{testset.scale} test set but the restorer in '
+                     f'{rest.directory} was trained for ×{rest.scale}; use a ×{testset.scale} restorer.')
+
+
+def bicubic_upsample(lr: jax.Array, scale: int) -> jax.Array:
+  """Bicubic (Keys a = −0.5, half-pixel centres: MATLAB `imresize` when enlarging), clipped to [0, 1]."""
+  b, h, w, c = lr.shape
+  return np.clip(np.asarray(jax.image.resize(lr, (b, h * scale, w * scale, c), 'bicubic')), 0.0, 1.0)
+
+
+def _batches(testset: testsets.TestSet, batch_size: int) -> Iterable[list[int]]:
+  """Indices grouped by LR size (a jitted batch needs one shape), in test-set order within a group."""
+  by_shape = collections.defaultdict(list)
   for i, lr in enumerate(testset.lr):
     by_shape[lr.shape].append(i)
-  estimates = np.zeros_like(testset.kernels)
-  inputs = [None] * len(testset)
-  with tqdm.tqdm(total=len(testset), desc='estimating kernels', unit='img') as bar:
-    for indices in by_shape.values():
-      for start in range(0, len(indices), batch_size):
-        chunk = indices[start:start + batch_size]
-        out = estimator_lib.estimate_kernels(est, np.stack([testset.lr[i] for i in chunk]), mode=mode)
-        estimates[chunk] = np.asarray(out['kernel'])
-        for j, i in enumerate(chunk):
-          inputs[i] = np.asarray(out['inputs'][j])
-        bar.update(len(chunk))
-  mean_k = kernels_lib.mean_kernel(config.degradation)
-  s2k = kernel_errors(estimates, testset.kernels, flip)
-  base = kernel_errors(np.broadcast_to(mean_k, testset.kernels.shape), testset.kernels, flip)
-  return dict(names=list(testset.names), s2k=s2k, mean_kernel=base, estimates=estimates,
-              inputs=inputs, flip_invariant=flip)
+  for indices in by_shape.values():
+    for start in range(0, len(indices), batch_size):
+      yield indices[start:start + batch_size]
 
 
-def write_report(result: dict, est: estimator_lib.Estimator, testset: testsets.TestSet,
-                 out_dir: str) -> dict:
-  """Markdown + JSON summary, per-image CSV and a PNG grid of true vs estimated kernels."""
+def _image_scores(sr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+  return (np.asarray(metrics.psnr(sr, hr, crop_border=scale)),
+          np.asarray(metrics.ssim(sr, hr, crop_border=scale)))
+
+
+class _RowWriter:
+  """Per-image CSV written row by row (flushed), so partial results survive an interruption."""
+
+  def __init__(self, path: str, fields: list[str]):
+    self._file = open(path, 'w', newline='', encoding='utf-8')
+    self._csv = csv.DictWriter(self._file, fieldnames=fields)
+    self._csv.writeheader()
+
+  def write(self, row: dict[str, Any]) -> None:
+    self._csv.writerow({k: (f'{v:.6g}' if isinstance(v, float) else v) for k, v in row.items()})
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+
+def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimator | None = None,
+             rest: restorer_lib.Restorer | None = None, batch_size: int = 8,
+             spectrum_mode: str | None = None) -> dict[str, Any]:
+  """Runs every method the given models allow on `testset`; writes `<out_dir>/per_image.csv` as it goes.
+
+  Returns per-image arrays: kernel metrics per kernel method ('kernels'), PSNR/SSIM per SR method
+  ('sr'), the S2K estimates, and a few examples for figures.
+  """
+  if est is None and rest is None:
+    raise ValueError('nothing to evaluate: give an estimator, a restorer, or both.')
+  check_compatible(testset, est, rest)
   os.makedirs(out_dir, exist_ok=True)
-  family = est.config.degradation.family
-  summary = dict(
-      family=family, scale=testset.scale, images=len(testset), estimator=est.directory,
-      estimator_step=est.step, testset=testset.directory, flip_invariant=result['flip_invariant'],
-      D_v={'S2K': float(np.mean(result['s2k'])), 'mean kernel': float(np.mean(result['mean_kernel']))})
-  with open(os.path.join(out_dir, 'kernels.json'), 'w') as f:
+  scale, n = testset.scale, len(testset)
+  family = (est or rest).config.degradation.family
+  flip = family == 'motion'
+  mean_k = kernels_lib.mean_kernel((est or rest).config.degradation)
+  sr_methods = [BICUBIC] + ([MEAN] + ([S2K] if est else []) + [TRUE] if rest else [])
+  kernel_scores = {m: collections.defaultdict(lambda: np.zeros(n, np.float32)) for m in KERNEL_METHODS}
+  sr_scores = {m: {'psnr': np.zeros(n, np.float32), 'ssim': np.zeros(n, np.float32)} for m in sr_methods}
+  estimates = np.zeros_like(testset.kernels)
+  examples = {}
+  fields = ['image'] + [f'{m}: {k}' for m in KERNEL_METHODS if est for k in ('D_v', 'D_s', 'psnr')] + \
+      [f'{m}: {k}' for m in sr_methods for k in ('psnr', 'ssim')]
+  rows = _RowWriter(os.path.join(out_dir, 'per_image.csv'), fields)
+  try:
+    with tqdm.tqdm(total=n, desc='evaluating', unit='img') as bar:
+      for idx in _batches(testset, batch_size):
+        lr = np.stack([testset.lr[i] for i in idx]).astype(np.float32) / 255.0
+        hr = np.stack([testset.hr[i] for i in idx])
+        true_k = testset.kernels[idx]
+        out = {}
+        if est is not None:
+          est_out = estimator_lib.estimate_kernels(est, lr, mode=spectrum_mode)
+          estimates[idx] = np.asarray(est_out['kernel'])
+          for method, k in (('S2K', estimates[idx]), ('mean kernel', np.broadcast_to(mean_k, true_k.shape))):
+            for name, v in metrics.kernel_metrics(k, true_k, flip_invariant=flip).items():
+              kernel_scores[method][name][idx] = np.asarray(v)
+        out[BICUBIC] = bicubic_upsample(lr, scale)
+        if rest is not None:
+          sigma = testset.noise_sigma[idx]
+          out[MEAN] = np.asarray(restorer_lib.restore(rest, lr, np.broadcast_to(mean_k, true_k.shape), sigma))
+          if est is not None:
+            out[S2K] = np.asarray(restorer_lib.restore(rest, lr, estimates[idx], sigma))
+          out[TRUE] = np.asarray(restorer_lib.restore(rest, lr, true_k, sigma))
+        for method, sr in out.items():
+          p, s = _image_scores(sr, hr, scale)
+          sr_scores[method]['psnr'][idx], sr_scores[method]['ssim'][idx] = p, s
+        if len(examples.get('lr', [])) < 4:
+          examples.setdefault('lr', []).extend(lr[:4])
+          examples.setdefault('hr', []).extend(hr[:4])
+          examples.setdefault('true_kernel', []).extend(true_k[:4])
+          examples.setdefault('est_kernel', []).extend(estimates[idx[:4]] if est is not None else [])
+          examples.setdefault('sr', []).extend({m: out[m][j] for m in out} for j in range(min(4, len(idx))))
+        for i in idx:
+          row = {'image': testset.names[i]}
+          if est is not None:
+            row.update({f'{m}: {k}': float(kernel_scores[m][k][i]) for m in KERNEL_METHODS
+                        for k in ('D_v', 'D_s', 'psnr')})
+          row.update({f'{m}: {k}': float(sr_scores[m][k][i]) for m in sr_methods for k in ('psnr', 'ssim')})
+          rows.write(row)
+        bar.update(len(idx))
+  finally:
+    rows.close()
+  return dict(kernels={m: dict(v) for m, v in kernel_scores.items()} if est else {}, sr=sr_scores,
+              estimates=estimates, examples=examples, flip_invariant=flip, family=family)
+
+
+def _finite_mean(x: np.ndarray) -> float:
+  """Mean over images; identical images (PSNR = inf) are left out and counted in the JSON."""
+  finite = np.isfinite(x)
+  return float(np.mean(x[finite])) if finite.any() else float('inf')
+
+
+def summarize(result: dict[str, Any], testset: testsets.TestSet, est, rest) -> dict[str, Any]:
+  return dict(
+      family=result['family'], scale=testset.scale, images=len(testset), testset=testset.directory,
+      estimator=None if est is None else dict(directory=est.directory, step=est.step,
+                                                generator=est.config.model.generator),
+      restorer=None if rest is None else dict(directory=rest.directory, step=rest.step),
+      flip_invariant=result['flip_invariant'],
+      kernels={m: {k: _finite_mean(v) for k, v in scores.items()} for m, scores in result['kernels'].items()},
+      sr={m: {k: _finite_mean(v) for k, v in scores.items()} for m, scores in result['sr'].items()},
+      infinite_psnr_images={m: int(np.sum(~np.isfinite(s['psnr']))) for m, s in result['sr'].items()})
+
+
+def write_report(result: dict[str, Any], summary: dict[str, Any], out_dir: str) -> None:
+  """results.md (Table 1 and Figure 6 layouts), results.json, results.csv and PNG figures."""
+  with open(os.path.join(out_dir, 'results.json'), 'w') as f:
     json.dump(summary, f, indent=2)
-  with open(os.path.join(out_dir, 'kernels_per_image.csv'), 'w', newline='') as f:
-    w = csv.writer(f)
-    w.writerow(['image', 'D_v_s2k', 'D_v_mean_kernel'])
-    for row in zip(result['names'], result['s2k'], result['mean_kernel']):
-      w.writerow([row[0], f'{row[1]:.6g}', f'{row[2]:.6g}'])
-  flip_note = ' (flip-invariant)' if result['flip_invariant'] else ''
-  lines = [f'# Kernel estimation: {family} kernels, ×{testset.scale}, {len(testset)} images', '',
-           f'D_v = mean |K_est − K_gt| (paper Eq. 13){flip_note}; lower is better.', '',
-           '| method | D_v |', '|---|---|']
-  lines += [f'| {k} | {v:.5f} |' for k, v in summary['D_v'].items()]
-  with open(os.path.join(out_dir, 'kernels.md'), 'w') as f:
+  s, fam = summary['scale'], summary['family']
+  lines = [f'# {fam.capitalize()} kernels, ×{s}, {summary["images"]} images ({summary["testset"]})', '']
+  if summary['sr']:
+    lines += ['PSNR (dB) / SSIM on the Y channel, border of the scale cropped (paper Table 1 protocol).', '',
+              f'| Method | Kernel | ×{s} |', '|---|---|---|']
+    lines += [f'| {m} | {fam} | {v["psnr"]:.2f} / {v["ssim"]:.4f} |' for m, v in summary['sr'].items()]
+    lines.append('')
+  if summary['kernels']:
+    note = ' (flip-invariant)' if summary['flip_invariant'] else ''
+    lines += [f'Kernel estimation{note}, mean over images (paper Figure 6, Eq. 13; lower D is better).', '',
+              f'| Method | D_v ({fam}) | D_s ({fam}) | kernel PSNR (dB) |', '|---|---|---|---|']
+    lines += [f'| {m} | {v["D_v"]:.4f} | {v["D_s"]:.3f} | {v["psnr"]:.2f} |'
+              for m, v in summary['kernels'].items()]
+  with open(os.path.join(out_dir, 'results.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')
-  n = min(8, len(testset))
-  size = int(est.config.spectrum.size)
-  maps_true = np.asarray(spectrum.kernel_to_map(testset.kernels[:n], size))
-  maps_est = np.asarray(spectrum.kernel_to_map(result['estimates'][:n], size))
-  grid = visualize.estimation_grid(np.stack(result['inputs'][:n]), maps_true, maps_est,
-                                   testset.kernels[:n], result['estimates'][:n])
-  visualize.save_png(os.path.join(out_dir, 'kernels.png'), grid)
-  return summary
+  with open(os.path.join(out_dir, 'results.csv'), 'w', newline='') as f:
+    w = csv.writer(f)
+    w.writerow(['family', 'scale', 'method', 'metric', 'value'])
+    for group in ('sr', 'kernels'):
+      for m, values in summary[group].items():
+        for k, v in values.items():
+          w.writerow([fam, s, m, k, f'{v:.6g}'])
+  _write_figures(result, out_dir)
+
+
+def _write_figures(result: dict[str, Any], out_dir: str) -> None:
+  ex = result['examples']
+  n = min(4, len(ex.get('lr', [])))
+  if n:
+    visualize.save_png(os.path.join(out_dir, 'sr_examples.png'), visualize.sr_grid(
+        ex['lr'][:n], ex['sr'][:n], ex['hr'][:n], ex['true_kernel'][:n], ex['est_kernel'][:n] or None))
+  if result['kernels']:
+    visualize.save_png(os.path.join(out_dir, 'kernel_errors.png'), visualize.histogram(
+        {m: v['D_v'] for m, v in result['kernels'].items()}, xlabel='D_v'))

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 from PIL import Image
+from PIL import ImageDraw
 
 
 def _to_unit(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -49,3 +50,82 @@ def estimation_grid(inputs, true_maps, pred_maps, true_kernels, est_kernels, max
 def save_png(path: str, image: np.ndarray) -> None:
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   Image.fromarray(image).save(path)
+
+
+def _label(text: str, width: int, height: int = 14) -> np.ndarray:
+  """A white strip with `text` in PIL's built-in bitmap font (no font files needed), as floats in [0, 1]."""
+  strip = Image.new('L', (width, height), 255)
+  ImageDraw.Draw(strip).text((2, 1), text, fill=0)
+  return np.asarray(strip, np.float64) / 255.0
+
+
+def _centre_crop(x: np.ndarray, size: int) -> np.ndarray:
+  h, w = x.shape[:2]
+  top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+  return x[top:top + size, left:left + size]
+
+
+def sr_grid(lrs, srs, hrs, true_kernels, est_kernels=None, crop: int = 128, border: int = 2) -> np.ndarray:
+  """Rows of centre crops: LR (nearest-enlarged) | true kernel | [S2K kernel] | each SR method | HR.
+
+  `srs` is a list (one per row) of {method name: SR image}; images are (H, W, 3) in [0, 1] or uint8.
+  """
+  def rgb(x):
+    x = np.asarray(x)
+    return x / 255.0 if x.dtype == np.uint8 else np.clip(x, 0, 1)
+
+  columns = ['LR', 'true kernel'] + (['S2K kernel'] if est_kernels is not None else []) + \
+      list(srs[0]) + ['HR']
+  rows = []
+  for i, (lr, sr, hr) in enumerate(zip(lrs, srs, hrs)):
+    hr = rgb(hr)
+    scale = hr.shape[0] // np.asarray(lr).shape[0]
+    size = min(crop, hr.shape[0], hr.shape[1])
+    lr_up = np.repeat(np.repeat(rgb(lr), scale, 0), scale, 1)
+    tiles = [_centre_crop(lr_up, size), np.repeat(_kernel_tile(true_kernels[i], size)[..., None], 3, -1)]
+    if est_kernels is not None:
+      tiles.append(np.repeat(_kernel_tile(est_kernels[i], size)[..., None], 3, -1))
+    tiles += [_centre_crop(rgb(sr[m]), size) for m in sr] + [_centre_crop(hr, size)]
+    row = np.ones((size, len(tiles) * (size + border) - border, 3))
+    for j, t in enumerate(tiles):
+      row[:t.shape[0], j * (size + border):j * (size + border) + t.shape[1]] = t
+    rows.append(row)
+  width = max(r.shape[1] for r in rows)
+  size = rows[0].shape[0]
+  header = np.ones((14, width, 3))
+  for j, name in enumerate(columns):
+    header[:, j * (size + border):j * (size + border) + size] = _label(name, size)[..., None]
+  grid = np.concatenate([header] + [np.pad(r, ((border, 0), (0, width - r.shape[1]), (0, 0)),
+                                           constant_values=1) for r in rows], axis=0)
+  return (grid * 255 + 0.5).astype(np.uint8)
+
+
+COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
+
+
+def histogram(values: dict, xlabel: str, bins: int = 20, width: int = 480, height: int = 240) -> np.ndarray:
+  """Overlaid histograms (one colour per entry of `values`) with a legend, as a uint8 RGB image."""
+  data = {k: np.asarray(v, np.float64)[np.isfinite(v)] for k, v in values.items()}
+  lo = min(float(v.min()) for v in data.values() if v.size)
+  hi = max(float(v.max()) for v in data.values() if v.size)
+  edges = np.linspace(lo, hi if hi > lo else lo + 1e-12, bins + 1)
+  counts = {k: np.histogram(v, edges)[0] for k, v in data.items()}
+  top = max(1, max(int(c.max()) for c in counts.values()))
+  img = Image.new('RGB', (width, height), (255, 255, 255))
+  draw = ImageDraw.Draw(img)
+  left, bottom, plot_h = 40, height - 30, height - 60
+  bar_w = (width - left - 10) / bins
+  for n, (name, c) in enumerate(counts.items()):
+    colour = COLOURS[n % len(COLOURS)]
+    for b, count in enumerate(c):
+      x0 = left + b * bar_w + n * bar_w / len(counts)
+      draw.rectangle([x0, bottom - plot_h * count / top, x0 + bar_w / len(counts) - 1, bottom], fill=colour)
+    draw.rectangle([left + 5, 5 + 14 * n, left + 15, 15 + 14 * n], fill=colour)
+    draw.text((left + 20, 4 + 14 * n), name, fill=(0, 0, 0))
+  draw.line([left, bottom, width - 10, bottom], fill=(0, 0, 0))
+  draw.line([left, bottom, left, bottom - plot_h], fill=(0, 0, 0))
+  draw.text((left, bottom + 4), f'{lo:.3g}', fill=(0, 0, 0))
+  draw.text((width - 60, bottom + 4), f'{hi:.3g}', fill=(0, 0, 0))
+  draw.text((width // 2 - 10, bottom + 14), xlabel, fill=(0, 0, 0))
+  draw.text((4, bottom - plot_h), str(top), fill=(0, 0, 0))
+  return np.asarray(img)
