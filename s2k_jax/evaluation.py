@@ -6,11 +6,13 @@ Methods compared on the same LR images (paper §4.1):
   * SFTMD + S2K kernel  — blind SR, ours: the kernel estimated from the LR spectrum;
   * SFTMD + true kernel — the non-blind upper bound.
 Kernel estimates are scored with D_v, D_s and kernel PSNR (Eq. 13; flip-invariant for motion) against the
-mean-kernel baseline. Images are grouped by LR size and processed in jitted batches; per-image rows are
-written as they complete, so an interrupted run keeps what it finished.
+mean-kernel baseline. Images are grouped by LR size and processed in jitted batches sharded over every
+device (data-parallel, like training); per-image rows are written as they complete, so an interrupted
+run keeps what it finished.
 """
 import collections
 import csv
+import functools
 import json
 import os
 from typing import Any, Iterable
@@ -21,6 +23,7 @@ import tqdm
 
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import kernels as kernels_lib
+from s2k_jax import loop
 from s2k_jax import metrics
 from s2k_jax import restorer as restorer_lib
 from s2k_jax import spectrum
@@ -70,6 +73,24 @@ def _batches(testset: testsets.TestSet, batch_size: int) -> Iterable[list[int]]:
       yield indices[start:start + batch_size]
 
 
+def _sharded(x: np.ndarray, mesh) -> tuple[jax.Array, int]:
+  """Pads the batch to a multiple of the device count (repeating its last image) and shards it on
+  'data', so the jitted models run data-parallel over every device; returns (array, true batch size)."""
+  n, devices = x.shape[0], mesh.devices.size
+  pad = (-n) % devices
+  if pad:
+    x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+  return jax.device_put(x, loop.data_sharded(mesh)), n
+
+
+def _run_sharded(fn, mesh, *arrays):
+  """fn(*sharded arrays) → numpy, without the padding rows."""
+  sharded = [_sharded(np.asarray(a), mesh) for a in arrays]
+  out = fn(*(a for a, _ in sharded))
+  n = sharded[0][1]
+  return jax.tree.map(lambda y: np.asarray(y)[:n], out)
+
+
 def _image_scores(sr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
   return (np.asarray(metrics.psnr(sr, hr, crop_border=scale)),
           np.asarray(metrics.ssim(sr, hr, crop_border=scale)))
@@ -115,6 +136,7 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
   fields = ['image'] + [f'{m}: {k}' for m in KERNEL_METHODS if est for k in ('D_v', 'D_s', 'psnr')] + \
       [f'{m}: {k}' for m in sr_methods for k in ('psnr', 'ssim')]
   rows = _RowWriter(os.path.join(out_dir, 'per_image.csv'), fields)
+  mesh = loop.make_mesh()
   try:
     with tqdm.tqdm(total=n, desc='evaluating', unit='img') as bar:
       for idx in _batches(testset, batch_size):
@@ -123,18 +145,19 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
         true_k = testset.kernels[idx]
         out = {}
         if est is not None:
-          est_out = estimator_lib.estimate_kernels(est, lr, mode=spectrum_mode)
-          estimates[idx] = np.asarray(est_out['kernel'])
+          estimates[idx] = _run_sharded(
+              lambda x: estimator_lib.estimate_kernels(est, x, mode=spectrum_mode)['kernel'], mesh, lr)
           for method, k in (('S2K', estimates[idx]), ('mean kernel', np.broadcast_to(mean_k, true_k.shape))):
             for name, v in metrics.kernel_metrics(k, true_k, flip_invariant=flip).items():
               kernel_scores[method][name][idx] = np.asarray(v)
         out[BICUBIC] = bicubic_upsample(lr, scale)
         if rest is not None:
           sigma = testset.noise_sigma[idx]
-          out[MEAN] = np.asarray(restorer_lib.restore(rest, lr, np.broadcast_to(mean_k, true_k.shape), sigma))
-          if est is not None:
-            out[S2K] = np.asarray(restorer_lib.restore(rest, lr, estimates[idx], sigma))
-          out[TRUE] = np.asarray(restorer_lib.restore(rest, lr, true_k, sigma))
+          restore = functools.partial(restorer_lib.restore, rest)
+          for method, k in ((MEAN, np.broadcast_to(mean_k, true_k.shape)), (S2K, estimates[idx]),
+                            (TRUE, true_k)):
+            if method != S2K or est is not None:
+              out[method] = _run_sharded(restore, mesh, lr, k, sigma)
         for method, sr in out.items():
           p, s = _image_scores(sr, hr, scale)
           sr_scores[method]['psnr'][idx], sr_scores[method]['ssim'][idx] = p, s
