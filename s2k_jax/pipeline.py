@@ -1,0 +1,442 @@
+"""Blind super-resolution of real images: LR → spectrum → S2K kernel → SFTMD (paper §3.4, Fig. 2).
+
+The estimator (§3.3) turns the LR amplitude spectrum into a kernel map, decoded to a k×k kernel and put
+in the canonical form of `spectrum.canonical_kernel` (centred on its mass; of k and its 180° rotation,
+the one the third-moment rule picks). The restorer (§3.4, IKC's SFTMD) reads that kernel as its PCA
+code and super-resolves. `super_resolve` does this for arrays (a list of any sizes is grouped by size
+into jitted batches); large images are restored in overlapping tiles whose margins cover the SFTMD's
+receptive field, so tiling does not change the result. `super_resolve_files` is the one-command use on
+image files (the `s2k-sr` console script).
+
+Decisions (canonical form, minimum size, model compatibility, tiling, 8-bit output) are in
+docs/conventions.md.
+"""
+from collections.abc import Sequence
+import dataclasses
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from s2k_jax import estimator as estimator_lib
+from s2k_jax import images
+from s2k_jax import restorer as restorer_lib
+from s2k_jax import spectrum
+from s2k_jax import visualize
+from s2k_jax.models import sftmd
+
+DEFAULT_SPECTRUM_MODE = 'welch'
+# Absolute floor of the LR side (pixels); see `min_lr_side`.
+MIN_LR_SIDE = 16
+# Images with more LR pixels than AUTO_TILE² are restored in AUTO_TILE × AUTO_TILE tiles: no single
+# SFTMD call is bigger than one tile (a 512² LR tile at ×4 peaks at a few GiB of activations).
+AUTO_TILE = 512
+# Enlarged kernel and spectrum figures are at least this many pixels wide.
+FIGURE_SIZE = 256
+
+
+class ImageTooSmallError(ValueError):
+  """An LR image smaller than the estimator can read; the message names the image."""
+
+
+class IncompatibleModelsError(ValueError):
+  """An estimator and a restorer (or a requested scale) that cannot work together."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checks made before any image is processed.
+
+
+def min_lr_side(est: estimator_lib.Estimator) -> int:
+  """Smallest LR side the estimator accepts: max(16, spectrum size / 4).
+
+  Smaller images give windowed spectra much coarser than the S×S crops the generator was trained on.
+  """
+  return max(MIN_LR_SIDE, int(est.config.spectrum.size) // 4)
+
+
+def check_image_size(shape: Sequence[int], est: estimator_lib.Estimator, name: str) -> None:
+  height, width = int(shape[0]), int(shape[1])
+  need = min_lr_side(est)
+  if min(height, width) < need:
+    raise ImageTooSmallError(
+        f'{name}: {height}×{width} pixels is too small for kernel estimation; this estimator (spectrum '
+        f'size {est.config.spectrum.size}) needs at least {need} pixels on each side. Use a larger image '
+        'or crop (do not upscale it: interpolation changes the blur the estimator should see).')
+
+
+def check_compatible(est: estimator_lib.Estimator, rest: restorer_lib.Restorer,
+                     scale: int | None = None) -> None:
+  """Raises IncompatibleModelsError, saying what to do, unless the two models can run together."""
+  e, r = est.config.degradation, rest.config.degradation
+  where = f'estimator {est.directory}, restorer {rest.directory}'
+  if scale is not None and int(scale) != rest.scale:
+    raise IncompatibleModelsError(
+        f'the restorer in {rest.directory} was trained for ×{rest.scale}, not ×{scale}: ask for ×{rest.scale} '
+        f'(--scale {rest.scale}) or train a ×{scale} restorer (python train.py --config '
+        f'configs/sftmd.py:{r.family}_x{scale} --workdir ...) and an estimator for ×{scale}.')
+  if int(e.scale) != rest.scale:
+    raise IncompatibleModelsError(
+        f'{where}: the estimator was trained on ×{e.scale} LR images but the restorer is ×{rest.scale}. '
+        'Kernels live at HR resolution and the LR spectrum shows them decimated by the scale, so use an '
+        'estimator trained for the restorer\'s scale.')
+  if e.family != r.family:
+    raise IncompatibleModelsError(
+        f'{where}: the estimator knows {e.family} kernels but the restorer was trained on {r.family} '
+        'kernels, whose PCA code represents other families poorly (13–79% reconstruction error); use '
+        'two models of the same family.')
+  if e.downsample != r.downsample:
+    raise IncompatibleModelsError(
+        f'{where}: the estimator was trained with {e.downsample!r} downsampling, the restorer with '
+        f'{r.downsample!r}; the kernel means something different under each, so use matching models.')
+  if int(e.kernel_size) > rest.kernel_size:
+    raise IncompatibleModelsError(
+        f'{where}: the estimator returns {e.kernel_size}×{e.kernel_size} kernels but the restorer\'s code '
+        f'covers only {rest.kernel_size}×{rest.kernel_size}, which would cut the kernels\' tails; train '
+        f'the restorer with restorer.kernel_size = {e.kernel_size} or more.')
+
+
+def check_noise_sigma(rest: restorer_lib.Restorer, noise_sigma: float) -> None:
+  if not 0.0 <= noise_sigma <= 1.0:
+    raise ValueError(f'noise_sigma is the LR noise σ on the [0, 1] scale, got {noise_sigma}.')
+  if noise_sigma > 0 and not restorer_lib.with_noise(rest.config):
+    raise ValueError(f'noise_sigma = {noise_sigma}, but the restorer in {rest.directory} was trained '
+                     'without noise and has no noise input; leave it at 0.')
+
+
+def receptive_field_radius(config: Any) -> int:
+  """LR pixels on each side that one SFTMD output pixel depends on (exact, from the layer layout).
+
+  Head: 3 convs 3×3; each block: two SFT layers (two 3×3 convs each) and two 3×3 convs; the final SFT
+  layer and conv; one 3×3 conv per upsampling stage at its input resolution; the 9×9 output conv at
+  HR resolution.
+  """
+  radius = 3 + 6 * int(config.restorer.num_blocks) + 3
+  resolution = 1
+  for factor in sftmd.upsample_factors(int(config.degradation.scale)):
+    radius += 1 / resolution
+    resolution *= factor
+  return math.ceil(radius + 4 / resolution)
+
+
+def default_overlap(rest: restorer_lib.Restorer, tile: int) -> int:
+  """The receptive-field radius (tiles then reproduce the untiled result), at most a quarter tile."""
+  return min(receptive_field_radius(rest.config), tile // 4)
+
+
+def _check_options(spectrum_mode: str | None, tile: int | None, overlap: int | None) -> None:
+  if spectrum_mode not in (None,) + spectrum.SPECTRUM_MODES:
+    raise ValueError(f'spectrum_mode must be one of {spectrum.SPECTRUM_MODES} (or None for '
+                     f'{DEFAULT_SPECTRUM_MODE!r}), got {spectrum_mode!r}.')
+  if tile is not None and tile < 0:
+    raise ValueError(f'tile is the LR tile side in pixels (0 = never tile, None = automatic), got {tile}.')
+  if overlap is not None and overlap < 0:
+    raise ValueError(f'overlap must be >= 0 LR pixels, got {overlap}.')
+  if tile and overlap is not None and tile <= 2 * overlap:
+    raise ValueError(f'tile ({tile}) must exceed twice the overlap ({overlap}): each tile drops `overlap` '
+                     'pixels at its inner edges. Use a larger tile or a smaller overlap.')
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tiles.
+
+
+def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+  """Tiles along one axis: (start, stop, keep_start, keep_stop) per tile, covering [0, length).
+
+  Every tile has `tile` pixels (one tile of `length` if that is shorter), starts are spread evenly,
+  neighbours overlap by at least 2·overlap, and each pixel is kept from exactly one tile, at least
+  `overlap` pixels from that tile's inner edges (the seams sit mid-way through the overlaps).
+  """
+  if length <= tile:
+    return [(0, length, 0, length)]
+  core = tile - 2 * overlap
+  if core < 1:
+    raise ValueError(f'tile ({tile}) must exceed twice the overlap ({overlap}).')
+  gaps = -(-(length - tile) // core)  # ceil: consecutive starts then differ by at most `core`.
+  starts = [i * (length - tile) // gaps for i in range(gaps + 1)]
+  seams = [(a + tile + b) // 2 for a, b in zip(starts[:-1], starts[1:])]
+  keeps = list(zip([0] + seams, seams + [length]))
+  return [(s, s + tile, k0, k1) for s, (k0, k1) in zip(starts, keeps)]
+
+
+def restore_tiled(rest: restorer_lib.Restorer, lr: jax.Array, kernels: jax.Array, tile: int,
+                  overlap: int, noise_sigma: jax.Array | None = None) -> np.ndarray:
+  """SFTMD on overlapping tile×tile LR tiles (all one shape: one compilation), seams cropped.
+
+  Equal to the untiled result (up to float round-off) when overlap ≥ `receptive_field_radius`.
+  """
+  batch, height, width, _ = lr.shape
+  s = rest.scale
+  out = np.zeros((batch, height * s, width * s, 3), np.float32)
+  for r0, r1, kr0, kr1 in tile_spans(height, tile, overlap):
+    for c0, c1, kc0, kc1 in tile_spans(width, tile, overlap):
+      sr = np.asarray(restorer_lib.restore(rest, lr[:, r0:r1, c0:c1], kernels, noise_sigma))
+      out[:, kr0 * s:kr1 * s, kc0 * s:kc1 * s] = sr[:, (kr0 - r0) * s:(kr1 - r0) * s,
+                                                    (kc0 - c0) * s:(kc1 - c0) * s]
+  return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Arrays.
+
+
+def _on_one_device(model):
+  """Models load replicated over every device; one image needs one device, not N redundant copies."""
+  return dataclasses.replace(model, state=jax.device_put(model.state, jax.local_devices()[0]))
+
+
+def _as_unit_float(image: Any, name: str) -> np.ndarray:
+  """(h, w, 3) uint8/uint16 (÷ white level) or float in [0, 1] → float32."""
+  x = np.asarray(image)
+  if x.ndim != 3 or x.shape[-1] != 3:
+    raise ValueError(f'{name}: expected an (h, w, 3) RGB image, got shape {x.shape}.')
+  if x.dtype in (np.uint8, np.uint16):
+    return images.to_float(x)
+  x = x.astype(np.float32)
+  if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
+    raise ValueError(f'{name}: float pixels must be finite and in [0, 1], got range '
+                     f'[{np.nanmin(x):.3g}, {np.nanmax(x):.3g}]; divide by the white level (255, 65535).')
+  return x
+
+
+def estimate(est: estimator_lib.Estimator, lr: jax.Array,
+             spectrum_mode: str | None = None) -> tuple[jax.Array, jax.Array]:
+  """(B, h, w, 3) LR in [0, 1] → canonical kernels (B, k, k) and generator inputs (B, S, S, 1)."""
+  out = estimator_lib.estimate_kernels(est, lr, mode=spectrum_mode or DEFAULT_SPECTRUM_MODE)
+  return spectrum.canonical_kernel(out['kernel']), out['inputs']
+
+
+def _auto_tile(height: int, width: int, tile: int | None) -> int:
+  if tile is None:
+    return AUTO_TILE if height * width > AUTO_TILE ** 2 else 0
+  return tile
+
+
+def super_resolve_batch(lr: Any, est: estimator_lib.Estimator, rest: restorer_lib.Restorer, *,
+                        spectrum_mode: str | None = None, tile: int | None = None,
+                        overlap: int | None = None, noise_sigma: float = 0.0) -> dict[str, np.ndarray]:
+  """One batch of same-size LR images → dict(sr (B, h·s, w·s, 3), kernel (B, k, k), inputs (B, S, S, 1)).
+
+  LR is float in [0, 1]; the kernel is estimated once per image from the whole image, and the
+  restorer runs on the whole image or, with `tile` (automatic above AUTO_TILE² pixels), per tile.
+  """
+  lr = jnp.asarray(lr, jnp.float32)
+  kernels, inputs = estimate(est, lr, spectrum_mode)
+  sigma = jnp.full((lr.shape[0],), noise_sigma, jnp.float32)
+  tile = _auto_tile(lr.shape[1], lr.shape[2], tile)
+  if tile and max(lr.shape[1:3]) > tile:
+    overlap = default_overlap(rest, tile) if overlap is None else overlap
+    sr = restore_tiled(rest, lr, kernels, tile, overlap, sigma)
+  else:
+    sr = np.asarray(restorer_lib.restore(rest, lr, kernels, sigma))
+  return dict(sr=sr, kernel=np.asarray(kernels), inputs=np.asarray(inputs))
+
+
+def super_resolve(lr_images: Any, estimator: estimator_lib.Estimator, restorer: restorer_lib.Restorer, *,
+                  spectrum_mode: str | None = None, tile: int | None = None, overlap: int | None = None,
+                  noise_sigma: float = 0.0, batch_size: int = 4,
+                  names: Sequence[str] | None = None) -> tuple[Any, Any]:
+  """Blind SR: estimate each image's kernel with S2K, then super-resolve with SFTMD.
+
+  Args:
+    lr_images: (B, h, w, 3) array, or a list of (h, w, 3) arrays of any sizes (grouped by size into
+      jitted batches); uint8, uint16 or float in [0, 1].
+    estimator, restorer: from `estimator.load_estimator` / `restorer.load_restorer`; checked with
+      `check_compatible` first.
+    spectrum_mode: 'welch' (default; averages the whole image) or 'crop' (centred S×S crop).
+    tile: LR tile side, overlap included; None tiles automatically above AUTO_TILE² LR pixels, 0 never.
+    overlap: LR pixels dropped at each inner tile edge; None = the SFTMD's receptive-field radius, at
+      most tile/4 (the paper's 16-block SFTMD has radius 105, so AUTO_TILE tiles reproduce it exactly).
+    noise_sigma: LR noise σ on [0, 1] for restorers trained with noise (S2K does not estimate it).
+    batch_size: images per jitted call.
+    names: one label per image for error messages (file names).
+
+  Returns:
+    (sr, kernels): for an array input, float32 (B, h·s, w·s, 3) in [0, 1] and (B, k, k) canonical
+    kernels (non-negative, sum 1, at HR resolution); for a list, lists of (h·s, w·s, 3) and (k, k).
+  """
+  check_compatible(estimator, restorer)
+  check_noise_sigma(restorer, noise_sigma)
+  _check_options(spectrum_mode, tile, overlap)
+  as_list = not hasattr(lr_images, 'ndim')
+  if not as_list and lr_images.ndim != 4:
+    raise ValueError(f'pass a (B, h, w, 3) batch or a list of (h, w, 3) images, got an array of shape '
+                     f'{lr_images.shape}.')
+  items = list(lr_images)
+  names = list(names) if names is not None else [f'image {i}' for i in range(len(items))]
+  items = [_as_unit_float(x, n) for x, n in zip(items, names)]
+  for x, name in zip(items, names):
+    check_image_size(x.shape, estimator, name)
+  est, rest = _on_one_device(estimator), _on_one_device(restorer)
+  by_size = {}
+  for i, x in enumerate(items):
+    by_size.setdefault(x.shape, []).append(i)
+  sr, kernels = [None] * len(items), [None] * len(items)
+  for indices in by_size.values():
+    for start in range(0, len(indices), batch_size):
+      chunk = indices[start:start + batch_size]
+      out = super_resolve_batch(np.stack([items[i] for i in chunk]), est, rest, spectrum_mode=spectrum_mode,
+                                tile=tile, overlap=overlap, noise_sigma=noise_sigma)
+      for j, i in enumerate(chunk):
+        sr[i], kernels[i] = out['sr'][j], out['kernel'][j]
+  if as_list:
+    return sr, kernels
+  return np.stack(sr), np.stack(kernels)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files.
+
+
+def kernel_sigmas(kernel: np.ndarray) -> tuple[float, float]:
+  """Spread of a kernel: the square roots of its second-moment (covariance) eigenvalues, major first."""
+  k = np.asarray(kernel, np.float64)
+  k = k / k.sum()
+  rows, cols = np.indices(k.shape)
+  mean_r, mean_c = np.sum(k * rows), np.sum(k * cols)
+  dr, dc = rows - mean_r, cols - mean_c
+  cov = np.array([[np.sum(k * dr * dr), np.sum(k * dr * dc)], [np.sum(k * dr * dc), np.sum(k * dc * dc)]])
+  minor, major = np.sqrt(np.maximum(np.linalg.eigvalsh(cov), 0.0))
+  return float(major), float(minor)
+
+
+def _enlarge(unit: np.ndarray) -> np.ndarray:
+  """[0, 1] (n, n) → nearest-neighbour enlarged to ≥ FIGURE_SIZE pixels, uint8."""
+  rep = max(1, -(-FIGURE_SIZE // unit.shape[0]))
+  return (np.kron(np.clip(unit, 0, 1), np.ones((rep, rep))) * 255 + 0.5).astype(np.uint8)
+
+
+def kernel_figure(kernel: np.ndarray) -> np.ndarray:
+  """The kernel scaled by its maximum and enlarged with nearest-neighbour blocks (uint8 gray)."""
+  k = np.asarray(kernel, np.float64)
+  return _enlarge(k / max(k.max(), 1e-12))
+
+
+def spectrum_figure(inputs: np.ndarray) -> np.ndarray:
+  """The generator input (S, S, 1) in [−1, 1] as uint8 gray, enlarged to ≥ FIGURE_SIZE pixels."""
+  return _enlarge((np.asarray(inputs)[..., 0] + 1.0) / 2.0)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+  return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageResult:
+  """What happened to one input file: outputs and summary numbers, or the error."""
+  path: str
+  error: str | None = None
+  lr_size: tuple[int, int] | None = None      # (height, width)
+  sr_size: tuple[int, int] | None = None
+  kernel_size: int | None = None
+  kernel_sigmas: tuple[float, float] | None = None  # HR pixels, major and minor
+  seconds: float | None = None
+  outputs: dict[str, str] = dataclasses.field(default_factory=dict)
+
+  def summary(self) -> str:
+    name = os.path.basename(self.path)
+    if self.error:  # Image errors name the file already; others (e.g. a failed write) get it added.
+      return f'FAILED {self.error}' if self.path in self.error else f'FAILED {self.path}: {self.error}'
+    (h, w), (sh, sw), (major, minor) = self.lr_size, self.sr_size, self.kernel_sigmas
+    return (f'{name}: LR {h}×{w} → SR {sh}×{sw}, kernel {self.kernel_size}×{self.kernel_size} σ '
+            f'{major:.2f}/{minor:.2f} HR px, {self.seconds:.1f} s → {self.outputs["sr"]}')
+
+
+def output_paths(path: str, out_dir: str, scale: int) -> dict[str, str]:
+  stem = os.path.splitext(os.path.basename(path))[0]
+  return dict(sr=os.path.join(out_dir, f'{stem}_x{scale}.png'),
+              kernel_png=os.path.join(out_dir, f'{stem}_kernel.png'),
+              kernel_npy=os.path.join(out_dir, f'{stem}_kernel.npy'),
+              spectrum_png=os.path.join(out_dir, f'{stem}_spectrum.png'))
+
+
+def _check_unique_stems(paths: Sequence[str]) -> None:
+  seen = {}
+  for p in paths:
+    stem = os.path.splitext(os.path.basename(p))[0]
+    if stem in seen:
+      raise ValueError(f'{seen[stem]} and {p} would write the same outputs ({stem}_*); rename one or run '
+                       'them with different output folders.')
+    seen[stem] = p
+
+
+def _load(kind: str, model: Any, loader):
+  if not isinstance(model, (str, os.PathLike)):
+    return model
+  try:
+    return loader(os.fspath(model))
+  except (ValueError, FileNotFoundError) as e:
+    raise type(e)(f'{kind}: {e}') from e
+
+
+def _process_file(path: str, out_dir: str, est, rest, **kwargs) -> ImageResult:
+  start = time.perf_counter()
+  lr = images.load_image(path)
+  check_image_size(lr.shape, est, path)
+  out = super_resolve_batch(lr[None], est, rest, **kwargs)
+  outputs = output_paths(path, out_dir, rest.scale)
+  visualize.save_png(outputs['sr'], to_uint8(out['sr'][0]))
+  visualize.save_png(outputs['kernel_png'], kernel_figure(out['kernel'][0]))
+  np.save(outputs['kernel_npy'], out['kernel'][0].astype(np.float32))
+  visualize.save_png(outputs['spectrum_png'], spectrum_figure(out['inputs'][0]))
+  return ImageResult(path=path, lr_size=lr.shape[:2], sr_size=out['sr'].shape[1:3],
+                     kernel_size=out['kernel'].shape[-1], kernel_sigmas=kernel_sigmas(out['kernel'][0]),
+                     seconds=time.perf_counter() - start, outputs=outputs)
+
+
+def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+                        estimator_dir: Any, restorer_dir: Any, scale: int | None = None, *,
+                        spectrum_mode: str | None = None, tile: int | None = None,
+                        overlap: int | None = None, noise_sigma: float = 0.0,
+                        progress: bool = True) -> list[ImageResult]:
+  """Super-resolves image files one by one and writes, per `<stem>` of each input, to `out_dir`:
+
+  `<stem>_x<s>.png` (8-bit RGB SR image), `<stem>_kernel.png` (the kernel scaled by its maximum,
+  nearest-neighbour enlarged), `<stem>_kernel.npy` (float32 (k, k), sums to 1, HR pixels) and
+  `<stem>_spectrum.png` (the estimator's input).
+
+  Problems with the models, the scale or the arguments raise before any image is read (ValueError or
+  FileNotFoundError naming the directory). A bad image (unreadable, unsupported, too small) does not
+  stop the others: its ImageResult carries the error. With `progress`, prints one summary line per
+  image and a progress bar for several images.
+
+  Args:
+    paths: image files (any format `images.load_image` reads: gray, RGBA, 16-bit are converted).
+    out_dir: created if missing; existing outputs are overwritten.
+    estimator_dir, restorer_dir: training workdirs (or their checkpoints/), or loaded models.
+    scale: the SR factor wanted; None = the restorer's. Must equal the restorer's scale.
+    spectrum_mode, tile, overlap, noise_sigma: see `super_resolve`.
+    progress: print summaries and a tqdm bar.
+
+  Returns:
+    One ImageResult per path, in order.
+  """
+  paths = [os.fspath(p) for p in paths]
+  out_dir = os.fspath(out_dir)
+  _check_options(spectrum_mode, tile, overlap)
+  _check_unique_stems(paths)
+  est = _load('estimator', estimator_dir, estimator_lib.load_estimator)
+  rest = _load('restorer', restorer_dir, restorer_lib.load_restorer)
+  check_compatible(est, rest, scale)
+  check_noise_sigma(rest, noise_sigma)
+  est, rest = _on_one_device(est), _on_one_device(rest)
+  os.makedirs(out_dir, exist_ok=True)
+  results = []
+  bar = tqdm.tqdm(paths, desc='s2k-sr', unit='img', disable=not progress or len(paths) < 2)
+  for path in bar:
+    try:
+      result = _process_file(path, out_dir, est, rest, spectrum_mode=spectrum_mode, tile=tile,
+                             overlap=overlap, noise_sigma=noise_sigma)
+    except (ValueError, OSError) as e:  # images.ImageError and ImageTooSmallError are ValueErrors.
+      result = ImageResult(path=path, error=str(e))
+    results.append(result)
+    if progress:
+      tqdm.tqdm.write(result.summary(), file=sys.stderr if result.error else sys.stdout)
+  return results

@@ -1,0 +1,122 @@
+"""Tests for the `s2k-sr` console script (s2k_jax/cli.py): a photo end to end, and every bad input."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+import pytest
+from skimage import data as skdata
+from skimage import transform
+
+from s2k_jax import cli
+
+SCRIPT = os.path.join(os.path.dirname(sys.executable), 's2k-sr')
+
+
+@pytest.fixture(scope='module')
+def photo_png(tmp_path_factory):
+  """chelsea at ¼ size (75×113), saved as an 8-bit PNG."""
+  image = transform.rescale(skdata.chelsea(), 0.25, channel_axis=-1, anti_aliasing=True)
+  path = tmp_path_factory.mktemp('photos') / 'chelsea.png'
+  Image.fromarray((image * 255 + 0.5).astype(np.uint8)).save(path)
+  return path
+
+
+def models(est_dir, rest_dir):
+  return ['--estimator', str(est_dir), '--restorer', str(rest_dir)]
+
+
+def test_console_script_end_to_end(photo_png, tmp_path, smoke_estimator_workdir, smoke_restorer_workdir):
+  gray16 = tmp_path / 'moon16.png'  # 16-bit grayscale: read at full precision, written as 8-bit RGB.
+  moon = transform.resize(skdata.moon(), (40, 48), anti_aliasing=True)
+  Image.fromarray((moon * 65535 + 0.5).astype(np.uint16)).save(gray16)
+  out = tmp_path / 'out'
+  run = subprocess.run([SCRIPT, str(photo_png), str(gray16), '--scale', '4', '--out', str(out),
+                        *models(smoke_estimator_workdir, smoke_restorer_workdir)],
+                       capture_output=True, text=True, timeout=300, check=False)
+  assert run.returncode == 0, run.stderr
+  with Image.open(out / 'chelsea_x4.png') as sr:
+    assert (sr.mode, sr.size) == ('RGB', (452, 300))
+  with Image.open(out / 'moon16_x4.png') as sr:
+    assert (sr.mode, sr.size) == ('RGB', (192, 160))
+  kernel = np.load(out / 'chelsea_kernel.npy')
+  assert kernel.shape == (15, 15) and kernel.dtype == np.float32 and kernel.min() >= 0
+  np.testing.assert_allclose(kernel.sum(), 1.0, atol=1e-5)
+  # The figure is the kernel over its maximum, each tap a 18×18 block (15·18 = 270 ≥ 256).
+  figure = np.asarray(Image.open(out / 'chelsea_kernel.png'))
+  assert figure.shape == (270, 270)
+  np.testing.assert_allclose(figure[::18, ::18], kernel / kernel.max() * 255, atol=0.51)
+  assert np.all(figure == np.kron(figure[::18, ::18], np.ones((18, 18), np.uint8)))
+  assert np.asarray(Image.open(out / 'chelsea_spectrum.png')).shape == (256, 256)  # 32² spectrum, ×8.
+  # The summary's σ's are the square roots of the eigenvalues of the kernel's covariance.
+  rows, cols = np.indices(kernel.shape)
+  cov = np.cov(np.stack([rows.ravel(), cols.ravel()]), aweights=kernel.ravel().astype(np.float64), bias=True)
+  major, minor = np.sqrt(np.linalg.eigvalsh(cov))[::-1]
+  line = next(x for x in run.stdout.splitlines() if x.startswith('chelsea.png'))
+  assert line.startswith(f'chelsea.png: LR 75×113 → SR 300×452, kernel 15×15 σ {major:.2f}/{minor:.2f} HR px')
+  assert 'moon16.png: LR 40×48 → SR 160×192' in run.stdout
+
+
+def test_bad_files_are_reported_and_the_rest_still_written(photo_png, tmp_path, capsys,
+                                                           smoke_estimator_workdir, smoke_restorer_workdir):
+  corrupt = tmp_path / 'corrupt.png'
+  corrupt.write_bytes(b'\x89PNG\r\n\x1a\n' + b'\0' * 40)
+  tiny = tmp_path / 'tiny.png'
+  Image.fromarray(np.full((10, 12, 3), 128, np.uint8)).save(tiny)
+  missing = tmp_path / 'missing.jpg'
+  out = tmp_path / 'out'
+  status = cli.main([str(corrupt), str(photo_png), str(tiny), str(missing), '--out', str(out), '--quiet',
+                     *models(smoke_estimator_workdir, smoke_restorer_workdir)])
+  assert status == 1
+  assert sorted(p.name for p in out.iterdir()) == [
+      'chelsea_kernel.npy', 'chelsea_kernel.png', 'chelsea_spectrum.png', 'chelsea_x4.png']
+  err = capsys.readouterr().err
+  assert f's2k-sr: 3 of 4 images failed: {corrupt}, {tiny}, {missing}' in err
+
+
+def test_bad_files_are_explained_one_line_each(tmp_path, capsys, smoke_estimator_workdir,
+                                               smoke_restorer_workdir):
+  tiny = tmp_path / 'tiny.png'
+  Image.fromarray(np.full((10, 12, 3), 128, np.uint8)).save(tiny)
+  text = tmp_path / 'notes.png'
+  text.write_text('not an image')
+  status = cli.main([str(tiny), str(text), '--out', str(tmp_path / 'out'),
+                     *models(smoke_estimator_workdir, smoke_restorer_workdir)])
+  assert status == 1
+  err = capsys.readouterr().err
+  assert f'FAILED {tiny}: 10×12 pixels is too small for kernel estimation' in err
+  assert 'needs at least 16 pixels on each side' in err
+  assert f'FAILED {text}: not a readable image file' in err
+
+
+def test_a_restorer_given_as_estimator_exits_2(photo_png, tmp_path, capsys, smoke_restorer_workdir):
+  out = tmp_path / 'out'
+  status = cli.main([str(photo_png), '--out', str(out), *models(smoke_restorer_workdir, smoke_restorer_workdir)])
+  assert status == 2
+  err = capsys.readouterr().err
+  assert f"estimator: {smoke_restorer_workdir} holds a 'sftmd_restorer' checkpoint, not a 's2k_estimator'" in err
+  assert not out.exists()  # Nothing was processed.
+
+
+def test_a_scale_the_restorer_was_not_trained_for_exits_2(photo_png, tmp_path, capsys,
+                                                          smoke_estimator_workdir, smoke_restorer_workdir):
+  status = cli.main([str(photo_png), '--scale', '2', '--out', str(tmp_path / 'out'),
+                     *models(smoke_estimator_workdir, smoke_restorer_workdir)])
+  assert status == 2
+  assert 'was trained for ×4, not ×2: ask for ×4 (--scale 4)' in capsys.readouterr().err
+
+
+def test_missing_checkpoints_and_bad_arguments_exit_2(photo_png, tmp_path, capsys):
+  status = cli.main([str(photo_png), '--out', str(tmp_path), *models(tmp_path / 'nope', tmp_path / 'nope')])
+  assert status == 2
+  assert f'estimator: {tmp_path / "nope"}: no such checkpoint directory' in capsys.readouterr().err
+  status = cli.main([str(photo_png), '--tile', '20', '--overlap', '10', '--out', str(tmp_path),
+                     *models(tmp_path, tmp_path)])
+  assert status == 2
+  assert 'tile (20) must exceed twice the overlap (10)' in capsys.readouterr().err
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main([str(photo_png), '--out', str(tmp_path)])
+  assert exit_info.value.code == 2
+  assert 'required: --estimator, --restorer' in capsys.readouterr().err
+  assert 'Required until weights ship with the package' in ' '.join(cli.build_parser().format_help().split())

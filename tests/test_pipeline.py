@@ -1,0 +1,204 @@
+"""Tests for the blind SR pipeline (s2k_jax/pipeline.py): shapes, grouping, tiling, checks, files."""
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+from skimage import data as skdata
+from skimage import transform
+
+from configs import sftmd as sftmd_config
+from s2k_jax import estimator
+from s2k_jax import kernels
+from s2k_jax import pipeline
+from s2k_jax import restorer
+from s2k_jax import spectrum
+
+
+@pytest.fixture(scope='module')
+def est(smoke_estimator_workdir):
+  return estimator.load_estimator(str(smoke_estimator_workdir))
+
+
+@pytest.fixture(scope='module')
+def rest(smoke_restorer_workdir):
+  return restorer.load_restorer(str(smoke_restorer_workdir))
+
+
+@pytest.fixture(scope='module')
+def photo():
+  """chelsea at 0.3×: a natural 90×135 LR image."""
+  return transform.rescale(skdata.chelsea(), 0.3, channel_axis=-1, anti_aliasing=True).astype(np.float32)
+
+
+def untrained_restorer(arg: str, **restorer_overrides) -> restorer.Restorer:
+  config = sftmd_config.get_config(arg)
+  config.restorer.update(restorer_overrides)
+  state = restorer.create_train_state(config, restorer.fit_basis(config), jax.random.key(1))
+  return restorer.Restorer(config=config, state=state, step=0, directory=f'<untrained {arg}>')
+
+
+def with_scale(est_: estimator.Estimator, scale: int) -> estimator.Estimator:
+  config = est_.config.copy_and_resolve_references()
+  config.degradation.scale = scale
+  return dataclasses.replace(est_, config=config)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tiles and the receptive field.
+
+
+@pytest.mark.parametrize('length,tile,overlap', [(90, 40, 15), (1000, 512, 105), (37, 40, 5), (41, 40, 0),
+                                                 (100, 31, 15), (513, 512, 128)])
+def test_tile_spans_partition_the_axis_with_margins(length, tile, overlap):
+  spans = pipeline.tile_spans(length, tile, overlap)
+  kept = np.concatenate([np.arange(k0, k1) for _, _, k0, k1 in spans])
+  np.testing.assert_array_equal(kept, np.arange(length))  # Every pixel once, in order.
+  for start, stop, k0, k1 in spans:
+    assert stop - start == min(tile, length) and 0 <= start and stop <= length
+    assert k0 == 0 or k0 - start >= overlap
+    assert k1 == length or stop - k1 >= overlap
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_receptive_field_radius_matches_an_impulse_response(scale):
+  r = untrained_restorer(f'gaussian_x{scale},smoke', num_blocks=2)
+  radius = pipeline.receptive_field_radius(r.config)
+  lr = np.random.default_rng(0).random((1, 51, 51, 3), np.float32) * 0.8
+  kernel = np.asarray(kernels.gaussian_kernel(15, 2.0, 1.5, 0.3))[None]
+  base = np.asarray(restorer.restore(r, lr, kernel))
+  lr[0, 25, 25] += 0.2
+  changed = np.abs(np.asarray(restorer.restore(r, lr, kernel)) - base).max(axis=(0, 3))
+  rows = np.nonzero(changed.max(axis=1) > 0)[0]
+  # LR pixel 25 covers HR rows [25·s, 26·s); the change reaches `extent` LR pixels beyond it.
+  extent = max(25 * scale - rows.min(), rows.max() - (26 * scale - 1)) / scale
+  assert radius - 1 < extent <= radius, (radius, extent)
+
+
+def test_tiled_equals_untiled_when_the_overlap_covers_the_receptive_field(est, rest, photo, monkeypatch):
+  assert pipeline.receptive_field_radius(rest.config) == 15  # 1 block: 3 + 6 + 3 + 1 + ½ + 1 = 14.5 → 15.
+  untiled, k_untiled = pipeline.super_resolve(photo[None], est, rest, tile=0)
+  assert pipeline.default_overlap(rest, 60) == 15
+  tiled, k_tiled = pipeline.super_resolve(photo[None], est, rest, tile=60)  # 2 × 4 tiles.
+  np.testing.assert_array_equal(k_tiled, k_untiled)  # One kernel per image, from the whole image.
+  assert np.abs(tiled - untiled).max() <= 1e-6
+  # Abutting tiles (2 × 3 of 45², no overlap) leave seams; the test would see a bad layout.
+  seams, _ = pipeline.super_resolve(photo[None], est, rest, tile=45, overlap=0)
+  assert np.abs(seams - untiled).max() > 1e-4
+  # Above AUTO_TILE² pixels tiling is automatic.
+  calls = []
+  original = restorer.restore
+  monkeypatch.setattr(restorer, 'restore', lambda *a, **k: calls.append(a[1].shape) or original(*a, **k))
+  monkeypatch.setattr(pipeline, 'AUTO_TILE', 60)
+  auto, _ = pipeline.super_resolve(photo[None], est, rest)
+  assert calls == [(1, 60, 60, 3)] * 8
+  np.testing.assert_array_equal(auto, tiled)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Arrays.
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_shapes_for_odd_sizes_and_every_scale(est, photo, scale):
+  r = untrained_restorer(f'gaussian_x{scale},smoke')
+  sr, k = pipeline.super_resolve(photo[None, 3:40, 7:60], with_scale(est, scale), r)
+  assert sr.shape == (1, 37 * scale, 53 * scale, 3) and sr.dtype == np.float32
+  assert 0 <= sr.min() and sr.max() <= 1
+  assert k.shape == (1, 15, 15) and k.min() >= 0
+  np.testing.assert_allclose(k.sum(), 1.0, atol=1e-5)
+  # Canonical form: the centre of mass is on the centre pixel.
+  pos = np.arange(15) - 7
+  np.testing.assert_allclose([np.sum(k[0] * pos[:, None]), np.sum(k[0] * pos[None, :])], 0.0, atol=1e-3)
+
+
+def test_pipeline_is_welch_estimate_then_canonical_kernel_then_restore(est, rest, photo):
+  lr = photo[None, :41, :67]
+  sr, k = pipeline.super_resolve(lr, est, rest)
+  raw = estimator.estimate_kernels(est, lr, mode='welch')['kernel']
+  expected_k = np.asarray(spectrum.canonical_kernel(raw))
+  np.testing.assert_allclose(k, expected_k, atol=1e-7)
+  np.testing.assert_allclose(sr, np.asarray(restorer.restore(rest, lr, expected_k)), atol=1e-6)
+
+
+def test_lists_are_grouped_by_size_and_keep_their_order(est, rest, photo, monkeypatch):
+  images = [photo[:40, :48], photo[50:83, 60:95], photo[45:85, 80:128]]
+  batches = []
+  original = pipeline.super_resolve_batch
+  monkeypatch.setattr(pipeline, 'super_resolve_batch',
+                      lambda lr, *a, **k: batches.append(lr.shape) or original(lr, *a, **k))
+  sr, k = pipeline.super_resolve(images, est, rest)
+  assert batches == [(2, 40, 48, 3), (1, 33, 35, 3)]
+  assert [x.shape for x in sr] == [(160, 192, 3), (132, 140, 3), (160, 192, 3)]
+  for image, out in zip(images, sr):
+    alone, _ = pipeline.super_resolve(image[None], est, rest)
+    np.testing.assert_allclose(out, alone[0], atol=1e-6)
+
+
+def test_uint8_input_is_scaled_and_bad_float_input_is_refused(est, rest, photo):
+  as_uint8 = (photo[:32, :32] * 255 + 0.5).astype(np.uint8)
+  sr8, _ = pipeline.super_resolve(as_uint8[None], est, rest)
+  srf, _ = pipeline.super_resolve((as_uint8 / np.float32(255))[None], est, rest)
+  np.testing.assert_allclose(sr8, srf, atol=1e-6)
+  with pytest.raises(ValueError, match=r'in \[0, 1\].*divide by the white level'):
+    pipeline.super_resolve([as_uint8.astype(np.float32)], est, rest)
+  with pytest.raises(ValueError, match=r"spectrum_mode must be one of \('crop', 'welch'\)"):
+    pipeline.super_resolve([as_uint8], est, rest, spectrum_mode='fft')
+  with pytest.raises(ValueError, match=r'a \(B, h, w, 3\) batch or a list'):
+    pipeline.super_resolve(as_uint8, est, rest)
+
+
+def test_images_below_the_minimum_side_are_refused_by_name(est, rest, photo):
+  assert pipeline.min_lr_side(est) == 16  # max(16, 32 // 4) for the smoke estimator's 32² spectrum.
+  sr, _ = pipeline.super_resolve([photo[:16, :20]], est, rest)
+  assert sr[0].shape == (64, 80, 3)
+  with pytest.raises(pipeline.ImageTooSmallError, match=r'tiny\.png: 15×20 pixels is too small.*at least 16'):
+    pipeline.super_resolve([photo[:40, :40], photo[:15, :20]], est, rest, names=['ok.png', 'tiny.png'])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Model compatibility.
+
+
+def test_a_scale_the_restorer_was_not_trained_for_is_refused(est, rest):
+  with pytest.raises(pipeline.IncompatibleModelsError, match=r'trained for ×4, not ×2.*--scale 4'):
+    pipeline.check_compatible(est, rest, scale=2)
+  pipeline.check_compatible(est, rest, scale=4)
+  with pytest.raises(pipeline.IncompatibleModelsError, match=r'trained on ×4 LR images but the restorer is ×2'):
+    pipeline.check_compatible(est, untrained_restorer('gaussian_x2,smoke'))
+
+
+def test_other_families_and_smaller_kernel_canvases_are_refused(est, rest):
+  with pytest.raises(pipeline.IncompatibleModelsError, match='knows gaussian kernels but the restorer was '
+                     'trained on disk kernels'):
+    pipeline.check_compatible(est, untrained_restorer('disk_x4,smoke'))
+  with pytest.raises(pipeline.IncompatibleModelsError, match=r'15×15 kernels.*covers only 11×11'):
+    pipeline.check_compatible(est, untrained_restorer('gaussian_x4,smoke', kernel_size=11))
+  # A larger canvas is fine: the kernel is zero-padded, which changes nothing.
+  pipeline.check_compatible(est, untrained_restorer('gaussian_x4,smoke', kernel_size=19))
+  with pytest.raises(ValueError, match='trained without noise'):
+    pipeline.check_noise_sigma(rest, 0.05)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files.
+
+
+def test_kernel_sigmas_of_a_gaussian_are_its_sigmas():
+  major, minor = pipeline.kernel_sigmas(np.asarray(kernels.gaussian_kernel(15, 1.0, 1.5, 0.7)))
+  np.testing.assert_allclose([major, minor], [1.5, 1.0], rtol=1e-3)
+
+
+def test_super_resolve_files_reports_bad_files_and_writes_the_rest(est, rest, photo, tmp_path):
+  from s2k_jax import visualize  # pylint: disable=g-import-not-at-top
+  good = tmp_path / 'good.png'
+  visualize.save_png(str(good), (photo[:30, :45] * 255 + 0.5).astype(np.uint8))
+  broken = tmp_path / 'broken.jpg'
+  broken.write_bytes(b'\xff\xd8\xff\xe0 not a jpeg')
+  results = pipeline.super_resolve_files([broken, good], tmp_path / 'out', est, rest, progress=False)
+  assert results[0].error and 'broken.jpg' in results[0].error and not results[0].outputs
+  assert results[1].error is None and (results[1].lr_size, results[1].sr_size) == ((30, 45), (120, 180))
+  assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == [
+      'good_kernel.npy', 'good_kernel.png', 'good_spectrum.png', 'good_x4.png']
+  with pytest.raises(ValueError, match='would write the same outputs'):
+    pipeline.super_resolve_files([good, tmp_path / 'x' / 'good.jpg'], tmp_path / 'out', est, rest)
