@@ -16,6 +16,7 @@ import json
 import pathlib
 import resource
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -31,7 +32,12 @@ from configs import common  # noqa: E402
 from configs import gaussian  # noqa: E402
 from configs import sftmd as sftmd_config  # noqa: E402
 from s2k_jax import degradation  # noqa: E402
+from s2k_jax import estimator  # noqa: E402
+from s2k_jax import evaluation  # noqa: E402
+from s2k_jax import kernels  # noqa: E402
+from s2k_jax import pipeline  # noqa: E402
 from s2k_jax import restorer  # noqa: E402
+from s2k_jax import testsets  # noqa: E402
 from s2k_jax import train  # noqa: E402
 
 
@@ -133,8 +139,52 @@ def bench_sftmd_step(args: argparse.Namespace) -> dict[str, Any]:
               params=params, ms=ms, **peak_memory_mb())
 
 
+def _models(preset: str | None, scale: int):
+  """An (untrained) estimator and restorer of the given preset; speed does not depend on the weights."""
+  est_config = gaussian.get_config(preset)
+  est_config.degradation.scale = scale
+  est = estimator.Estimator(config=est_config, state=train.create_train_state(est_config, jax.random.key(0)),
+                            step=0, directory='')
+  rest_config = sftmd_config.get_config(f'gaussian_x{scale}' + (f',{preset}' if preset else ''))
+  basis = restorer.fit_basis(rest_config)
+  rest = restorer.Restorer(config=rest_config, step=0, directory='',
+                           state=restorer.create_train_state(rest_config, basis, jax.random.key(1)))
+  return est, rest
+
+
+def bench_blind_sr(args: argparse.Namespace) -> dict[str, Any]:
+  """End-to-end blind SR of LR images (`pipeline.super_resolve_batch`): spectrum → S2K U-Net →
+  kernel → PCA code → SFTMD, with the paper-size models (unet-8-64, 16-block SFTMD), no tiling."""
+  est, rest = _models(None, args.scale)
+  lr = np.random.default_rng(0).random((args.batch, args.lr_size, args.lr_size, 3)).astype(np.float32)
+  ms = median_ms(lambda: pipeline.super_resolve_batch(lr, est, rest, tile=0)['sr'], args.warmup, args.runs)
+  return dict(workload='blind_sr', batch=args.batch, lr_size=args.lr_size, scale=args.scale, ms=ms,
+              ms_per_image=ms / args.batch, **peak_memory_mb())
+
+
+def bench_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+  """`evaluation.evaluate` throughput with the :cpu preset models: bicubic, SFTMD with mean / S2K / true
+  kernel, kernel and image metrics, per-image CSV, on a generated test set of LR side --lr-size."""
+  est, rest = _models('cpu', args.scale)
+  n = args.batch
+  hr_side = args.lr_size * args.scale
+  rng = np.random.default_rng(0)
+  hr = tuple(rng.integers(0, 256, (hr_side, hr_side, 3), dtype=np.uint8) for _ in range(n))
+  lr = tuple(x[::args.scale, ::args.scale] for x in hr)
+  k = np.asarray(kernels.sample_kernels(jax.random.key(0), n, est.config.degradation))
+  testset = testsets.TestSet(directory='(synthetic)', manifest={'scale': args.scale, 'family': 'gaussian'},
+                             names=tuple(f'{i}' for i in range(n)), hr=hr, lr=lr, kernels=k,
+                             noise_sigma=np.zeros(n, np.float32))
+  with tempfile.TemporaryDirectory() as out:
+    ms = median_ms(lambda: evaluation.evaluate(testset, out, est, rest, batch_size=n)['sr'],
+                   args.warmup, args.runs)
+  return dict(workload='evaluate', batch=n, images=n, lr_size=args.lr_size, scale=args.scale, ms=ms,
+              images_per_s=1e3 * n / ms, **peak_memory_mb())
+
+
 WORKLOADS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    'degrade': bench_degrade, 's2k_step': bench_s2k_step, 'sftmd_step': bench_sftmd_step}
+    'degrade': bench_degrade, 's2k_step': bench_s2k_step, 'sftmd_step': bench_sftmd_step,
+    'blind_sr': bench_blind_sr, 'evaluate': bench_evaluate}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
