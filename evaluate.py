@@ -5,14 +5,16 @@ r"""Evaluates trained models as the paper's Table 1 (blind SR) and Figure 6 (ker
   # the estimator alone (kernel metrics only), on a saved test set (python -m s2k_jax.testsets ...)
   python evaluate.py --estimator runs/motion_cpu --testset testsets/motion_x4 --out results/motion
 
-Without --testset, a test set is generated once in <out>/testset from the models' config (held-out
-images, --seed). Writes results.md, results.json, results.csv, per_image.csv (row by row, as images
+Without --testset, a test set is generated once in <out>/testset from --config or else the models'
+config (held-out images of its data source, its family and scale, --seed). Writes results.md,
+results.json, results.csv, per_image.csv (row by row, as images
 complete), sr_examples.png and kernel_errors.png to --out.
 """
 import os
 
 from absl import app
 from absl import flags
+from ml_collections import config_flags
 
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import evaluation
@@ -25,6 +27,9 @@ flags.DEFINE_string('estimator', None, 'Training workdir (or checkpoints dir) of
 flags.DEFINE_alias('workdir', 'estimator')
 flags.DEFINE_string('restorer', None, 'Training workdir (or checkpoints dir) of an SFTMD restorer.')
 flags.DEFINE_string('testset', None, 'A saved test set; default: generate one in <out>/testset.')
+config_flags.DEFINE_config_file(
+    'config', None, 'Config whose data source, family and scale generate the test set (default: the '
+    'models\' own config), e.g. configs/gaussian.py --config.data.source=folder --config.data.eval_dir=DIR.')
 flags.DEFINE_string('out', None, 'Output directory for the report.')
 flags.DEFINE_integer('seed', 0, 'Seed of a generated test set.')
 flags.DEFINE_integer('limit', 0, 'Generate at most this many images (0 = the whole eval split).')
@@ -46,7 +51,8 @@ def main(argv):
   if testset_dir is None:
     testset_dir = os.path.join(FLAGS.out, 'testset')
     if not os.path.exists(testset_dir):
-      config = (rest or est).config  # The restorer's config fixes the scale when there is one.
+      # The restorer's config fixes the scale when there is one.
+      config = FLAGS.config if FLAGS.config is not None else (rest or est).config
       testsets.generate(config, testset_dir, seed=FLAGS.seed, limit=FLAGS.limit, hr_crop=FLAGS.hr_crop)
   testset = testsets.load(testset_dir)
   result = evaluation.evaluate(testset, FLAGS.out, est, rest, FLAGS.batch_size, FLAGS.spectrum_mode)

@@ -53,6 +53,19 @@ def median_ms(fn: Callable[[], Any], warmup: int, runs: int) -> float:
   return 1e3 * float(np.median(times))
 
 
+def step_ms(train_step: Callable, state: Any, batch: Any, args: argparse.Namespace) -> float:
+  """Median ms of a training step `(state, batch, key) -> (state, metrics)`, jitted with donation."""
+  step = jax.jit(train_step, donate_argnums=0)
+  key = jax.random.key(1)
+
+  def run():
+    nonlocal state
+    state, metrics = step(state, batch, key)
+    return metrics
+
+  return median_ms(run, args.warmup, args.runs)
+
+
 def bench_degrade(args: argparse.Namespace) -> dict[str, Any]:
   """`degradation.degrade_with_kernels`: per-image k×k kernels, reflect blur, direct ×s, noise.
 
@@ -96,15 +109,7 @@ def bench_s2k_step(args: argparse.Namespace) -> dict[str, Any]:
   batch = {'inputs': jnp.asarray(rng.uniform(-1, 1, shape).astype(np.float32)),
            'kernel_map': jnp.asarray(rng.uniform(-1, 1, shape).astype(np.float32))}
   params = sum(x.size for x in jax.tree.leaves(state['gen'].params))
-  step = jax.jit(functools.partial(train.train_step, config=config), donate_argnums=0)
-  key = jax.random.key(1)
-
-  def run():
-    nonlocal state
-    state, metrics = step(state, batch, key)
-    return metrics
-
-  ms = median_ms(run, args.warmup, args.runs)
+  ms = step_ms(functools.partial(train.train_step, config=config), state, batch, args)
   return dict(workload='s2k_step', batch=args.batch, size=args.size, generator=config.model.generator,
               generator_params=params, ms=ms, **peak_memory_mb())
 
@@ -126,15 +131,7 @@ def bench_sftmd_step(args: argparse.Namespace) -> dict[str, Any]:
            'kernel': jnp.asarray(k / k.sum(axis=(1, 2), keepdims=True)),
            'noise_sigma': jnp.zeros((args.batch,), jnp.float32)}
   params = sum(x.size for x in jax.tree.leaves(state.params))
-  step = jax.jit(functools.partial(restorer.train_step, config=config), donate_argnums=0)
-  key = jax.random.key(1)
-
-  def run():
-    nonlocal state
-    state, metrics = step(state, batch, key)
-    return metrics
-
-  ms = median_ms(run, args.warmup, args.runs)
+  ms = step_ms(functools.partial(restorer.train_step, config=config), state, batch, args)
   return dict(workload='sftmd_step', batch=args.batch, lr_size=args.lr_size, scale=args.scale,
               params=params, ms=ms, **peak_memory_mb())
 
