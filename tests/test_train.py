@@ -161,3 +161,24 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
 def test_motion_config_uses_flip_invariant_l1():
   assert motion.get_config('smoke').train.flip_invariant_l1
   assert not gaussian.get_config('smoke').train.flip_invariant_l1
+
+
+@pytest.mark.parametrize('schedule, at_half, at_end', [('constant', 1.0, 1.0), ('cosine', 0.5, 0.0),
+                                                         ('linear_decay', 1.0, 0.0)])
+def test_learning_rate_schedules(schedule, at_half, at_end):
+  """The Adam step size over training, read back from a 1-D quadratic's updates (Adam's step ≈ lr)."""
+  config = smoke_config(**{'train.schedule': schedule, 'train.num_steps': 100, 'train.learning_rate': 0.1})
+  tx = train.create_optimizer(config)
+  params = jnp.zeros(())
+  state = tx.init(params)
+  sizes = []
+  for _ in range(101):
+    updates, state = tx.update(jnp.ones(()), state, params)  # Constant gradient: Adam's step = lr.
+    sizes.append(-float(updates))
+  np.testing.assert_allclose([sizes[0], sizes[50], sizes[100]], [0.1, 0.1 * at_half, 0.1 * at_end],
+                             atol=2e-3)
+
+
+def test_unknown_schedule_is_refused():
+  with pytest.raises(ValueError, match="train.schedule must be"):
+    train.create_optimizer(smoke_config(**{'train.schedule': 'step'}))
