@@ -45,6 +45,11 @@ def main(argv):
   loop.quiet_library_logs()
   if not (FLAGS.estimator or FLAGS.restorer):
     raise app.UsageError('give --estimator, --restorer or both.')
+  loop.exit_on_user_error(evaluate_and_report)
+
+
+def evaluate_and_report():
+  """Loads the models, generates or loads the test set, evaluates and writes the report."""
   est = estimator_lib.load_estimator(FLAGS.estimator) if FLAGS.estimator else None
   rest = restorer_lib.load_restorer(FLAGS.restorer) if FLAGS.restorer else None
   testset_dir = FLAGS.testset

@@ -27,7 +27,7 @@ def main(argv):
   loop.quiet_library_logs()
   logging.info('JAX process %d/%d, local devices: %s', jax.process_index(), jax.process_count(),
                jax.local_devices())
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  loop.exit_on_user_error(lambda: train.train_and_evaluate(FLAGS.config, FLAGS.workdir))
 
 
 if __name__ == '__main__':

@@ -11,6 +11,7 @@ import json
 import logging as std_logging
 import os
 import signal
+import sys
 import threading
 from typing import Any, Callable, Mapping
 
@@ -49,6 +50,18 @@ class Task:
 
 class NonFiniteLossError(RuntimeError):
   """Raised when a training loss becomes NaN or infinite."""
+
+
+def exit_on_user_error(fn: Callable[[], Any]) -> Any:
+  """Entry points: bad input (files, configs, checkpoints) and a non-finite loss end with the message
+  alone on stderr and exit status 1 — the message says what to do; `--verbosity` keeps the traceback."""
+  try:
+    return fn()
+  except (ValueError, FileNotFoundError, NonFiniteLossError) as e:
+    if flags.FLAGS['verbosity'].present:
+      raise
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
 
 
 # ---------------------------------------------------------------------------------------------------

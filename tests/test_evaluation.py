@@ -133,3 +133,12 @@ def test_histogram_and_sr_grid_render():
   img = np.random.default_rng(1).random((32, 32, 3))
   grid = visualize.sr_grid([img[::4, ::4]], [{'m1': img, 'm2': img}], [img], [np.eye(3) / 3])
   assert grid.shape[0] == 14 + 2 + 32 and grid.shape[1] == 5 * 34 - 2
+
+
+def test_evaluate_py_reports_a_missing_checkpoint(tmp_path):
+  proc = subprocess.run([sys.executable, str(ROOT / 'evaluate.py'), '--estimator', str(tmp_path / 'nope'),
+                         '--out', str(tmp_path / 'out')], cwd=ROOT, capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 1
+  assert 'error:' in proc.stderr and 'no such checkpoint directory' in proc.stderr
+  assert 'Traceback' not in proc.stderr

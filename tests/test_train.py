@@ -182,3 +182,12 @@ def test_learning_rate_schedules(schedule, at_half, at_end):
 def test_unknown_schedule_is_refused():
   with pytest.raises(ValueError, match="train.schedule must be"):
     train.create_optimizer(smoke_config(**{'train.schedule': 'step'}))
+
+
+def test_train_py_reports_bad_input_without_a_traceback(tmp_path):
+  # Paper-scale 1024² crops are larger than the bundled photos: a clear error naming them, exit 1.
+  proc = _run_train(['--config', 'configs/gaussian.py', '--workdir', str(tmp_path)])
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 1, out
+  assert 'error:' in out and 'smaller than the 1024×1024 crop' in out
+  assert 'Traceback' not in out
