@@ -67,9 +67,17 @@ def create_train_state(config: ml_collections.ConfigDict, basis: dict[str, np.nd
 
 def kernel_codes(state: RestorerState, kernels: jax.Array, noise_sigma: jax.Array | None,
                  config: ml_collections.ConfigDict) -> jax.Array:
-  """Kernels of any odd size → the restorer's canvas → PCA code (+ noise entry when noise is on)."""
+  """Kernels of any odd size → the restorer's canvas → PCA code (+ noise entry when noise is on).
+
+  The code is divided by the first component's standard deviation (one global factor: distances
+  between codes keep their geometry) so its leading entries are O(1) like the features they are
+  concatenated with; raw codes are ~0.01 and a fresh SFTMD learned to ignore them (docs/conventions.md).
+  """
   k = kernels_lib.resize_canvas(kernels, config.restorer.kernel_size)
-  return pca.encode(k, state.pca, noise_sigma if with_noise(config) else None)
+  codes = pca.encode(k, state.pca) / jnp.sqrt(state.pca['variance'][0])
+  if not with_noise(config):
+    return codes
+  return jnp.concatenate([codes, pca.NOISE_CODE_SCALE * noise_sigma[:, None]], axis=1)
 
 
 def psnr_rgb(a: jax.Array, b: jax.Array) -> jax.Array:

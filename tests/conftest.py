@@ -26,3 +26,27 @@ def smoke_restorer_workdir(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('smoke_restorer')
   train.train_and_evaluate(sftmd.get_config('gaussian_x4,smoke'), str(workdir))
   return workdir
+
+
+@pytest.fixture(scope='session')
+def kernel_aware_restorer_workdir(tmp_path_factory):
+  """A small ×4 Gaussian SFTMD trained long enough (1000 steps) to use the kernel code.
+
+  Trained by `train.py` in a subprocess on one CPU device: 8-way sharding of its tiny batches on the
+  8 virtual devices of this session would more than double the minute it takes.
+  """
+  import pathlib  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(__file__).resolve().parents[1]
+  workdir = tmp_path_factory.mktemp('kernel_aware_restorer')
+  overrides = ['restorer.features=16', 'restorer.num_blocks=2', 'train.num_steps=1000',
+               'train.learning_rate=0.001', 'train.schedule=constant', 'train.log_every=100',
+               'train.eval_every=1000', 'train.checkpoint_every=1000']
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  proc = subprocess.run([sys.executable, str(root / 'train.py'), '--config',
+                         'configs/sftmd.py:gaussian_x4,smoke', '--workdir', str(workdir)] +
+                        [f'--config.{o}' for o in overrides], cwd=root, env=env, capture_output=True,
+                        text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir

@@ -90,6 +90,20 @@ def test_evaluate_every_method(tmp_path, small_testset, smoke_estimator_workdir,
     assert (tmp_path / png).stat().st_size > 0
 
 
+@pytest.mark.slow
+def test_true_kernel_upper_bound_beats_the_mean_kernel(tmp_path, kernel_aware_restorer_workdir):
+  """The non-blind upper bound is at least the kernel-unaware baseline, on 11 images (train split: this
+  tests the evaluation, not generalisation). Measured margin when written: 26.82 vs 26.66 dB."""
+  testsets.generate(gaussian.get_config('smoke'), str(tmp_path / 'set'), seed=3, hr_crop=64, split='train')
+  ts = testsets.load(str(tmp_path / 'set'))
+  rest = restorer.load_restorer(str(kernel_aware_restorer_workdir))
+  result = evaluation.evaluate(ts, str(tmp_path / 'out'), None, rest, batch_size=8)
+  summary = evaluation.summarize(result, ts, None, rest)
+  assert len(ts) == 11
+  assert summary['sr'][evaluation.TRUE]['psnr'] >= summary['sr'][evaluation.MEAN]['psnr']
+  assert summary['sr'][evaluation.MEAN]['psnr'] > summary['sr'][evaluation.BICUBIC]['psnr']
+
+
 def test_mismatched_models_are_refused(tmp_path, small_testset, smoke_estimator_workdir):
   est = estimator.load_estimator(str(smoke_estimator_workdir))
   testsets.generate(motion.get_config('smoke'), str(tmp_path / 'motion'), seed=0, hr_crop=64, limit=1)
