@@ -37,8 +37,6 @@ MIN_LR_SIDE = 16
 # Images with more LR pixels than AUTO_TILE² are restored in AUTO_TILE × AUTO_TILE tiles: no single
 # SFTMD call is bigger than one tile (a 512² LR tile at ×4 peaks at a few GiB of activations).
 AUTO_TILE = 512
-# Enlarged kernel and spectrum figures are at least this many pixels wide.
-FIGURE_SIZE = 256
 
 
 class ImageTooSmallError(ValueError):
@@ -307,27 +305,6 @@ def kernel_sigmas(kernel: np.ndarray) -> tuple[float, float]:
   return float(major), float(minor)
 
 
-def _enlarge(unit: np.ndarray) -> np.ndarray:
-  """[0, 1] (n, n) → nearest-neighbour enlarged to ≥ FIGURE_SIZE pixels, uint8."""
-  rep = max(1, -(-FIGURE_SIZE // unit.shape[0]))
-  return (np.kron(np.clip(unit, 0, 1), np.ones((rep, rep))) * 255 + 0.5).astype(np.uint8)
-
-
-def kernel_figure(kernel: np.ndarray) -> np.ndarray:
-  """The kernel scaled by its maximum and enlarged with nearest-neighbour blocks (uint8 gray)."""
-  k = np.asarray(kernel, np.float64)
-  return _enlarge(k / max(k.max(), 1e-12))
-
-
-def spectrum_figure(inputs: np.ndarray) -> np.ndarray:
-  """The generator input (S, S, 1) in [−1, 1] as uint8 gray, enlarged to ≥ FIGURE_SIZE pixels."""
-  return _enlarge((np.asarray(inputs)[..., 0] + 1.0) / 2.0)
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-  return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-
-
 @dataclasses.dataclass(frozen=True)
 class ImageResult:
   """What happened to one input file: outputs and summary numbers, or the error."""
@@ -382,10 +359,10 @@ def _process_file(path: str, out_dir: str, est, rest, **kwargs) -> ImageResult:
   check_image_size(lr.shape, est, path)
   out = super_resolve_batch(lr[None], est, rest, **kwargs)
   outputs = output_paths(path, out_dir, rest.scale)
-  visualize.save_png(outputs['sr'], to_uint8(out['sr'][0]))
-  visualize.save_png(outputs['kernel_png'], kernel_figure(out['kernel'][0]))
+  visualize.save_png(outputs['sr'], visualize.to_uint8(out['sr'][0]))
+  visualize.save_png(outputs['kernel_png'], visualize.kernel_figure(out['kernel'][0]))
   np.save(outputs['kernel_npy'], out['kernel'][0].astype(np.float32))
-  visualize.save_png(outputs['spectrum_png'], spectrum_figure(out['inputs'][0]))
+  visualize.save_png(outputs['spectrum_png'], visualize.spectrum_figure(out['inputs'][0]))
   return ImageResult(path=path, lr_size=lr.shape[:2], sr_size=out['sr'].shape[1:3],
                      kernel_size=out['kernel'].shape[-1], kernel_sigmas=kernel_sigmas(out['kernel'][0]),
                      seconds=time.perf_counter() - start, outputs=outputs)

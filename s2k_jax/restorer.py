@@ -115,7 +115,7 @@ def log_eval(out, eval_batch, writer, workdir, step):
   s = hr.shape[1] // lr.shape[1]
   rows = [np.concatenate([np.repeat(np.repeat(lr[i], s, 0), s, 1), out['sr'][i], hr[i]], axis=1)
           for i in range(min(4, hr.shape[0]))]
-  grid = (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255 + 0.5).astype(np.uint8)
+  grid = visualize.to_uint8(np.concatenate(rows, axis=0))
   if jax.process_index() == 0:
     visualize.save_png(os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid)
     writer.write_image(step, 'eval/sr', grid)

@@ -9,6 +9,14 @@ from PIL import Image
 from PIL import ImageDraw
 
 
+FIGURE_SIZE = 256  # Side, in pixels, that single-kernel and spectrum figures are enlarged to at least.
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+  """[0, 1] floats → 8-bit levels, rounded to nearest (values outside are clipped)."""
+  return (np.clip(x, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
 def _to_unit(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
   return np.clip((x - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
 
@@ -44,7 +52,24 @@ def estimation_grid(inputs, true_maps, pred_maps, true_kernels, est_kernels, max
     grid[i * (size + border):i * (size + border) + size] = r
   rep = -(-128 // size)  # Small (CPU-preset) maps are enlarged so tiles are at least 128 px.
   grid = np.kron(grid, np.ones((rep, rep))) if rep > 1 else grid
-  return np.repeat((grid * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=-1)
+  return np.repeat(to_uint8(grid)[..., None], 3, axis=-1)
+
+
+def _enlarge(unit: np.ndarray) -> np.ndarray:
+  """[0, 1] (n, n) → nearest-neighbour enlarged to ≥ FIGURE_SIZE pixels, uint8."""
+  rep = max(1, -(-FIGURE_SIZE // unit.shape[0]))
+  return to_uint8(np.kron(unit, np.ones((rep, rep))))
+
+
+def kernel_figure(kernel: np.ndarray) -> np.ndarray:
+  """The kernel scaled by its maximum and enlarged with nearest-neighbour blocks (uint8 gray)."""
+  k = np.asarray(kernel, np.float64)
+  return _enlarge(k / max(k.max(), 1e-12))
+
+
+def spectrum_figure(inputs: np.ndarray) -> np.ndarray:
+  """The generator input (S, S, 1) in [−1, 1] as uint8 gray, enlarged to ≥ FIGURE_SIZE pixels."""
+  return _enlarge((np.asarray(inputs)[..., 0] + 1.0) / 2.0)
 
 
 def save_png(path: str, image: np.ndarray) -> None:
@@ -97,7 +122,7 @@ def sr_grid(lrs, srs, hrs, true_kernels, est_kernels=None, crop: int = 128, bord
     header[:, j * (size + border):j * (size + border) + size] = _label(name, size)[..., None]
   grid = np.concatenate([header] + [np.pad(r, ((border, 0), (0, width - r.shape[1]), (0, 0)),
                                            constant_values=1) for r in rows], axis=0)
-  return (grid * 255 + 0.5).astype(np.uint8)
+  return to_uint8(grid)
 
 
 COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
