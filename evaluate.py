@@ -35,7 +35,8 @@ flags.DEFINE_integer('seed', 0, 'Seed of a generated test set.')
 flags.DEFINE_integer('limit', 0, 'Generate at most this many images (0 = the whole eval split).')
 flags.DEFINE_integer('hr_crop', 0, 'Generate centred HR crops of this side (0 = whole images).')
 flags.DEFINE_integer('batch_size', 8, 'LR images per jitted batch.')
-flags.DEFINE_enum('spectrum_mode', None, ['crop', 'welch'], 'Override the estimator\'s spectrum mode.')
+flags.DEFINE_enum('spectrum_mode', None, ['crop', 'welch'],
+                  'Spectrum of the LR images for the estimator (default: the blind SR pipeline\'s, welch).')
 flags.mark_flags_as_required(['out'])
 
 

@@ -25,8 +25,8 @@ from s2k_jax import estimator as estimator_lib
 from s2k_jax import kernels as kernels_lib
 from s2k_jax import loop
 from s2k_jax import metrics
+from s2k_jax import pipeline
 from s2k_jax import restorer as restorer_lib
-from s2k_jax import spectrum
 from s2k_jax import testsets
 from s2k_jax import visualize
 
@@ -55,6 +55,8 @@ def check_compatible(testset: testsets.TestSet, est: estimator_lib.Estimator | N
   if rest is not None and rest.scale != testset.scale:
     raise ValueError(f'{testset.directory} is a ×{testset.scale} test set but the restorer in '
                      f'{rest.directory} was trained for ×{rest.scale}; use a ×{testset.scale} restorer.')
+  if est is not None and rest is not None:
+    pipeline.check_compatible(est, rest, testset.scale)  # The two must also fit each other.
 
 
 def bicubic_upsample(lr: jax.Array, scale: int) -> jax.Array:
@@ -145,8 +147,8 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
         true_k = testset.kernels[idx]
         out = {}
         if est is not None:
-          estimates[idx] = _run_sharded(
-              lambda x: estimator_lib.estimate_kernels(est, x, mode=spectrum_mode)['kernel'], mesh, lr)
+          # Exactly what blind SR feeds the restorer: the pipeline's spectrum mode and canonical form.
+          estimates[idx] = _run_sharded(lambda x: pipeline.estimate(est, x, spectrum_mode)[0], mesh, lr)
           for method, k in (('S2K', estimates[idx]), ('mean kernel', np.broadcast_to(mean_k, true_k.shape))):
             for name, v in metrics.kernel_metrics(k, true_k, flip_invariant=flip).items():
               kernel_scores[method][name][idx] = np.asarray(v)
