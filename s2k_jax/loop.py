@@ -21,6 +21,7 @@ import grain
 import jax
 import ml_collections
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import tqdm
@@ -93,6 +94,27 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def data_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P('data'))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Optimiser.
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam(lr, β1, β2, ε) from `config.train` with its schedule: the estimator's paper §4 settings
+  (constant rate) and the restorer's IKC settings (cosine) are both this."""
+  t = config.train
+  if t.schedule == 'constant':
+    lr = t.learning_rate
+  elif t.schedule == 'cosine':
+    lr = optax.cosine_decay_schedule(t.learning_rate, t.num_steps)
+  elif t.schedule == 'linear_decay':  # pix2pix: constant for the first half, then linearly to 0.
+    half = t.num_steps // 2
+    lr = optax.join_schedules([optax.constant_schedule(t.learning_rate),
+                               optax.linear_schedule(t.learning_rate, 0.0, t.num_steps - half)], [half])
+  else:
+    raise ValueError(f"train.schedule must be 'constant', 'cosine' or 'linear_decay', got {t.schedule!r}")
+  return optax.adam(lr, b1=t.b1, b2=t.b2, eps=t.eps)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from s2k_jax import kernels as kernels_lib
 from s2k_jax import loop
@@ -48,20 +47,12 @@ def fit_basis(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
                                 center=r.pca_center)
 
 
-def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam(lr 1e-4, β = (0.9, 0.99)) with a cosine decay, as IKC trains SFTMD."""
-  t = config.train
-  lr = optax.cosine_decay_schedule(t.learning_rate, t.num_steps) if t.schedule == 'cosine' \
-      else t.learning_rate
-  return optax.adam(lr, b1=t.b1, b2=t.b2, eps=t.eps)
-
-
 def create_train_state(config: ml_collections.ConfigDict, basis: dict[str, np.ndarray],
                        key: jax.Array) -> RestorerState:
   model = create_model(config)
   lr = jnp.zeros((1, 8, 8, 3), jnp.float32)
   params = model.init(key, lr, jnp.zeros((1, model.code_len), jnp.float32))['params']
-  return RestorerState.create(apply_fn=model.apply, params=params, tx=create_optimizer(config),
+  return RestorerState.create(apply_fn=model.apply, params=params, tx=loop.create_optimizer(config),
                               pca={k: jnp.asarray(v) for k, v in basis.items()})
 
 

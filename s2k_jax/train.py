@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from s2k_jax import loop
 from s2k_jax import losses
@@ -37,22 +36,6 @@ def create_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modu
   return gen, disc
 
 
-def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam(lr, β1, β2) of paper §4, with an optional schedule (constant by default)."""
-  t = config.train
-  if t.schedule == 'constant':
-    lr = t.learning_rate
-  elif t.schedule == 'cosine':
-    lr = optax.cosine_decay_schedule(t.learning_rate, t.num_steps)
-  elif t.schedule == 'linear_decay':  # pix2pix: constant for the first half, then linearly to 0.
-    half = t.num_steps // 2
-    lr = optax.join_schedules([optax.constant_schedule(t.learning_rate),
-                               optax.linear_schedule(t.learning_rate, 0.0, t.num_steps - half)], [half])
-  else:
-    raise ValueError(f"train.schedule must be 'constant', 'cosine' or 'linear_decay', got {t.schedule!r}")
-  return optax.adam(lr, b1=t.b1, b2=t.b2, eps=t.eps)
-
-
 def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> dict[str, TrainState]:
   gen, disc = create_models(config)
   size = config.spectrum.size
@@ -60,7 +43,7 @@ def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> dic
   k_gen, k_disc, k_drop = jax.random.split(key, 3)
   gvars = gen.init({'params': k_gen, 'dropout': k_drop}, x, train=False)
   dvars = disc.init({'params': k_disc}, x, x, train=False)
-  tx = create_optimizer(config)
+  tx = loop.create_optimizer(config)
   return {
       'gen': TrainState.create(apply_fn=gen.apply, params=gvars['params'], tx=tx,
                                batch_stats=gvars.get('batch_stats', {})),

@@ -168,7 +168,7 @@ def test_motion_config_uses_flip_invariant_l1():
 def test_learning_rate_schedules(schedule, at_half, at_end):
   """The Adam step size over training, read back from a 1-D quadratic's updates (Adam's step ≈ lr)."""
   config = smoke_config(**{'train.schedule': schedule, 'train.num_steps': 100, 'train.learning_rate': 0.1})
-  tx = train.create_optimizer(config)
+  tx = loop.create_optimizer(config)
   params = jnp.zeros(())
   state = tx.init(params)
   sizes = []
@@ -181,7 +181,7 @@ def test_learning_rate_schedules(schedule, at_half, at_end):
 
 def test_unknown_schedule_is_refused():
   with pytest.raises(ValueError, match="train.schedule must be"):
-    train.create_optimizer(smoke_config(**{'train.schedule': 'step'}))
+    loop.create_optimizer(smoke_config(**{'train.schedule': 'step'}))
 
 
 def test_train_py_reports_bad_input_without_a_traceback(tmp_path):
