@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from s2k_jax import export
 from s2k_jax import kernels as kernels_lib
 from s2k_jax import loop
 from s2k_jax import pca
@@ -84,12 +85,14 @@ def train_step(state: RestorerState, batch: dict[str, jax.Array], key: jax.Array
   code = kernel_codes(state, batch['kernel'], batch['noise_sigma'], config)
 
   def loss_fn(params):
-    sr = state.apply_fn({'params': params}, batch['lr'], code)
+    # L1 on the raw output: always a gradient towards the target (see SFTMD.__call__'s `clip`).
+    sr = state.apply_fn({'params': params}, batch['lr'], code, clip=False)
     return jnp.mean(jnp.abs(sr - batch['hr'])), sr
 
   (loss, sr), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   state = state.apply_gradients(grads=grads)
-  return state, dict(l1=loss, psnr=jnp.mean(psnr_rgb(jax.lax.stop_gradient(sr), batch['hr'])))
+  sr = jnp.clip(jax.lax.stop_gradient(sr), 0.0, 1.0)
+  return state, dict(l1=loss, psnr=jnp.mean(psnr_rgb(sr, batch['hr'])))
 
 
 def eval_step(state: RestorerState, batch: dict[str, jax.Array], *, config) -> dict[str, jax.Array]:
@@ -131,9 +134,9 @@ def restorer_task(config: ml_collections.ConfigDict) -> loop.Task:
 @dataclasses.dataclass(frozen=True)
 class Restorer:
   config: ml_collections.ConfigDict
-  state: RestorerState
+  state: export.InferenceState  # SFTMD apply_fn, params and the PCA basis
   step: int
-  directory: str
+  directory: str                # the checkpoints directory or bundle file it was loaded from
 
   @property
   def scale(self) -> int:
@@ -144,18 +147,37 @@ class Restorer:
     return int(self.config.restorer.kernel_size)
 
 
-def load_restorer(workdir_or_checkpoints: str, step: int | None = None) -> Restorer:
-  """Loads a restorer (parameters and PCA basis) from a training workdir or its checkpoints directory."""
-  def make_state(config):
-    # The basis is restored from the checkpoint; this zero one only gives the shapes.
-    r = config.restorer
-    shapes = dict(components=np.zeros((r.kernel_size ** 2, r.pca_components), np.float32),
-                  mean=np.zeros((r.kernel_size ** 2,), np.float32),
-                  variance=np.zeros((r.pca_components,), np.float32))
-    return functools.partial(create_train_state, config, shapes)
+def _basis_shapes(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """Zero arrays of the basis' shapes (the real basis is restored from the checkpoint or bundle)."""
+  r = config.restorer
+  return dict(components=np.zeros((r.kernel_size ** 2, r.pca_components), np.float32),
+              mean=np.zeros((r.kernel_size ** 2,), np.float32),
+              variance=np.zeros((r.pca_components,), np.float32))
 
-  config, state, step, path, _ = loop.restore_for_inference(workdir_or_checkpoints, CHECKPOINT_KIND,
-                                                            make_state, step)
+
+def _from_bundle(path: str) -> Restorer:
+  meta, trees = export.read_bundle(path, CHECKPOINT_KIND)
+  config = ml_collections.ConfigDict(meta['config'])
+  expected = jax.eval_shape(functools.partial(create_train_state, config, _basis_shapes(config)),
+                            jax.random.key(0))
+  export.check_tree_shapes(path, 'parameters', trees['params'], expected.params)
+  export.check_tree_shapes(path, 'PCA basis', trees['pca'] or {}, expected.pca)
+  state = export.InferenceState(apply_fn=expected.apply_fn, params=trees['params'], pca=trees['pca'])
+  return Restorer(config=config, state=jax.device_put(state, loop.replicated(loop.make_mesh())),
+                  step=int(meta['step']), directory=os.path.abspath(path))
+
+
+def load_restorer(source: str, step: int | None = None) -> Restorer:
+  """Loads a restorer (parameters and PCA basis) from a model bundle (`export.py`), a training workdir
+  or its `checkpoints/` directory (latest step unless `step` is given)."""
+  if export.is_bundle(source):
+    if step is not None:
+      raise ValueError(f'{source} is a model bundle (one fixed step); --step applies to training workdirs.')
+    return _from_bundle(source)
+  config, state, step, path, _ = loop.restore_for_inference(
+      source, CHECKPOINT_KIND,
+      lambda config: functools.partial(create_train_state, config, _basis_shapes(config)), step)
+  state = export.InferenceState(apply_fn=state.apply_fn, params=state.params, pca=state.pca)
   return Restorer(config=config, state=state, step=step, directory=path)
 
 
