@@ -10,7 +10,7 @@ shift β from it: SFT(x) = x ⊙ γ + β. Layout, layer for layer, follows `SFTM
     16 × [relu(SFT) → conv3×3 → relu(SFT) → conv3×3, + input]
     global skip (+ head output) → SFT → conv3×3
     upsampler: ×2/×3 one stage, ×4 two ×2 stages, each conv3×3(nf→nf·r²) → pixel shuffle → LReLU(0.2)
-    conv9×9(nf→3), clipped to [0, 1]
+    conv9×9(nf→3), clipped to [0, 1] at inference
 
 Each SFT layer has two branches conv3×3(nf+code→32) → LReLU(0.2) → conv3×3(32→nf), one for γ and one for
 β. With nf = 64 and code length 10 the network has 4,086,979 / 4,271,619 / 4,234,691 parameters at
@@ -213,15 +213,18 @@ class SFTMD(nn.Module):
     super().__post_init__()
 
   @nn.compact
-  def __call__(self, lr: jax.Array, code: jax.Array) -> jax.Array:
+  def __call__(self, lr: jax.Array, code: jax.Array, clip: bool = True) -> jax.Array:
     """Super-resolves `lr` for the blur described by `code`.
 
     Args:
       lr: (B, h, w, 3) LR images in [0, 1], any h and w.
       code: (B, code_len) kernel codes from `pca.encode`.
+      clip: clip the output to [0, 1] (inference, as IKC). Training takes the raw output (False): a loss
+        on clipped values has no restoring force where the target sits on a bound (black sky, blown
+        highlights), and the raw output there drifted until training collapsed (docs/conventions.md).
 
     Returns:
-      (B, h·scale, w·scale, 3) float32 in [0, 1].
+      (B, h·scale, w·scale, 3) float32, in [0, 1] when `clip`.
     """
     if lr.ndim != 4 or lr.shape[-1] != 3:
       raise ValueError(f'SFTMD expects LR images of shape (B, h, w, 3), got {lr.shape}.')
@@ -243,9 +246,7 @@ class SFTMD(nn.Module):
       f = conv_same_im2col_grad(f, kernel.astype(dtype)) + bias.astype(dtype)
       f = nn.leaky_relu(pixel_shuffle(f, r), 0.2)
     out = conv(f, 3, 'out_conv', kernel_size=9, dtype=dtype).astype(jnp.float32)
-    # Clipped like IKC's output, but with a straight-through gradient: a hard clip passes no gradient
-    # for pixels outside [0, 1], and a fresh network whose outputs start below 0 never leaves there.
-    return out + jax.lax.stop_gradient(jnp.clip(out, 0.0, 1.0) - out)
+    return jnp.clip(out, 0.0, 1.0) if clip else out
 
 
 def make_sftmd(scale: int, **kwargs: Any) -> SFTMD:
