@@ -33,10 +33,12 @@ config_flags.DEFINE_config_file(
 flags.DEFINE_string('out', None, 'Output directory for the report.')
 flags.DEFINE_integer('seed', 0, 'Seed of a generated test set.')
 flags.DEFINE_integer('limit', 0, 'Generate at most this many images (0 = the whole eval split).')
+flags.DEFINE_integer('copies', 1, 'Degrade each image of a generated test set this many times, each with '
+                     'its own kernel.')
 flags.DEFINE_integer('hr_crop', 0, 'Generate centred HR crops of this side (0 = whole images).')
 flags.DEFINE_integer('batch_size', 8, 'LR images per jitted batch.')
 flags.DEFINE_enum('spectrum_mode', None, ['crop', 'welch'],
-                  'Spectrum of the LR images for the estimator (default: the blind SR pipeline\'s, welch).')
+                  'Spectrum of the LR images for the estimator (default: the mode it was trained with).')
 flags.mark_flags_as_required(['out'])
 
 
@@ -59,7 +61,8 @@ def evaluate_and_report():
     if not os.path.exists(testset_dir):
       # The restorer's config fixes the scale when there is one.
       config = FLAGS.config if FLAGS.config is not None else (rest or est).config
-      testsets.generate(config, testset_dir, seed=FLAGS.seed, limit=FLAGS.limit, hr_crop=FLAGS.hr_crop)
+      testsets.generate(config, testset_dir, seed=FLAGS.seed, limit=FLAGS.limit, hr_crop=FLAGS.hr_crop,
+                        copies=FLAGS.copies)
   testset = testsets.load(testset_dir)
   result = evaluation.evaluate(testset, FLAGS.out, est, rest, FLAGS.batch_size, FLAGS.spectrum_mode)
   summary = evaluation.summarize(result, testset, est, rest)

@@ -113,9 +113,29 @@ def _degrade_one(hr: np.ndarray, key: jax.Array, config: ml_collections.ConfigDi
   return lr_uint8, np.asarray(out['kernel'][0], np.float32), float(out['noise_sigma'][0])
 
 
+def _write_entry(directory: str, i: int, hr: np.ndarray, name: str, config: ml_collections.ConfigDict,
+                 split: str, sample, base_key: jax.Array) -> dict[str, Any]:
+  """Degrades `hr` with entry i's key, writes its three files, returns its manifest entry."""
+  lr, kernel, sigma = _degrade_one(hr, jax.random.fold_in(base_key, i), config, sample)
+  source_name = _source_name(name, config, split)
+  stem = f'{i:04d}_{_stem(source_name, config.data.source)}'
+  files = {'hr': (f'hr/{stem}.png', _png_bytes(hr)), 'lr': (f'lr/{stem}.png', _png_bytes(lr)),
+           'kernel': (f'kernels/{stem}.npy', _npy_bytes(kernel))}
+  for relative, payload_bytes in files.values():
+    with open(os.path.join(directory, relative), 'wb') as f:
+      f.write(payload_bytes)
+  return dict(name=stem, source=source_name, hr_shape=list(hr.shape), lr_shape=list(lr.shape),
+              noise_sigma=sigma, **{k: v[0] for k, v in files.items()},
+              sha256={k: hashlib.sha256(v[1]).hexdigest() for k, v in files.items()})
+
+
 def generate(config: ml_collections.ConfigDict, out_dir: str, *, seed: int = 0, split: str = 'eval',
-             hr_crop: int = 0, limit: int = 0, overwrite: bool = False) -> dict[str, Any]:
+             hr_crop: int = 0, limit: int = 0, copies: int = 1,
+             overwrite: bool = False) -> dict[str, Any]:
   """Writes a test set of the split's images (the first `limit`, 0 = all) to out_dir; returns the manifest.
+
+  Each image appears `copies` times, each copy with its own kernel (and noise): more kernels per image
+  when the split has few images (the bundled eval split has two).
 
   Kernel family, scale, downsampling and noise come from config.degradation, images from config.data.
   hr_crop = 0 keeps whole images (modcropped); otherwise centred hr_crop squares (a multiple of the scale).
@@ -130,6 +150,8 @@ def generate(config: ml_collections.ConfigDict, out_dir: str, *, seed: int = 0, 
       raise ValueError(f'{out_dir} exists and is not empty; pass --overwrite to replace it.')
     if not os.path.isfile(os.path.join(out_dir, MANIFEST)):
       raise ValueError(f'{out_dir} is not a test set (no {MANIFEST}); refusing to overwrite it.')
+  if copies < 1:
+    raise ValueError(f'copies={copies} must be >= 1.')
   records = data.image_records(config, split)
   if limit > 0:
     records = records.subset(range(min(limit, len(records))))
@@ -145,28 +167,18 @@ def generate(config: ml_collections.ConfigDict, out_dir: str, *, seed: int = 0, 
       os.makedirs(os.path.join(tmp, sub))
     # CPU: the same arguments must give the same files on any machine that has a GPU or not.
     with jax.default_device(jax.local_devices(backend='cpu')[0]):
-      for i, record in enumerate(records.records):
+      for j, record in enumerate(records.records):
         name, payload = records.reader(record)
         hr = _hr_image(images.to_uint8(images.decode_payload(payload, name)), name, hr_crop, scale)
-        lr, kernel, sigma = _degrade_one(hr, jax.random.fold_in(base_key, i), config, sample)
-        source_name = _source_name(name, config, split)
-        stem = f'{i:04d}_{_stem(source_name, config.data.source)}'
-        files = {'hr': (f'hr/{stem}.png', _png_bytes(hr)), 'lr': (f'lr/{stem}.png', _png_bytes(lr)),
-                 'kernel': (f'kernels/{stem}.npy', _npy_bytes(kernel))}
-        for relative, payload_bytes in files.values():
-          with open(os.path.join(tmp, relative), 'wb') as f:
-            f.write(payload_bytes)
-        entries.append(dict(
-            name=stem, source=source_name,
-            hr_shape=list(hr.shape), lr_shape=list(lr.shape), noise_sigma=sigma,
-            **{k: v[0] for k, v in files.items()},
-            sha256={k: hashlib.sha256(v[1]).hexdigest() for k, v in files.items()}))
+        for i in range(j * copies, (j + 1) * copies):
+          entries.append(_write_entry(tmp, i, hr, name, config, split, sample, base_key))
     manifest = dict(
-        format=FORMAT, seed=seed, split=split, hr_crop=hr_crop, limit=limit,
+        format=FORMAT, seed=seed, split=split, hr_crop=hr_crop, limit=limit, copies=copies,
         source=_source_description(config, split), scale=scale, family=config.degradation.family,
         degradation=json.loads(json.dumps(config.degradation.to_dict())),
         software=dict(s2k_jax=s2k_jax.__version__, jax=jax.__version__, numpy=np.__version__, backend='cpu'),
-        key_rule='image i: jax.random.split(fold_in(key(seed), i)) -> (kernel key, noise key)',
+        key_rule=('entry i (image i // copies): jax.random.split(fold_in(key(seed), i)) -> '
+                  '(kernel key, noise key)'),
         images=entries)
     with open(os.path.join(tmp, MANIFEST), 'w') as f:
       json.dump(manifest, f, indent=2, sort_keys=True)
@@ -235,7 +247,7 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   args = flags.FLAGS
   manifest = generate(args.config, args.out, seed=args.seed, split=args.split, hr_crop=args.hr_crop,
-                      limit=args.limit, overwrite=args.overwrite)
+                      limit=args.limit, copies=args.copies, overwrite=args.overwrite)
   print(f'{len(manifest["images"])} images, {manifest["family"]} kernels, ×{manifest["scale"]} '
         f'→ {args.out}')
 
@@ -250,5 +262,6 @@ if __name__ == '__main__':
   flags.DEFINE_enum('split', 'eval', data.SPLITS, 'Which images of config.data to use.')
   flags.DEFINE_integer('hr_crop', 0, 'Side of centred HR crops; 0 = whole images (modcropped).')
   flags.DEFINE_integer('limit', 0, 'Use only the first N images (0 = all).')
+  flags.DEFINE_integer('copies', 1, 'Degrade each image this many times, each with its own kernel.')
   flags.DEFINE_bool('overwrite', False, 'Replace an existing test set in --out.')
   app.run(main)
