@@ -31,7 +31,6 @@ from s2k_jax import spectrum
 from s2k_jax import visualize
 from s2k_jax.models import sftmd
 
-DEFAULT_SPECTRUM_MODE = 'welch'
 # Absolute floor of the LR side (pixels); see `min_lr_side`.
 MIN_LR_SIDE = 16
 # Images with more LR pixels than AUTO_TILE² are restored in AUTO_TILE × AUTO_TILE tiles: no single
@@ -130,8 +129,8 @@ def default_overlap(rest: restorer_lib.Restorer, tile: int) -> int:
 
 def _check_options(spectrum_mode: str | None, tile: int | None, overlap: int | None) -> None:
   if spectrum_mode not in (None,) + spectrum.SPECTRUM_MODES:
-    raise ValueError(f'spectrum_mode must be one of {spectrum.SPECTRUM_MODES} (or None for '
-                     f'{DEFAULT_SPECTRUM_MODE!r}), got {spectrum_mode!r}.')
+    raise ValueError(f'spectrum_mode must be one of {spectrum.SPECTRUM_MODES} (or None for the '
+                     f"estimator's training mode), got {spectrum_mode!r}.")
   if tile is not None and tile < 0:
     raise ValueError(f'tile is the LR tile side in pixels (0 = never tile, None = automatic), got {tile}.')
   if overlap is not None and overlap < 0:
@@ -206,8 +205,12 @@ def _as_unit_float(image: Any, name: str) -> np.ndarray:
 
 def estimate(est: estimator_lib.Estimator, lr: jax.Array,
              spectrum_mode: str | None = None) -> tuple[jax.Array, jax.Array]:
-  """(B, h, w, 3) LR in [0, 1] → canonical kernels (B, k, k) and generator inputs (B, S, S, 1)."""
-  out = estimator_lib.estimate_kernels(est, lr, mode=spectrum_mode or DEFAULT_SPECTRUM_MODE)
+  """(B, h, w, 3) LR in [0, 1] → canonical kernels (B, k, k) and generator inputs (B, S, S, 1).
+
+  `spectrum_mode` None takes the mode the estimator was trained with (`config.spectrum.mode`): the
+  generator reads best the spectra it was trained on (docs/results.md measures crop vs Welch).
+  """
+  out = estimator_lib.estimate_kernels(est, lr, mode=spectrum_mode)
   return spectrum.canonical_kernel(out['kernel']), out['inputs']
 
 
@@ -248,7 +251,8 @@ def super_resolve(lr_images: Any, estimator: estimator_lib.Estimator, restorer: 
       jitted batches); uint8, uint16 or float in [0, 1].
     estimator, restorer: from `estimator.load_estimator` / `restorer.load_restorer`; checked with
       `check_compatible` first.
-    spectrum_mode: 'welch' (default; averages the whole image) or 'crop' (centred S×S crop).
+    spectrum_mode: 'crop' (centred S×S crop), 'welch' (averages the whole image) or None (default:
+      the estimator's training mode).
     tile: LR tile side, overlap included; None tiles automatically above AUTO_TILE² LR pixels, 0 never.
     overlap: LR pixels dropped at each inner tile edge; None = the SFTMD's receptive-field radius, at
       most tile/4 (the paper's 16-block SFTMD has radius 105, so AUTO_TILE tiles reproduce it exactly).

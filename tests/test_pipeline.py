@@ -112,10 +112,10 @@ def test_shapes_for_odd_sizes_and_every_scale(est, photo, scale):
   np.testing.assert_allclose([np.sum(k[0] * pos[:, None]), np.sum(k[0] * pos[None, :])], 0.0, atol=1e-3)
 
 
-def test_pipeline_is_welch_estimate_then_canonical_kernel_then_restore(est, rest, photo):
+def test_pipeline_is_training_mode_estimate_then_canonical_kernel_then_restore(est, rest, photo):
   lr = photo[None, :41, :67]
   sr, k = pipeline.super_resolve(lr, est, rest)
-  raw = estimator.estimate_kernels(est, lr, mode='welch')['kernel']
+  raw = estimator.estimate_kernels(est, lr, mode=est.config.spectrum.mode)['kernel']
   expected_k = np.asarray(spectrum.canonical_kernel(raw))
   np.testing.assert_allclose(k, expected_k, atol=1e-7)
   np.testing.assert_allclose(sr, np.asarray(restorer.restore(rest, lr, expected_k)), atol=1e-6)
