@@ -42,6 +42,24 @@ def test_step_lowers_l1_on_a_fixed_batch():
   np.testing.assert_array_equal(np.asarray(state.pca['components']), basis['components'])
 
 
+def test_outputs_beyond_a_target_on_the_bound_are_pulled_back():
+  """Black targets and outputs below 0: the raw-output L1 still has a gradient (a clipped one has none,
+  which let the release restorers drift until they collapsed; docs/conventions.md, Restorer)."""
+  config = sftmd_config.get_config('gaussian_x4,smoke')
+  config.train.num_steps = 1000
+  state = restorer.create_train_state(config, restorer.fit_basis(config), jax.random.key(0))
+  bias = state.params['out_conv']['bias']
+  state = state.replace(params={**state.params, 'out_conv': {**state.params['out_conv'], 'bias': bias - 5.0}})
+  lr = jnp.full((2, 8, 8, 3), 0.5)
+  code_kernels = jnp.broadcast_to(kernels.mean_kernel(config.degradation), (2, 15, 15))
+  code = restorer.kernel_codes(state, code_kernels, None, config)
+  assert float(jnp.max(state.apply_fn({'params': state.params}, lr, code))) == 0.0  # clipped at inference
+  batch = dict(lr=lr, hr=jnp.zeros((2, 32, 32, 3)), kernel=code_kernels, noise_sigma=jnp.zeros((2,)))
+  new_state, metrics = restorer.train_step(state, batch, jax.random.key(0), config=config)
+  assert float(metrics['l1']) > 4.0  # the raw output, 5 below the black target
+  assert np.all(np.asarray(new_state.params['out_conv']['bias']) > np.asarray(bias) - 5.0)
+
+
 def test_codes_use_the_basis_and_resize_foreign_kernel_sizes():
   config = sftmd_config.get_config('gaussian_x4,smoke')
   basis = restorer.fit_basis(config)
