@@ -30,7 +30,7 @@ def smoke_restorer_workdir(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def kernel_aware_restorer_workdir(tmp_path_factory):
-  """A small ×4 Gaussian SFTMD trained long enough (1000 steps) to use the kernel code.
+  """A small ×4 Gaussian SFTMD trained long enough (2000 steps) to use the kernel code.
 
   Trained by `train.py` in a subprocess on one CPU device: 8-way sharding of its tiny batches on the
   8 virtual devices of this session would more than double the minute it takes.
@@ -40,9 +40,9 @@ def kernel_aware_restorer_workdir(tmp_path_factory):
   import sys  # pylint: disable=g-import-not-at-top
   root = pathlib.Path(__file__).resolve().parents[1]
   workdir = tmp_path_factory.mktemp('kernel_aware_restorer')
-  overrides = ['restorer.features=16', 'restorer.num_blocks=2', 'train.num_steps=1000',
-               'train.learning_rate=0.001', 'train.schedule=constant', 'train.log_every=100',
-               'train.eval_every=1000', 'train.checkpoint_every=1000']
+  overrides = ['restorer.features=16', 'restorer.num_blocks=2', 'train.num_steps=2000',
+               'train.learning_rate=0.0005', 'train.schedule=constant', 'train.log_every=100',
+               'train.eval_every=2000', 'train.checkpoint_every=2000']
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   proc = subprocess.run([sys.executable, str(root / 'train.py'), '--config',
                          'configs/sftmd.py:gaussian_x4,smoke', '--workdir', str(workdir)] +
