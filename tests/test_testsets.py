@@ -87,6 +87,22 @@ def test_image_keys_do_not_depend_on_the_other_images(generated, tmp_path):
   assert not np.allclose(other, np.load(out / 'kernels' / '0000_chelsea.npy'))
 
 
+def test_copies_give_each_image_its_own_kernels(generated, tmp_path):
+  out, _ = generated
+  manifest = testsets.generate(smoke_config(), str(tmp_path / 'copies'), seed=7, copies=3)
+  assert manifest['copies'] == 3
+  assert [e['name'] for e in manifest['images']] == [
+      '0000_chelsea', '0001_chelsea', '0002_chelsea', '0003_coffee', '0004_coffee', '0005_coffee']
+  loaded = testsets.load(str(tmp_path / 'copies'), verify=True)
+  np.testing.assert_array_equal(loaded.hr[0], loaded.hr[2])
+  assert len({loaded.kernels[i].tobytes() for i in range(6)}) == 6
+  # Entry i keeps the key of entry i: with copies=1 the first entry is the set above.
+  assert (tree_bytes(tmp_path / 'copies')['kernels/0000_chelsea.npy'] ==
+          tree_bytes(out)['kernels/0000_chelsea.npy'])
+  with pytest.raises(ValueError, match='copies=0 must be >= 1'):
+    testsets.generate(smoke_config(), str(tmp_path / 'none'), copies=0)
+
+
 def test_crops_noise_and_folder_source(tmp_path):
   folder = tmp_path / 'valid'
   folder.mkdir()
