@@ -1,7 +1,7 @@
 r"""`s2k-sr`: blind super-resolution of your own photos in one command (paper §3.4, the S2K pipeline).
 
-  s2k-sr photo.png more.jpg --scale 4 --out results/ \
-      --estimator runs/gaussian --restorer runs/sftmd_gaussian_x4
+  s2k-sr photo.png more.jpg --out results/           # the shipped Gaussian ×4 models
+  s2k-sr photo.png --out results/ --estimator runs/gaussian --restorer runs/sftmd_gaussian_x4
 
 Writes <stem>_x4.png, <stem>_kernel.png, <stem>_kernel.npy and <stem>_spectrum.png per image and one
 summary line each. Exit status: 0 all done, 1 some image failed (the others are still written), 2 bad
@@ -13,6 +13,7 @@ import argparse
 from collections.abc import Sequence
 import sys
 
+from s2k_jax import export
 from s2k_jax import loop
 from s2k_jax import pipeline
 
@@ -34,22 +35,29 @@ def build_parser() -> argparse.ArgumentParser:
                   '<stem>_x<s>.png (8-bit RGB), <stem>_kernel.png / .npy (the estimated blur kernel at HR '
                   'resolution) and <stem>_spectrum.png (the estimator\'s input) for each image.',
       epilog='Exit status: 0 success; 1 some images failed (the others are written); 2 bad arguments or '
-             'checkpoints. Pretrained weights do not ship with the package yet, so --estimator and '
-             '--restorer are required: train them with train.py (configs/gaussian.py, configs/sftmd.py).')
+             'checkpoints. Without --estimator/--restorer the models shipped in the package are used '
+             '(small models trained on a few sample photos: see s2k_jax/weights/README.md); train your '
+             'own with train.py (configs/gaussian.py, configs/sftmd.py).')
   parser.add_argument('images', nargs='+', metavar='IMAGE',
                       help='image files (PNG, JPEG, TIFF, BMP, WebP; gray, RGBA and 16-bit are converted).')
   parser.add_argument('--out', required=True, help='output folder (created if missing).')
-  parser.add_argument('--estimator', required=True, metavar='RUN_DIR',
-                      help='workdir of a trained S2K estimator (train.py --config configs/<family>.py). '
-                           'Required until weights ship with the package.')
-  parser.add_argument('--restorer', required=True, metavar='RUN_DIR',
-                      help='workdir of a trained SFTMD restorer of the same family and scale '
-                           '(train.py --config configs/sftmd.py:<family>_x<s>). Required until weights ship '
-                           'with the package.')
+  parser.add_argument('--estimator', default=None, metavar='MODEL',
+                      help='a trained S2K estimator: training workdir (train.py --config configs/<family>.py) '
+                           'or model bundle (.npz, python -m s2k_jax.export). Default: the shipped '
+                           'estimator of --family.')
+  parser.add_argument('--restorer', default=None, metavar='MODEL',
+                      help='a trained SFTMD restorer of the same family and scale: training workdir '
+                           '(train.py --config configs/sftmd.py:<family>_x<s>) or model bundle. Default: the '
+                           'shipped restorer of --family and --scale.')
+  parser.add_argument('--family', choices=sorted(export.PRETRAINED_ESTIMATORS), default='gaussian',
+                      help='kernel family of the shipped models used when --estimator/--restorer are not '
+                           'given (default: gaussian).')
   parser.add_argument('--scale', type=int, default=None,
-                      help='SR factor; must be the restorer\'s (default: the restorer\'s).')
-  parser.add_argument('--spectrum-mode', choices=('welch', 'crop'), default=pipeline.DEFAULT_SPECTRUM_MODE,
-                      help='welch: average the spectrum over the whole image (default); crop: centred crop.')
+                      help='SR factor; must be the restorer\'s (default: the restorer\'s; 4 for the shipped '
+                           'models).')
+  parser.add_argument('--spectrum-mode', choices=('crop', 'welch'), default=None,
+                      help='crop: centred S×S crop; welch: average over the whole image (default: the mode '
+                           'the estimator was trained with, crop for every shipped and config-built model).')
   parser.add_argument('--tile', type=_non_negative_int, default=None,
                       help=f'LR tile side for the restorer (0 = never tile; default: {pipeline.AUTO_TILE} '
                            f'for images over {pipeline.AUTO_TILE}² LR pixels).')
@@ -66,8 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   loop.quiet_library_logs()
   try:
+    estimator = args.estimator or export.pretrained_estimator(args.family)
+    restorer = args.restorer or export.pretrained_restorer(args.family, args.scale or 4)
     results = pipeline.super_resolve_files(
-        args.images, args.out, args.estimator, args.restorer, args.scale,
+        args.images, args.out, estimator, restorer, args.scale,
         spectrum_mode=args.spectrum_mode, tile=args.tile, overlap=args.overlap,
         noise_sigma=args.noise_sigma, progress=not args.quiet)
   except (ValueError, FileNotFoundError) as e:  # Raised before any image is processed.

@@ -116,7 +116,13 @@ def test_missing_checkpoints_and_bad_arguments_exit_2(photo_png, tmp_path, capsy
   assert status == 2
   assert 'tile (20) must exceed twice the overlap (10)' in capsys.readouterr().err
   with pytest.raises(SystemExit) as exit_info:
-    cli.main([str(photo_png), '--out', str(tmp_path)])
+    cli.main([str(photo_png), '--out', str(tmp_path), '--family', 'box'])
   assert exit_info.value.code == 2
-  assert 'required: --estimator, --restorer' in capsys.readouterr().err
-  assert 'Required until weights ship with the package' in ' '.join(cli.build_parser().format_help().split())
+  assert "invalid choice: 'box'" in capsys.readouterr().err
+  # Shipped models: only the sizes that ship; a file that is not a bundle is named.
+  assert cli.main([str(photo_png), '--out', str(tmp_path), '--scale', '3']) == 2
+  assert 'no shipped restorer for gaussian kernels at ×3' in capsys.readouterr().err
+  not_a_bundle = tmp_path / 'model.npz'
+  not_a_bundle.write_text('hello')
+  assert cli.main([str(photo_png), '--out', str(tmp_path), '--estimator', str(not_a_bundle)]) == 2
+  assert f'estimator: {not_a_bundle}: not a readable s2k-jax model bundle' in capsys.readouterr().err
