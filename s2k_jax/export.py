@@ -165,7 +165,7 @@ def check_tree_shapes(path: str, name: str, got: Any, expected: Any) -> None:
 
 # Name → file in s2k_jax/weights/. What they were trained on: s2k_jax/weights/README.md.
 PRETRAINED_ESTIMATORS = {f: f'{f}_estimator.npz' for f in ('gaussian', 'motion', 'disk')}
-PRETRAINED_RESTORERS = {('gaussian', 4): 'sftmd_gaussian_x4.npz'}
+PRETRAINED_RESTORERS = {('gaussian', 4): 'sftmd_gaussian_x4.npz', ('motion', 4): 'sftmd_motion_x4.npz'}
 
 
 def pretrained_path(filename: str) -> str:

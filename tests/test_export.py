@@ -138,6 +138,7 @@ def test_shipped_models_load_and_are_compact():
   for family, scale in export.PRETRAINED_RESTORERS:
     rest = restorer.load_restorer(export.pretrained_restorer(family, scale))
     pipeline.check_compatible(estimator.load_estimator(export.pretrained_estimator(family)), rest, scale)
+  assert set(export.PRETRAINED_RESTORERS) == {('gaussian', 4), ('motion', 4)}
   with pytest.raises(ValueError, match='no shipped restorer for disk kernels at ×3'):
     export.pretrained_restorer('disk', 3)
 
