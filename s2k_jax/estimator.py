@@ -5,7 +5,6 @@ guesses sizes or conventions) and `estimate_kernels` runs it, jitted, on a batch
 """
 import dataclasses
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +12,6 @@ import ml_collections
 import numpy as np
 
 from s2k_jax import export
-from s2k_jax import loop
 from s2k_jax import spectrum
 from s2k_jax import train
 
@@ -36,33 +34,15 @@ def _check_convention(source: str, meta: dict) -> None:
                      'version.')
 
 
-def _from_bundle(path: str) -> Estimator:
-  meta, trees = export.read_bundle(path, CHECKPOINT_KIND)
-  _check_convention(path, meta)
-  config = ml_collections.ConfigDict(meta['config'])
-  expected = jax.eval_shape(functools.partial(train.create_train_state, config), jax.random.key(0))['gen']
-  export.check_tree_shapes(path, 'parameters', trees['params'], expected.params)
-  export.check_tree_shapes(path, 'BatchNorm statistics', trees['batch_stats'] or {}, expected.batch_stats)
-  gen = export.InferenceState(apply_fn=expected.apply_fn, params=trees['params'],
-                              batch_stats=trees['batch_stats'] or {})
-  return Estimator(config=config, state={'gen': jax.device_put(gen, loop.replicated(loop.make_mesh()))}, step=int(meta['step']),
-                   directory=os.path.abspath(path))
-
-
 def load_estimator(source: str, step: int | None = None) -> Estimator:
   """Loads an estimator from a model bundle (`export.py`), a training workdir or its `checkpoints/`.
 
   A checkpoint loads its latest step unless `step` is given; only the generator is kept.
   """
-  if export.is_bundle(source):
-    if step is not None:
-      raise ValueError(f'{source} is a model bundle (one fixed step); --step applies to training workdirs.')
-    return _from_bundle(source)
-  config, state, step, path, meta = loop.restore_for_inference(
-      source, CHECKPOINT_KIND, lambda config: functools.partial(train.create_train_state, config), step)
+  config, gen, step, path, meta = export.load_for_inference(
+      source, CHECKPOINT_KIND, lambda config: functools.partial(train.create_train_state, config), step,
+      select=lambda state: state['gen'])
   _check_convention(source, meta)
-  gs = state['gen']
-  gen = export.InferenceState(apply_fn=gs.apply_fn, params=gs.params, batch_stats=gs.batch_stats)
   return Estimator(config=config, state={'gen': gen}, step=step, directory=path)
 
 

@@ -20,7 +20,6 @@ Format (`FORMAT`): a NumPy `.npz` (zip) read with `allow_pickle=False`, so loadi
 workdir; `pretrained_path` finds the bundles that ship inside the package (`s2k_jax/weights/`).
 """
 from collections.abc import Mapping, Sequence
-import io
 import json
 import os
 import zipfile
@@ -30,7 +29,10 @@ from absl import app
 from absl import flags
 from flax import struct
 import jax
+import ml_collections
 import numpy as np
+
+from s2k_jax import loop
 
 FORMAT = 's2k-jax-bundle/1'
 SUFFIX = '.npz'
@@ -38,6 +40,8 @@ WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights'
 # Parameters are stored in this dtype unless asked otherwise; statistics and bases stay float32.
 DEFAULT_DTYPE = 'float16'
 _FLOAT_DTYPES = ('float16', 'float32')
+# The trees a bundle may hold (InferenceState's fields), with the names errors use for them.
+_TREES = {'params': 'parameters', 'batch_stats': 'BatchNorm statistics', 'pca': 'PCA basis'}
 
 
 class BundleError(ValueError):
@@ -51,6 +55,12 @@ class InferenceState:
   params: Any
   batch_stats: Any = None   # Estimator: BatchNorm running statistics.
   pca: Any = None           # Restorer: the kernel-code basis (`pca.fit_pca`).
+
+
+def inference_state(state: Any) -> InferenceState:
+  """The part of a training state (the generator's TrainState, a RestorerState) that inference reads."""
+  return InferenceState(apply_fn=state.apply_fn, params=state.params,
+                        batch_stats=getattr(state, 'batch_stats', None), pca=getattr(state, 'pca', None))
 
 
 def is_bundle(path: str | os.PathLike) -> bool:
@@ -123,9 +133,7 @@ def read_bundle(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any], dic
   if not os.path.isfile(path):
     raise FileNotFoundError(f'{path}: no such model bundle.')
   try:
-    with open(path, 'rb') as f:
-      data = f.read()
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+    with np.load(path, allow_pickle=False) as npz:
       flat = {name: npz[name] for name in npz.files}
   except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
     raise BundleError(f'{path}: not a readable s2k-jax model bundle ({type(e).__name__}: {e}). Pass a '
@@ -145,19 +153,43 @@ def read_bundle(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any], dic
     raise BundleError(f'{path} holds a {meta.get("kind")!r} model, not a {kind!r} one; pass the '
                       'matching bundle.')
   flat = {k: v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v for k, v in flat.items()}
-  trees = {prefix: _unflatten(flat, prefix) for prefix in ('params', 'batch_stats', 'pca')}
+  trees = {prefix: _unflatten(flat, prefix) for prefix in _TREES}
   if trees['params'] is None:
     raise BundleError(f'{path}: the bundle holds no parameters; export the model again.')
   return meta, trees
 
 
-def check_tree_shapes(path: str, name: str, got: Any, expected: Any) -> None:
+def _check_tree_shapes(path: str, name: str, got: Any, expected: Any) -> None:
   """Compares a bundle's tree with the shapes its config implies; BundleError naming the file if off."""
   got_shapes = jax.tree.map(np.shape, got)
   want_shapes = jax.tree.map(lambda x: tuple(x.shape), expected)
   if got_shapes != want_shapes:
     raise BundleError(f'{path}: the {name} do not match the network its config describes (corrupt or '
                       'hand-edited bundle); export the model again.')
+
+
+def load_for_inference(source: str, kind: str,
+                       make_create_state: Callable[[ml_collections.ConfigDict], Callable],
+                       step: int | None = None, select: Callable[[Any], Any] = lambda state: state):
+  """A model bundle or a training checkpoint → (config, InferenceState, step, path, meta).
+
+  Checkpoints go through `loop.restore_for_inference`. A bundle's shapes are checked against the state
+  its saved config builds (`select` picks the part a bundle holds, e.g. the generator of the GAN
+  state), then it is placed like a restored checkpoint: replicated over every device.
+  """
+  if not is_bundle(source):
+    config, state, step, path, meta = loop.restore_for_inference(source, kind, make_create_state, step)
+    return config, inference_state(select(state)), step, path, meta
+  if step is not None:
+    raise ValueError(f'{source} is a model bundle (one fixed step); --step applies to training workdirs.')
+  meta, trees = read_bundle(source, kind)
+  config = ml_collections.ConfigDict(meta['config'])
+  expected = inference_state(select(jax.eval_shape(make_create_state(config), jax.random.key(0))))
+  for name, label in _TREES.items():
+    _check_tree_shapes(source, label, trees[name] or {}, getattr(expected, name) or {})
+  state = expected.replace(**{name: tree for name, tree in trees.items() if tree is not None})
+  return (config, jax.device_put(state, loop.replicated(loop.make_mesh())), int(meta['step']),
+          os.path.abspath(source), meta)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -203,27 +235,23 @@ def export(workdir: str, out: str, *, step: int | None = None, dtype: str = DEFA
   """Exports the estimator or restorer checkpoint in `workdir` (latest step by default) to `out`."""
   # Imported here: estimator/restorer import this module for InferenceState.
   from s2k_jax import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
-  from s2k_jax import loop  # pylint: disable=g-import-not-at-top
   from s2k_jax import restorer as restorer_lib  # pylint: disable=g-import-not-at-top
-  path = os.path.abspath(workdir)
-  checkpoints = os.path.join(path, 'checkpoints') if os.path.isdir(os.path.join(path, 'checkpoints')) else path
+  checkpoints = loop.checkpoints_dir(workdir)
   meta = loop.read_meta(checkpoints, step)
-  source = dict(checkpoint=os.path.relpath(checkpoints), trained_on=trained_on)
   if meta.get('kind') == restorer_lib.CHECKPOINT_KIND:
     model = restorer_lib.load_restorer(workdir, step)
-    return write_bundle(out, kind=restorer_lib.CHECKPOINT_KIND, step=model.step,
-                        meta=dict(meta, **source), params=model.state.params, pca=model.state.pca,
-                        dtype=dtype)
-  model = estimator_lib.load_estimator(workdir, step)
-  gen = model.state['gen']
-  return write_bundle(out, kind=estimator_lib.CHECKPOINT_KIND, step=model.step, meta=dict(meta, **source),
-                      params=gen.params, batch_stats=gen.batch_stats, dtype=dtype)
+    kind, state = restorer_lib.CHECKPOINT_KIND, model.state
+  else:  # load_estimator names the kind if it is neither.
+    model = estimator_lib.load_estimator(workdir, step)
+    kind, state = estimator_lib.CHECKPOINT_KIND, model.state['gen']
+  meta = dict(meta, checkpoint=os.path.relpath(checkpoints), trained_on=trained_on)
+  return write_bundle(out, kind=kind, step=model.step, meta=meta, params=state.params,
+                      batch_stats=state.batch_stats, pca=state.pca, dtype=dtype)
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  from s2k_jax import loop  # pylint: disable=g-import-not-at-top
   loop.quiet_library_logs()
   out = loop.exit_on_user_error(lambda: export(FLAGS.workdir, FLAGS.out, step=FLAGS.step, dtype=FLAGS.dtype,
                                                trained_on=FLAGS.trained_on))

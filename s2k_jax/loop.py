@@ -155,6 +155,16 @@ def read_meta(checkpoint_dir: str, step: int | None = None) -> dict:
   return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
 
 
+def checkpoints_dir(workdir_or_checkpoints: str) -> str:
+  """A training workdir or its `checkpoints/` directory → the absolute checkpoints directory."""
+  path = os.path.abspath(workdir_or_checkpoints)
+  if os.path.isdir(os.path.join(path, 'checkpoints')):
+    path = os.path.join(path, 'checkpoints')
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f'{workdir_or_checkpoints}: no such checkpoint directory.')
+  return path
+
+
 def restore_for_inference(workdir_or_checkpoints: str, kind: str,
                           make_create_state: Callable[[ml_collections.ConfigDict], Callable],
                           step: int | None = None):
@@ -164,11 +174,7 @@ def restore_for_inference(workdir_or_checkpoints: str, kind: str,
   the state's shapes from the config saved with it (`make_create_state(config)` → key → state), so
   inference never guesses sizes.
   """
-  path = os.path.abspath(workdir_or_checkpoints)
-  if os.path.isdir(os.path.join(path, 'checkpoints')):
-    path = os.path.join(path, 'checkpoints')
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f'{workdir_or_checkpoints}: no such checkpoint directory.')
+  path = checkpoints_dir(workdir_or_checkpoints)
   meta = read_meta(path, step)
   if meta.get('kind') != kind:
     raise ValueError(f'{workdir_or_checkpoints} holds a {meta.get("kind")!r} checkpoint, not a {kind!r} '

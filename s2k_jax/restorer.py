@@ -155,29 +155,12 @@ def _basis_shapes(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
               variance=np.zeros((r.pca_components,), np.float32))
 
 
-def _from_bundle(path: str) -> Restorer:
-  meta, trees = export.read_bundle(path, CHECKPOINT_KIND)
-  config = ml_collections.ConfigDict(meta['config'])
-  expected = jax.eval_shape(functools.partial(create_train_state, config, _basis_shapes(config)),
-                            jax.random.key(0))
-  export.check_tree_shapes(path, 'parameters', trees['params'], expected.params)
-  export.check_tree_shapes(path, 'PCA basis', trees['pca'] or {}, expected.pca)
-  state = export.InferenceState(apply_fn=expected.apply_fn, params=trees['params'], pca=trees['pca'])
-  return Restorer(config=config, state=jax.device_put(state, loop.replicated(loop.make_mesh())),
-                  step=int(meta['step']), directory=os.path.abspath(path))
-
-
 def load_restorer(source: str, step: int | None = None) -> Restorer:
   """Loads a restorer (parameters and PCA basis) from a model bundle (`export.py`), a training workdir
   or its `checkpoints/` directory (latest step unless `step` is given)."""
-  if export.is_bundle(source):
-    if step is not None:
-      raise ValueError(f'{source} is a model bundle (one fixed step); --step applies to training workdirs.')
-    return _from_bundle(source)
-  config, state, step, path, _ = loop.restore_for_inference(
+  config, state, step, path, _ = export.load_for_inference(
       source, CHECKPOINT_KIND,
       lambda config: functools.partial(create_train_state, config, _basis_shapes(config)), step)
-  state = export.InferenceState(apply_fn=state.apply_fn, params=state.params, pca=state.pca)
   return Restorer(config=config, state=state, step=step, directory=path)
 
 
