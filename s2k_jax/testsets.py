@@ -113,13 +113,14 @@ def _degrade_one(hr: np.ndarray, key: jax.Array, config: ml_collections.ConfigDi
   return lr_uint8, np.asarray(out['kernel'][0], np.float32), float(out['noise_sigma'][0])
 
 
-def _write_entry(directory: str, i: int, hr: np.ndarray, name: str, config: ml_collections.ConfigDict,
-                 split: str, sample, base_key: jax.Array) -> dict[str, Any]:
-  """Degrades `hr` with entry i's key, writes its three files, returns its manifest entry."""
+def _write_entry(directory: str, i: int, hr: np.ndarray, hr_png: bytes, name: str,
+                 config: ml_collections.ConfigDict, split: str, sample, base_key: jax.Array) -> dict[str, Any]:
+  """Degrades `hr` (PNG-encoded as `hr_png`) with entry i's key, writes its three files, returns its
+  manifest entry."""
   lr, kernel, sigma = _degrade_one(hr, jax.random.fold_in(base_key, i), config, sample)
   source_name = _source_name(name, config, split)
   stem = f'{i:04d}_{_stem(source_name, config.data.source)}'
-  files = {'hr': (f'hr/{stem}.png', _png_bytes(hr)), 'lr': (f'lr/{stem}.png', _png_bytes(lr)),
+  files = {'hr': (f'hr/{stem}.png', hr_png), 'lr': (f'lr/{stem}.png', _png_bytes(lr)),
            'kernel': (f'kernels/{stem}.npy', _npy_bytes(kernel))}
   for relative, payload_bytes in files.values():
     with open(os.path.join(directory, relative), 'wb') as f:
@@ -170,8 +171,9 @@ def generate(config: ml_collections.ConfigDict, out_dir: str, *, seed: int = 0, 
       for j, record in enumerate(records.records):
         name, payload = records.reader(record)
         hr = _hr_image(images.to_uint8(images.decode_payload(payload, name)), name, hr_crop, scale)
+        hr_png = _png_bytes(hr)  # Once per image: its copies share the HR file's bytes.
         for i in range(j * copies, (j + 1) * copies):
-          entries.append(_write_entry(tmp, i, hr, name, config, split, sample, base_key))
+          entries.append(_write_entry(tmp, i, hr, hr_png, name, config, split, sample, base_key))
     manifest = dict(
         format=FORMAT, seed=seed, split=split, hr_crop=hr_crop, limit=limit, copies=copies,
         source=_source_description(config, split), scale=scale, family=config.degradation.family,
