@@ -1,8 +1,8 @@
 r"""Evaluates trained models as the paper's Table 1 (blind SR) and Figure 6 (kernel estimation) do.
 
-  # blind SR ×4 on held-out bundled photos: bicubic, SFTMD + mean / S2K / true kernel
+  # blind SR ×4 on held-out bundled photos: bicubic, restorer + mean / S2K / true kernel
   python evaluate.py --estimator runs/gaussian_cpu --restorer runs/sftmd_gaussian_x4_cpu --out results/g4
-  # the estimator alone (kernel metrics only), on a saved test set (python -m s2k_jax.testsets ...)
+  # the estimator alone (kernel metrics only), on a saved test set (python -m s2k_jax.make_testset ...)
   python evaluate.py --estimator runs/motion_cpu --testset testsets/motion_x4 --out results/motion
 
 Without --testset, a test set is generated once in <out>/testset from --config or else the models'
@@ -19,13 +19,13 @@ from ml_collections import config_flags
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import evaluation
 from s2k_jax import loop
-from s2k_jax import restorer as restorer_lib
+from s2k_jax import tasks
 from s2k_jax import testsets
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('estimator', None, 'Training workdir (or checkpoints dir) of an S2K estimator.')
 flags.DEFINE_alias('workdir', 'estimator')
-flags.DEFINE_string('restorer', None, 'Training workdir (or checkpoints dir) of an SFTMD restorer.')
+flags.DEFINE_string('restorer', None, 'Training workdir (or checkpoints dir) or bundle of a restorer.')
 flags.DEFINE_string('testset', None, 'A saved test set; default: generate one in <out>/testset.')
 config_flags.DEFINE_config_file(
     'config', None, 'Config whose data source, family and scale generate the test set (default: the '
@@ -53,8 +53,8 @@ def main(argv):
 
 def evaluate_and_report():
   """Loads the models, generates or loads the test set, evaluates and writes the report."""
-  est = estimator_lib.load_estimator(FLAGS.estimator) if FLAGS.estimator else None
-  rest = restorer_lib.load_restorer(FLAGS.restorer) if FLAGS.restorer else None
+  est = estimator_lib.load(FLAGS.estimator) if FLAGS.estimator else None
+  rest = tasks.load_restorer(FLAGS.restorer) if FLAGS.restorer else None
   testset_dir = FLAGS.testset
   if testset_dir is None:
     testset_dir = os.path.join(FLAGS.out, 'testset')

@@ -1,7 +1,9 @@
-r"""Trains the S2K kernel estimator (paper §3.3).
+r"""Trains the model a config names (`config.task`, table in `s2k_jax/tasks.py`): the S2K kernel
+estimator (paper §3.3) or a restorer (§3.4).
 
   python train.py --config configs/motion.py --workdir runs/motion
   python train.py --config configs/gaussian.py:cpu --workdir runs/gaussian_cpu --config.train.num_steps=500
+  python train.py --config configs/sftmd.py:gaussian_x4,cpu --workdir runs/sftmd_gaussian_x4_cpu
 
 Re-running the same command resumes from the latest checkpoint in --workdir.
 """
@@ -12,7 +14,7 @@ import jax
 from ml_collections import config_flags
 
 from s2k_jax import loop
-from s2k_jax import train
+from s2k_jax import tasks
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and figures.')
@@ -27,7 +29,7 @@ def main(argv):
   loop.quiet_library_logs()
   logging.info('JAX process %d/%d, local devices: %s', jax.process_index(), jax.process_count(),
                jax.local_devices())
-  loop.exit_on_user_error(lambda: train.train_and_evaluate(FLAGS.config, FLAGS.workdir))
+  loop.exit_on_user_error(lambda: tasks.train_and_evaluate(FLAGS.config, FLAGS.workdir))
 
 
 if __name__ == '__main__':

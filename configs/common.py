@@ -1,35 +1,42 @@
 """Shared defaults for every s2k-jax experiment (paper §4, "Experiment Setup").
 
-Experiment files (`configs/gaussian.py`, `configs/motion.py`, `configs/disk.py`) start from
-`get_common_config()` and override only what differs; presets (`:cpu`, `:smoke`) shrink
-sizes in `apply_preset`.
+Experiment files (`configs/gaussian.py`, `configs/motion.py`, `configs/disk.py`, `configs/sftmd.py`)
+start from `get_estimator_config` / `get_restorer_config` and apply a preset: none = the paper's
+settings, `:cpu` = visible progress on 2 CPU cores in minutes, `:smoke` = seconds, for tests. Each
+preset is a table of the fields it changes (`ESTIMATOR_PRESETS`, `RESTORER_PRESETS`, and
+`MOTION_PRESETS` on top for motion kernels): what `:cpu` trains is read off the table, no branch hides
+anything. A degradation section holds only its own family's fields, so overriding another family's
+field is an error, not a silent no-op.
 """
 import ml_collections
+
+from s2k_jax import kernels
+
+# Fields of each kernel family (kernels.sample_kernels reads them); other families' are absent.
+FAMILY_FIELDS = {
+    # σx, σy ~ U[sigma_range], θ ~ U[0, 2π) (BasicSR's bivariate Gaussian; docs/conventions.md).
+    'gaussian': dict(kernel_size=15, sigma_range=(1.0, 3.0)),
+    # r ~ U[radius_range] (MATLAB fspecial('disk', r)) in a 15×15 canvas.
+    'disk': dict(kernel_size=15, radius_range=(1.0, 3.0)),
+    # Boracchi & Foi (2012) trajectories. The paper draws from a fixed bank of 500 kernels
+    # (motion_bank_size; 0 draws a fresh kernel each time); motion_bank_path '' builds it from the seed.
+    'motion': dict(kernel_size=23, exposure_range=(0.15, 0.3), motion_canvas=64, motion_samples=2000,
+                   motion_max_length=60, motion_anxiety=0.005, motion_bank_size=500,
+                   motion_bank_seed=0, motion_bank_path=''),
+}
 
 
 def get_degradation_config(family: str) -> ml_collections.ConfigDict:
   """Kernel family and LR synthesis: LR = (HR ⊗ k)↓s + n (paper Eq. 1, §4)."""
+  if family not in FAMILY_FIELDS:
+    raise ValueError(f'unknown kernel family {family!r}; choose one of {sorted(FAMILY_FIELDS)}.')
   d = ml_collections.ConfigDict()
   d.family = family                # 'gaussian' | 'motion' | 'disk'
-  d.kernel_size = {'gaussian': 15, 'motion': 23, 'disk': 15}[family]
   d.scale = 4                      # 2, 3 or 4
   d.downsample = 'direct'          # 'direct' (s-fold subsampling) | 'bicubic' (MATLAB imresize)
   d.noise_max = 0.0                # σ ~ U[0, noise_max] per image, on the [0, 1] scale
   d.quantize = False               # round LR to uint8 levels after the noise
-  # Gaussian: σx, σy ~ U[sigma_min, sigma_max], θ ~ U[0, 2π).
-  d.sigma_range = (1.0, 3.0)
-  # Disk: r ~ U[radius_min, radius_max] (MATLAB fspecial('disk', r)).
-  d.radius_range = (1.0, 3.0)
-  # Motion: Boracchi & Foi (2012) trajectories.
-  d.exposure_range = (0.15, 0.3)
-  d.motion_canvas = 64
-  d.motion_samples = 2000
-  d.motion_max_length = 60
-  d.motion_anxiety = 0.005
-  # The paper draws from a fixed bank of 500 motion kernels; 0 draws a fresh kernel each time.
-  d.motion_bank_size = 500
-  d.motion_bank_seed = 0
-  d.motion_bank_path = ''          # '' = build the bank from the seed in memory
+  d.update(FAMILY_FIELDS[family])
   return d
 
 
@@ -47,12 +54,12 @@ def get_data_config() -> ml_collections.ConfigDict:
   d.source = 'bundled'             # 'bundled' (scikit-image photos, offline) | 'folder' | 'tfds'
   d.train_dir = ''                 # folder source: e.g. DIV2K_train_HR (searched recursively)
   d.eval_dir = ''                  # folder source: e.g. DIV2K_valid_HR
-  d.tfds_name = 's2k_images'       # built by `python -m s2k_jax.tfds_builder`; or 'div2k/bicubic_x4'
+  d.tfds_name = 's2k_images'       # built by `python -m s2k_jax.build_tfds`; or 'div2k/bicubic_x4'
   d.tfds_data_dir = ''             # '' = tfds default (~/tensorflow_datasets)
   d.tfds_train_split = 'train'
   d.tfds_eval_split = 'validation'
   d.tfds_image_key = ''            # '' = 'image' (s2k_images) or 'hr' (stock div2k)
-  d.hr_crop = 1024                 # HR crop side, a multiple of the scale: 256·s gives 256² LR spectra
+  d.hr_crop = 0                    # HR crop side, a multiple of the scale; set by the task config
   d.flip = True                    # random mirror; with rot90, a random one of the square's 8 symmetries
   d.rot90 = True                   # random quarter turns
   d.scan = 'full'                  # start-up check of every image: 'full' (decode) | 'header' (fast)
@@ -67,7 +74,6 @@ def get_common_config(family: str) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.degradation = get_degradation_config(family)
-  config.spectrum = get_spectrum_config()
   config.data = get_data_config()
   return config
 
@@ -93,7 +99,7 @@ def get_train_config(family: str) -> ml_collections.ConfigDict:
   t.eps = 1e-8                     # Adam ε (PyTorch's default, as pix2pix)
   t.schedule = 'constant'          # 'constant' | 'cosine' | 'linear_decay' (pix2pix)
   t.loss_weights = (100.0, 1.0, 1.0)  # λ1 (L1), λ2 (LSGAN shape loss), λ3 (TV); zero one for Table 2
-  t.flip_invariant_l1 = family == 'motion'
+  t.flip_invariant_l1 = kernels.flip_invariant(family)  # the spectrum's 180° ambiguity (§3.2)
   t.log_every = 50
   t.eval_every = 1000
   t.eval_batch_size = 8
@@ -107,6 +113,9 @@ def get_estimator_config(family: str) -> ml_collections.ConfigDict:
   """The S2K estimator experiment for one kernel family."""
   config = get_common_config(family)
   config.task = 'estimator'
+  config.spectrum = get_spectrum_config()
+  # HR crops that give exactly S×S LR crops (paper: 1024 = 256·4); follows overrides of either.
+  config.data.hr_crop = config.spectrum.get_ref('size') * config.degradation.get_ref('scale')
   config.model = get_model_config()
   config.train = get_train_config(family)
   return config
@@ -117,9 +126,9 @@ def get_restorer_config(family: str, scale: int) -> ml_collections.ConfigDict:
   config = get_common_config(family)
   config.task = 'restorer'
   config.degradation.scale = scale
-  config.data.hr_crop = 64 * scale     # 64² LR patches (IKC)
-  config.spectrum.size = 64            # only for the batch's spectrum; the restorer doesn't read it
   r = config.restorer = ml_collections.ConfigDict()
+  r.lr_patch = 64                      # LR patch side (IKC: 64²); the HR crop follows it and the scale
+  config.data.hr_crop = r.get_ref('lr_patch') * config.degradation.get_ref('scale')
   r.features = 64
   r.num_blocks = 16
   r.kernel_size = config.degradation.kernel_size  # the code's canvas; other sizes are resized to it
@@ -135,36 +144,46 @@ def get_restorer_config(family: str, scale: int) -> ml_collections.ConfigDict:
   return config
 
 
-def apply_preset(config: ml_collections.ConfigDict, preset: str | None) -> ml_collections.ConfigDict:
-  """Presets by config argument (`configs/motion.py:cpu`): '' = paper scale, 'cpu', 'smoke'.
+# ---------------------------------------------------------------------------------------------------
+# Presets: the fields each one changes. Both shrink the run for CPUs; worker processes only slow 2
+# cores down (measured), so the host pipeline reads in the training process.
 
-  `cpu` makes visible progress on 2 CPU cores in minutes; `smoke` runs in seconds, for tests.
-  """
+_CPU_LOOP = {'train.batch_size': 8, 'train.num_steps': 2000, 'train.log_every': 10,
+             'train.eval_every': 200, 'train.checkpoint_every': 200,
+             'data.num_workers': 0, 'data.read_threads': 2}
+_SMOKE_LOOP = {'train.batch_size': 8, 'train.num_steps': 4, 'train.log_every': 1,
+               'train.eval_every': 2, 'train.checkpoint_every': 2,
+               'data.num_workers': 0, 'data.read_threads': 2}
+
+ESTIMATOR_PRESETS = {
+    # 64² spectra (LR crops) and a 6-level U-Net of width 32: learns on a laptop in minutes.
+    'cpu': {**_CPU_LOOP, 'spectrum.size': 64, 'model.generator': 'unet-6-32', 'model.disc_features': 32},
+    'smoke': {**_SMOKE_LOOP, 'spectrum.size': 32, 'model.generator': 'unet-5-8', 'model.disc_features': 8,
+              'model.disc_layers': 2},
+}
+RESTORER_PRESETS = {
+    'cpu': {**_CPU_LOOP, 'restorer.lr_patch': 32, 'restorer.num_blocks': 8, 'restorer.pca_samples': 4000},
+    'smoke': {**_SMOKE_LOOP, 'restorer.lr_patch': 16, 'restorer.num_blocks': 1, 'restorer.features': 8,
+              'restorer.pca_samples': 200},
+}
+# Motion kernels, on top of the task's preset: a smaller bank (and shorter trajectories for smoke).
+MOTION_PRESETS = {
+    'cpu': {'degradation.motion_bank_size': 100},
+    'smoke': {'degradation.motion_bank_size': 8, 'degradation.motion_samples': 500},
+}
+
+
+def apply_preset(config: ml_collections.ConfigDict, preset: str | None) -> ml_collections.ConfigDict:
+  """Applies a preset by config argument (`configs/motion.py:cpu`): '' = paper scale, 'cpu', 'smoke'."""
   if not preset:
     return config
-  if preset not in ('cpu', 'smoke'):
-    raise ValueError(f"unknown config preset {preset!r}: use '', 'cpu' or 'smoke'")
-  cpu, restorer = preset == 'cpu', config.get('task') == 'restorer'
-  t, d, deg = config.train, config.data, config.degradation
-  d.num_workers, d.read_threads = 0, 2  # Worker processes only slow 2 cores down (measured).
-  t.batch_size = 8
-  if cpu:
-    t.num_steps, t.log_every, t.eval_every, t.checkpoint_every = 2000, 10, 200, 200
-    deg.motion_bank_size = 100
-  else:
-    t.num_steps, t.log_every, t.eval_every, t.checkpoint_every = 4, 1, 2, 2
-    deg.motion_bank_size, deg.motion_samples = 8, 500
-  # Spectrum side = LR crop side: 64² (estimator) / 32² (restorer) on CPU, half that for smoke tests.
-  side = (32 if restorer else 64) // (1 if cpu else 2)
-  config.spectrum.size, d.hr_crop = side, side * deg.scale
-  if restorer:
-    r = config.restorer
-    r.num_blocks, r.pca_samples = (8, 4000) if cpu else (1, 200)
-    if not cpu:
-      r.features = 8
-  else:
-    m = config.model
-    m.generator, m.disc_features = ('unet-6-32', 32) if cpu else ('unet-5-8', 8)
-    if not cpu:
-      m.disc_layers = 2
+  tables = ESTIMATOR_PRESETS if config.task == 'estimator' else RESTORER_PRESETS
+  if preset not in tables:
+    raise ValueError(f"unknown config preset {preset!r}: use '', {', '.join(map(repr, tables))}")
+  changes = dict(tables[preset])
+  if config.degradation.family == 'motion':
+    changes.update(MOTION_PRESETS[preset])
+  for dotted, value in changes.items():
+    section, field = dotted.split('.')
+    setattr(config[section], field, value)
   return config

@@ -1,24 +1,171 @@
-r"""`s2k-sr`: blind super-resolution of your own photos in one command (paper §3.4, the S2K pipeline).
+r"""`s2k-sr`: blind super-resolution of image files in one command (paper §3.4, the S2K pipeline).
 
   s2k-sr photo.png more.jpg --out results/           # the shipped Gaussian ×4 models
   s2k-sr photo.png --out results/ --estimator runs/gaussian --restorer runs/sftmd_gaussian_x4
 
 Writes <stem>_x4.png, <stem>_kernel.png, <stem>_kernel.npy and <stem>_spectrum.png per image and one
 summary line each. Exit status: 0 all done, 1 some image failed (the others are still written), 2 bad
-arguments or checkpoints (nothing processed). The logic lives in `pipeline.super_resolve_files`.
+arguments or checkpoints (nothing processed). The file front end (`super_resolve_files`: read, run
+`pipeline.super_resolve_batch`, write, report) is here; the array API is `s2k_jax/pipeline.py`.
 
-argparse rather than absl flags: the images are positional arguments of a console script.
+argparse rather than absl flags: the images are positional arguments of a console script (the one
+user-facing command; the absl tools are described in docs/architecture.md, "Command lines").
 """
 import argparse
 from collections.abc import Sequence
+import dataclasses
+import os
 import sys
+import time
+from typing import Any
 
-from s2k_jax import export
+import numpy as np
+import tqdm
+
+from s2k_jax import estimator as estimator_lib
+from s2k_jax import images
 from s2k_jax import loop
+from s2k_jax import modelio
 from s2k_jax import pipeline
+from s2k_jax import tasks
+from s2k_jax import visualize
 
 EXIT_IMAGE_FAILED = 1
 EXIT_USAGE = 2
+
+
+# ---------------------------------------------------------------------------------------------------
+# The file front end.
+
+
+def kernel_sigmas(kernel: np.ndarray) -> tuple[float, float]:
+  """Spread of a kernel: the square roots of its second-moment (covariance) eigenvalues, major first."""
+  k = np.asarray(kernel, np.float64)
+  k = k / k.sum()
+  rows, cols = np.indices(k.shape)
+  mean_r, mean_c = np.sum(k * rows), np.sum(k * cols)
+  dr, dc = rows - mean_r, cols - mean_c
+  cov = np.array([[np.sum(k * dr * dr), np.sum(k * dr * dc)], [np.sum(k * dr * dc), np.sum(k * dc * dc)]])
+  minor, major = np.sqrt(np.maximum(np.linalg.eigvalsh(cov), 0.0))
+  return float(major), float(minor)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageResult:
+  """What happened to one input file: outputs and summary numbers, or the error."""
+  path: str
+  error: str | None = None
+  lr_size: tuple[int, int] | None = None      # (height, width)
+  sr_size: tuple[int, int] | None = None
+  kernel_size: int | None = None
+  kernel_sigmas: tuple[float, float] | None = None  # HR pixels, major and minor
+  seconds: float | None = None
+  outputs: dict[str, str] = dataclasses.field(default_factory=dict)
+
+  def summary(self) -> str:
+    name = os.path.basename(self.path)
+    if self.error:  # Image errors name the file already; others (e.g. a failed write) get it added.
+      return f'FAILED {self.error}' if self.path in self.error else f'FAILED {self.path}: {self.error}'
+    (h, w), (sh, sw), (major, minor) = self.lr_size, self.sr_size, self.kernel_sigmas
+    return (f'{name}: LR {h}×{w} → SR {sh}×{sw}, kernel {self.kernel_size}×{self.kernel_size} σ '
+            f'{major:.2f}/{minor:.2f} HR px, {self.seconds:.1f} s → {self.outputs["sr"]}')
+
+
+def output_paths(path: str, out_dir: str, scale: int) -> dict[str, str]:
+  stem = os.path.splitext(os.path.basename(path))[0]
+  return dict(sr=os.path.join(out_dir, f'{stem}_x{scale}.png'),
+              kernel_png=os.path.join(out_dir, f'{stem}_kernel.png'),
+              kernel_npy=os.path.join(out_dir, f'{stem}_kernel.npy'),
+              spectrum_png=os.path.join(out_dir, f'{stem}_spectrum.png'))
+
+
+def _check_unique_stems(paths: Sequence[str]) -> None:
+  seen = {}
+  for p in paths:
+    stem = os.path.splitext(os.path.basename(p))[0]
+    if stem in seen:
+      raise ValueError(f'{seen[stem]} and {p} would write the same outputs ({stem}_*); rename one or run '
+                       'them with different output folders.')
+    seen[stem] = p
+
+
+def _load(kind: str, model: Any, loader):
+  if not isinstance(model, (str, os.PathLike)):
+    return model
+  try:
+    return loader(os.fspath(model))
+  except (ValueError, FileNotFoundError) as e:
+    raise type(e)(f'{kind}: {e}') from e
+
+
+def _process_file(path: str, out_dir: str, est, rest, **kwargs) -> ImageResult:
+  start = time.perf_counter()
+  lr = images.load_image(path)
+  pipeline.check_image_size(lr.shape, est, path)
+  out = pipeline.super_resolve_batch(lr[None], est, rest, **kwargs)
+  outputs = output_paths(path, out_dir, rest.scale)
+  visualize.save_png(outputs['sr'], visualize.to_uint8(out['sr'][0]))
+  visualize.save_png(outputs['kernel_png'], visualize.kernel_figure(out['kernel'][0]))
+  np.save(outputs['kernel_npy'], out['kernel'][0].astype(np.float32))
+  visualize.save_png(outputs['spectrum_png'], visualize.spectrum_figure(out['inputs'][0]))
+  return ImageResult(path=path, lr_size=lr.shape[:2], sr_size=out['sr'].shape[1:3],
+                     kernel_size=out['kernel'].shape[-1], kernel_sigmas=kernel_sigmas(out['kernel'][0]),
+                     seconds=time.perf_counter() - start, outputs=outputs)
+
+
+def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+                        estimator_dir: Any, restorer_dir: Any, scale: int | None = None, *,
+                        spectrum_mode: str | None = None, tile: int | None = None,
+                        overlap: int | None = None, noise_sigma: float = 0.0,
+                        progress: bool = True) -> list[ImageResult]:
+  """Super-resolves image files one by one and writes, per `<stem>` of each input, to `out_dir`:
+
+  `<stem>_x<s>.png` (8-bit RGB SR image), `<stem>_kernel.png` (the kernel scaled by its maximum,
+  nearest-neighbour enlarged), `<stem>_kernel.npy` (float32 (k, k), sums to 1, HR pixels) and
+  `<stem>_spectrum.png` (the estimator's input).
+
+  Problems with the models, the scale or the arguments raise before any image is read (ValueError or
+  FileNotFoundError naming the directory). A bad image (unreadable, unsupported, too small) does not
+  stop the others: its ImageResult carries the error. With `progress`, prints one summary line per
+  image and a progress bar for several images.
+
+  Args:
+    paths: image files (any format `images.load_image` reads: gray, RGBA, 16-bit are converted).
+    out_dir: created if missing; existing outputs are overwritten.
+    estimator_dir, restorer_dir: training workdirs (or their checkpoints/), or loaded models.
+    scale: the SR factor wanted; None = the restorer's. Must equal the restorer's scale.
+    spectrum_mode, tile, overlap, noise_sigma: see `pipeline.super_resolve`.
+    progress: print summaries and a tqdm bar.
+
+  Returns:
+    One ImageResult per path, in order.
+  """
+  paths = [os.fspath(p) for p in paths]
+  out_dir = os.fspath(out_dir)
+  pipeline.check_options(spectrum_mode, tile, overlap)
+  _check_unique_stems(paths)
+  est = _load('estimator', estimator_dir, estimator_lib.load)
+  rest = _load('restorer', restorer_dir, tasks.load_restorer)
+  pipeline.check_compatible(est, rest, scale)
+  pipeline.check_noise_sigma(rest, noise_sigma)
+  est, rest = pipeline.on_one_device(est), pipeline.on_one_device(rest)
+  os.makedirs(out_dir, exist_ok=True)
+  results = []
+  bar = tqdm.tqdm(paths, desc='s2k-sr', unit='img', disable=not progress or len(paths) < 2)
+  for path in bar:
+    try:
+      result = _process_file(path, out_dir, est, rest, spectrum_mode=spectrum_mode, tile=tile,
+                             overlap=overlap, noise_sigma=noise_sigma)
+    except (ValueError, OSError) as e:  # images.ImageError and ImageTooSmallError are ValueErrors.
+      result = ImageResult(path=path, error=str(e))
+    results.append(result)
+    if progress:
+      tqdm.tqdm.write(result.summary(), file=sys.stderr if result.error else sys.stdout)
+  return results
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line.
 
 
 def _non_negative_int(text: str) -> int:
@@ -49,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help='a trained SFTMD restorer of the same family and scale: training workdir '
                            '(train.py --config configs/sftmd.py:<family>_x<s>) or model bundle. Default: the '
                            'shipped restorer of --family and --scale.')
-  parser.add_argument('--family', choices=sorted(export.PRETRAINED_ESTIMATORS), default='gaussian',
+  parser.add_argument('--family', choices=sorted(modelio.PRETRAINED_ESTIMATORS), default='gaussian',
                       help='kernel family of the shipped models used when --estimator/--restorer are not '
                            'given (default: gaussian).')
   parser.add_argument('--scale', type=int, default=None,
@@ -74,9 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   loop.quiet_library_logs()
   try:
-    estimator = args.estimator or export.pretrained_estimator(args.family)
-    restorer = args.restorer or export.pretrained_restorer(args.family, args.scale or 4)
-    results = pipeline.super_resolve_files(
+    estimator = args.estimator or modelio.pretrained_estimator(args.family)
+    restorer = args.restorer or modelio.pretrained_restorer(args.family, args.scale or 4)
+    results = super_resolve_files(
         args.images, args.out, estimator, restorer, args.scale,
         spectrum_mode=args.spectrum_mode, tile=args.tile, overlap=args.overlap,
         noise_sigma=args.noise_sigma, progress=not args.quiet)

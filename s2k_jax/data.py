@@ -8,15 +8,16 @@ amplitude spectrum (§3.3). Here that is split in two:
   `{'hr': uint8 (B_local, C, C, 3)}`; every random choice comes from grain's per-element seed, so
   the same seed gives the same batches with 0 or N workers, and the iterator state can be
   checkpointed (`grain.checkpoint.CheckpointSave`).
-* Device (`make_batch_fn`): kernels, degradation, amplitude spectrum and kernel map in one jitted
-  function, on batches sharded over the ('data',) mesh (`shard_batch`).
+* Device: each model module's `make_batch_fn` (kernels, degradation and, for the estimator, the
+  amplitude spectrum and kernel map) in one jitted function, on batches the driver shards over the
+  ('data',) mesh (`loop.shard_batch`).
 
 Sources (config.data.source):
 * 'bundled': the natural photos shipped inside scikit-image (no download), split by
   `BUNDLED_TRAIN` / `BUNDLED_EVAL`;
 * 'folder': every image under data.train_dir / data.eval_dir (e.g. DIV2K_train_HR, DIV2K_valid_HR);
 * 'tfds': a tensorflow-datasets array_record dataset read by random access without TensorFlow:
-  's2k_images' (built by `python -m s2k_jax.tfds_builder`, raw pixels, fastest) or the stock
+  's2k_images' (built by `python -m s2k_jax.build_tfds`, raw pixels, fastest) or the stock
   'div2k/…' when prepared with `--file_format=array_record`.
 
 Every image is checked once at start-up (see `s2k_jax.images`); a bad one stops the run with its name.
@@ -30,18 +31,13 @@ from absl import flags
 from absl import logging
 import grain
 import jax
-import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 
-from s2k_jax import degradation
 from s2k_jax import images
-from s2k_jax import spectrum
 
 SOURCES = ('bundled', 'folder', 'tfds')
 SPLITS = ('train', 'eval')
-MODEL_INPUTS = ('dft', 'spatial')
 SCAN_MODES = ('full', 'header')
 
 # scikit-image's bundled photos (files in `skimage.data.data_dir`, no network). Eval: two colour
@@ -129,7 +125,7 @@ def _tfds_records(data: ml_collections.ConfigDict, split: str) -> ImageRecords:
   except Exception as e:  # tfds raises its own DatasetNotFoundError and ValueErrors for bad names.
     raise ValueError(f'tfds dataset {data.tfds_name!r} not found {where}: {e}') from e
   if not builder.is_prepared():
-    build_hint = ('build it from image folders with `python -m s2k_jax.tfds_builder --train_dir=... '
+    build_hint = ('build it from image folders with `python -m s2k_jax.build_tfds --train_dir=... '
                   '--eval_dir=... --data_dir=...`')
     if data.tfds_name.split('/')[0] == 's2k_images':
       raise ValueError(f'tfds dataset {data.tfds_name!r} is not prepared {where}: {build_hint}.')
@@ -335,53 +331,3 @@ def create_eval_batch(config: ml_collections.ConfigDict, n: int) -> dict[str, np
     name, payload = records.reader(records.records[i])
     crops[i] = centre_crop(images.to_uint8(images.decode_payload(payload, name)), crop)
   return {'hr': np.stack([crops[j % len(records)] for j in range(n)])}
-
-
-# ---------------------------------------------------------------------------------------------------
-# Device side.
-
-
-def make_batch_fn(
-    config: ml_collections.ConfigDict) -> Callable[[jax.Array, jax.Array], dict[str, jax.Array]]:
-  """fn(hr uint8 (B, C, C, 3), key) → the training batch, jit-able (the caller chooses shardings).
-
-  Returns float32 arrays: hr (B, C, C, 3) in [0, 1]; lr (B, C/s, C/s, 3) in [0, 1]; kernel (B, k, k)
-  summing to 1; kernel_map and spectrum (B, S, S, 1) in [-1, 1]; inputs (B, S, S, 1), the generator
-  input (= spectrum for model.input='dft', `spectrum.spatial_input` for 'spatial'); noise_sigma (B,).
-  Kernels and noise come from `degradation.degrade(hr, key, config.degradation)`.
-  """
-  model_input = config.model.input if 'model' in config else 'dft'  # The restorer has no generator.
-  if model_input not in MODEL_INPUTS:
-    raise ValueError(f'model.input must be one of {MODEL_INPUTS}, got {model_input!r}.')
-  deg = ml_collections.FrozenConfigDict(config.degradation)
-  size, mode, spatial = int(config.spectrum.size), str(config.spectrum.mode), model_input == 'spatial'
-
-  def batch_fn(hr_uint8: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
-    hr = jnp.asarray(hr_uint8).astype(jnp.float32) / 255.0
-    out = degradation.degrade(hr, key, deg)
-    lr = out['lr']
-    spec = spectrum.amplitude_spectrum(lr, size=size, mode=mode)
-    inputs = spectrum.spatial_input(lr, size=size) if spatial else spec
-    return dict(hr=hr, lr=lr, kernel=out['kernel'], kernel_map=spectrum.kernel_to_map(out['kernel'], size),
-                spectrum=spec, inputs=inputs, noise_sigma=out['noise_sigma'])
-
-  return batch_fn
-
-
-def shard_batch(host_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """Host-local arrays → global jax.Arrays sharded P('data') over the mesh.
-
-  Each process passes its own B_local rows; the global batch is their concatenation in process
-  order (`jax.make_array_from_process_local_data`). B_local must split evenly over the local devices.
-  """
-  sharding = NamedSharding(mesh, P('data'))
-  local_devices = len(mesh.local_devices)
-
-  def put(x):
-    x = np.asarray(x)
-    if x.shape[0] % local_devices:
-      raise ValueError(f'host batch of {x.shape[0]} rows cannot be split over {local_devices} local devices; '
-                       'make the per-host batch a multiple of the local device count.')
-    return jax.make_array_from_process_local_data(sharding, x)
-
-  return jax.tree.map(put, host_batch)

@@ -1,28 +1,192 @@
-"""Kernel estimation with a trained S2K generator (paper §3.3–3.4: LR → spectrum → Kernel↑ → kernel).
+"""The S2K kernel estimator (paper §3.3–3.4): U-Net generator vs conditional PatchGAN, and its inference.
 
-`load_estimator` rebuilds the generator from the config saved in the checkpoint (so inference never
-guesses sizes or conventions) and `estimate_kernels` runs it, jitted, on a batch of LR images of one size.
+One module per model, all of the same shape (`restorers/sftmd.py` is its neighbour):
+  * training: `make_batch_fn` (HR crops → LR → amplitude spectrum and Kernel↑ target, on the device),
+    `create_train_state`, `train_step` (one pure, jitted GAN step: the discriminator update of Eq. 12,
+    then the generator update of Eq. 11 through the updated discriminator, as pix2pix does),
+    `eval_step`, `summarize_eval` and `task`, which hands them to the shared driver `loop.run`;
+  * inference: `load` rebuilds the generator from the config saved with a checkpoint or bundle (so
+    inference never guesses sizes or conventions) and `estimate_kernels` runs it, jitted, on a batch of
+    LR images of one size.
 """
 import dataclasses
 import functools
+from typing import Any, Callable
 
+import flax.linen as nn
+from flax.training import train_state
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from s2k_jax import export
+from s2k_jax import data
+from s2k_jax import degradation
+from s2k_jax import losses
+from s2k_jax import loop
+from s2k_jax import modelio
 from s2k_jax import spectrum
-from s2k_jax import train
+from s2k_jax import visualize
+from s2k_jax.models import patchgan
+from s2k_jax.models import unet
+
+CHECKPOINT_KIND = 's2k_estimator'
+MODEL_INPUTS = ('dft', 'spatial')
 
 
-CHECKPOINT_KIND = train.CHECKPOINT_KIND
+# ---------------------------------------------------------------------------------------------------
+# Training.
+
+
+def make_batch_fn(
+    config: ml_collections.ConfigDict) -> Callable[[jax.Array, jax.Array], dict[str, jax.Array]]:
+  """fn(hr uint8 (B, C, C, 3), key) → the training batch, jit-able (the caller chooses shardings).
+
+  Returns float32 arrays: hr (B, C, C, 3) in [0, 1]; lr (B, C/s, C/s, 3) in [0, 1]; kernel (B, k, k)
+  summing to 1; kernel_map and spectrum (B, S, S, 1) in [-1, 1]; inputs (B, S, S, 1), the generator
+  input (= spectrum for model.input='dft', `spectrum.spatial_input` for 'spatial'); noise_sigma (B,).
+  Kernels and noise come from `degradation.degrade(hr, key, config.degradation)`.
+  """
+  if config.model.input not in MODEL_INPUTS:
+    raise ValueError(f'model.input must be one of {MODEL_INPUTS}, got {config.model.input!r}.')
+  deg = ml_collections.FrozenConfigDict(config.degradation)
+  size, mode = int(config.spectrum.size), str(config.spectrum.mode)
+  spatial = config.model.input == 'spatial'
+
+  def batch_fn(hr_uint8: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+    hr = jnp.asarray(hr_uint8).astype(jnp.float32) / 255.0
+    out = degradation.degrade(hr, key, deg)
+    lr = out['lr']
+    spec = spectrum.amplitude_spectrum(lr, size=size, mode=mode)
+    inputs = spectrum.spatial_input(lr, size=size) if spatial else spec
+    return dict(hr=hr, lr=lr, kernel=out['kernel'], kernel_map=spectrum.kernel_to_map(out['kernel'], size),
+                spectrum=spec, inputs=inputs, noise_sigma=out['noise_sigma'])
+
+  return batch_fn
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any = None
+
+
+def create_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
+  gen = unet.make_generator(config.model.generator)
+  disc = patchgan.PatchDiscriminator(features=config.model.disc_features,
+                                     n_layers=config.model.disc_layers)
+  return gen, disc
+
+
+def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> dict[str, TrainState]:
+  gen, disc = create_models(config)
+  size = config.spectrum.size
+  x = jnp.zeros((1, size, size, 1), jnp.float32)
+  k_gen, k_disc, k_drop = jax.random.split(key, 3)
+  gvars = gen.init({'params': k_gen, 'dropout': k_drop}, x, train=False)
+  dvars = disc.init({'params': k_disc}, x, x, train=False)
+  tx = loop.create_optimizer(config)
+  return {
+      'gen': TrainState.create(apply_fn=gen.apply, params=gvars['params'], tx=tx,
+                               batch_stats=gvars.get('batch_stats', {})),
+      'disc': TrainState.create(apply_fn=disc.apply, params=dvars['params'], tx=tx,
+                                batch_stats=dvars.get('batch_stats', {})),
+  }
+
+
+def train_step(state: dict[str, TrainState], batch: dict[str, jax.Array], key: jax.Array, *,
+               config: ml_collections.ConfigDict) -> tuple[dict[str, TrainState], dict[str, jax.Array]]:
+  """One GAN step: D on stop_gradient(G(s)) and k (Eq. 12), then G on Eq. 11 through the new D."""
+  gs, ds = state['gen'], state['disc']
+  cond, target = batch['inputs'], batch['kernel_map']
+  dropout_key = jax.random.fold_in(key, gs.step)
+
+  def generate(params):
+    out, updates = gs.apply_fn({'params': params, 'batch_stats': gs.batch_stats}, cond, train=True,
+                               rngs={'dropout': dropout_key}, mutable=['batch_stats'])
+    return out, updates['batch_stats']
+
+  # One generator forward serves both updates: its VJP is pulled back after the D update.
+  fake, gen_vjp, gen_stats = jax.vjp(generate, gs.params, has_aux=True)
+
+  def discriminate(params, stats, kernel_map):
+    logits, updates = ds.apply_fn({'params': params, 'batch_stats': stats}, cond, kernel_map,
+                                  train=True, mutable=['batch_stats'])
+    return logits, updates['batch_stats']
+
+  def disc_loss(params):
+    fake_logits, stats = discriminate(params, ds.batch_stats, jax.lax.stop_gradient(fake))
+    real_logits, stats = discriminate(params, stats, target)
+    loss = losses.lsgan_discriminator_loss(real_logits, fake_logits)
+    return loss, (stats, jnp.mean(real_logits), jnp.mean(fake_logits))
+
+  (d_loss, (d_stats, d_real, d_fake)), d_grads = jax.value_and_grad(disc_loss, has_aux=True)(ds.params)
+  ds = ds.apply_gradients(grads=d_grads, batch_stats=d_stats)
+
+  def gen_loss(fake_map):
+    # D's running statistics are only used by D itself; G's term leaves them as they are.
+    fake_logits, _ = discriminate(ds.params, ds.batch_stats, fake_map)
+    return losses.generator_loss(fake_map, target, fake_logits, tuple(config.train.loss_weights),
+                                 flip_invariant=config.train.flip_invariant_l1)
+
+  (g_loss, terms), d_fake_map = jax.value_and_grad(gen_loss, has_aux=True)(fake)
+  (g_grads,) = gen_vjp(d_fake_map)
+  gs = gs.apply_gradients(grads=g_grads, batch_stats=gen_stats)
+
+  metrics = dict(g_loss=g_loss, d_loss=d_loss, d_real=d_real, d_fake=d_fake, **terms)
+  return {'gen': gs, 'disc': ds}, metrics
+
+
+def estimate_maps(state: dict[str, TrainState], inputs: jax.Array) -> jax.Array:
+  """Deterministic generator output (eval mode: running BatchNorm statistics, no dropout)."""
+  gs = state['gen']
+  return gs.apply_fn({'params': gs.params, 'batch_stats': gs.batch_stats}, inputs, train=False)
+
+
+def eval_step(state, batch, *, config):
+  """Kernel maps → kernels, and their error against the true kernels (flip-invariant for motion)."""
+  pred_map = estimate_maps(state, batch['inputs'])
+  kernels = spectrum.map_to_kernel(pred_map, config.degradation.kernel_size)
+  if config.train.flip_invariant_l1:
+    err = spectrum.flip_invariant_l1(kernels, batch['kernel'])
+  else:
+    err = jnp.mean(jnp.abs(kernels - batch['kernel']), axis=(1, 2))
+  return dict(pred_map=pred_map, kernel=kernels, kernel_mae=err)
+
+
+def checkpoint_meta(config: ml_collections.ConfigDict) -> dict:
+  """What inference needs besides the arrays: what this is and how its maps are defined."""
+  return dict(kind=CHECKPOINT_KIND, config=config.to_dict(),
+              kernel_map=spectrum.KERNEL_MAP_CONVENTION)
+
+
+def summarize_eval(out, eval_batch) -> tuple[dict[str, float], np.ndarray]:
+  """Validation kernel error and a labelled grid (spectrum | true map | estimated map | kernels)."""
+  grid = visualize.estimation_grid(eval_batch['inputs'], eval_batch['kernel_map'], out['pred_map'],
+                                   eval_batch['kernel'], out['kernel'])
+  return {'kernel_mae': float(np.mean(out['kernel_mae']))}, grid
+
+
+def task(config: ml_collections.ConfigDict) -> loop.Task:
+  """The S2K estimator as a task of the shared training driver."""
+  batch_fn = make_batch_fn(config)
+  return loop.Task(
+      name='s2k', kind=CHECKPOINT_KIND, meta=checkpoint_meta(config),
+      train_iterator=functools.partial(data.create_train_iterator, config),
+      eval_data=functools.partial(data.create_eval_batch, config, config.train.eval_batch_size),
+      make_batch=lambda host, key: batch_fn(host['hr'], key),
+      create_state=functools.partial(create_train_state, config),
+      train_step=functools.partial(train_step, config=config),
+      eval_step=functools.partial(eval_step, config=config),
+      summarize_eval=summarize_eval, progress_keys=('g_loss', 'd_loss', 'l1'))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inference.
 
 
 @dataclasses.dataclass(frozen=True)
 class Estimator:
   config: ml_collections.ConfigDict
-  state: dict[str, export.InferenceState]  # {'gen': generator apply_fn, params, batch_stats}
+  state: dict[str, modelio.InferenceState]  # {'gen': generator apply_fn, params, batch_stats}
   step: int
   directory: str       # the checkpoints directory or bundle file it was loaded from
 
@@ -34,13 +198,13 @@ def _check_convention(source: str, meta: dict) -> None:
                      'version.')
 
 
-def load_estimator(source: str, step: int | None = None) -> Estimator:
+def load(source: str, step: int | None = None) -> Estimator:
   """Loads an estimator from a model bundle (`export.py`), a training workdir or its `checkpoints/`.
 
   A checkpoint loads its latest step unless `step` is given; only the generator is kept.
   """
-  config, gen, step, path, meta = export.load_for_inference(
-      source, CHECKPOINT_KIND, lambda config: functools.partial(train.create_train_state, config), step,
+  config, gen, step, path, meta = modelio.load_for_inference(
+      source, CHECKPOINT_KIND, lambda config: functools.partial(create_train_state, config), step,
       select=lambda state: state['gen'])
   _check_convention(source, meta)
   return Estimator(config=config, state={'gen': gen}, step=step, directory=path)
@@ -49,7 +213,7 @@ def load_estimator(source: str, step: int | None = None) -> Estimator:
 @functools.partial(jax.jit, static_argnames=('size', 'mode', 'ksize', 'spatial'))
 def _estimate(state, lr, *, size, mode, ksize, spatial):
   inputs = spectrum.spatial_input(lr, size) if spatial else spectrum.amplitude_spectrum(lr, size, mode)
-  maps = train.estimate_maps(state, inputs)
+  maps = estimate_maps(state, inputs)
   return spectrum.map_to_kernel(maps, ksize), maps, inputs
 
 

@@ -1,10 +1,11 @@
 """Evaluation on a saved test set: blind SR as in the paper's Table 1 and kernel estimation as in Figure 6.
 
-Methods compared on the same LR images (paper §4.1):
-  * Bicubic            — bicubic upsampling of the LR image (no restorer);
-  * SFTMD + mean kernel — the restorer given the family's mean kernel (kernel-unaware);
-  * SFTMD + S2K kernel  — blind SR, ours: the kernel estimated from the LR spectrum;
-  * SFTMD + true kernel — the non-blind upper bound.
+Methods compared on the same LR images (paper §4.1), for any restorer (`restorers.base.Restorer`;
+its name replaces R):
+  * Bicubic          — bicubic upsampling of the LR image (no restorer);
+  * R + mean kernel  — the restorer given the family's mean kernel (kernel-unaware);
+  * R + S2K kernel   — blind SR, ours: the kernel estimated from the LR spectrum;
+  * R + true kernel  — the non-blind upper bound.
 Kernel estimates are scored with D_v, D_s and kernel PSNR (Eq. 13; flip-invariant for motion) against the
 mean-kernel baseline. Images are grouped by LR size and processed in jitted batches sharded over every
 device (data-parallel, like training); per-image rows are written as they complete, so an interrupted
@@ -12,7 +13,6 @@ run keeps what it finished.
 """
 import collections
 import csv
-import functools
 import json
 import os
 from typing import Any, Iterable
@@ -26,16 +26,18 @@ from s2k_jax import kernels as kernels_lib
 from s2k_jax import loop
 from s2k_jax import metrics
 from s2k_jax import pipeline
-from s2k_jax import restorer as restorer_lib
 from s2k_jax import testsets
 from s2k_jax import visualize
+from s2k_jax.restorers import base
 
-BICUBIC, MEAN, S2K, TRUE = 'Bicubic', 'SFTMD + mean kernel', 'SFTMD + S2K kernel', 'SFTMD + true kernel'
+BICUBIC = 'Bicubic'
+# Row labels of the restorer's methods: format with the restorer's name (`sr_labels`).
+MEAN, S2K, TRUE = '{} + mean kernel', '{} + S2K kernel', '{} + true kernel'
 KERNEL_METHODS = ('S2K', 'mean kernel')
 
 
 def check_compatible(testset: testsets.TestSet, est: estimator_lib.Estimator | None,
-                     rest: restorer_lib.Restorer | None) -> None:
+                     rest: base.Restorer | None) -> None:
   """Refuses, with what to do, models that do not fit the test set (scale, family, kernel size)."""
   family = testset.manifest.get('family')
   for name, model in (('estimator', est), ('restorer', rest)):
@@ -57,6 +59,11 @@ def check_compatible(testset: testsets.TestSet, est: estimator_lib.Estimator | N
                      f'{rest.directory} was trained for ×{rest.scale}; use a ×{testset.scale} restorer.')
   if est is not None and rest is not None:
     pipeline.check_compatible(est, rest, testset.scale)  # The two must also fit each other.
+
+
+def sr_labels(rest: base.Restorer) -> tuple[str, str, str]:
+  """The mean-, S2K- and true-kernel row labels of a restorer, e.g. 'SFTMD + mean kernel'."""
+  return MEAN.format(rest.name), S2K.format(rest.name), TRUE.format(rest.name)
 
 
 def bicubic_upsample(lr: jax.Array, scale: int) -> jax.Array:
@@ -115,7 +122,7 @@ class _RowWriter:
 
 
 def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimator | None = None,
-             rest: restorer_lib.Restorer | None = None, batch_size: int = 8,
+             rest: base.Restorer | None = None, batch_size: int = 8,
              spectrum_mode: str | None = None) -> dict[str, Any]:
   """Runs every method the given models allow on `testset`; writes `<out_dir>/per_image.csv` as it goes.
 
@@ -128,9 +135,10 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
   os.makedirs(out_dir, exist_ok=True)
   scale, n = testset.scale, len(testset)
   family = (est or rest).config.degradation.family
-  flip = family == 'motion'
+  flip = kernels_lib.flip_invariant(family)
   mean_k = kernels_lib.mean_kernel((est or rest).config.degradation)
-  sr_methods = [BICUBIC] + ([MEAN] + ([S2K] if est else []) + [TRUE] if rest else [])
+  mean_m, s2k_m, true_m = sr_labels(rest) if rest is not None else (None, None, None)
+  sr_methods = [BICUBIC] + ([mean_m] + ([s2k_m] if est else []) + [true_m] if rest else [])
   kernel_scores = {m: collections.defaultdict(lambda: np.zeros(n, np.float32)) for m in KERNEL_METHODS}
   sr_scores = {m: {'psnr': np.zeros(n, np.float32), 'ssim': np.zeros(n, np.float32)} for m in sr_methods}
   estimates = np.zeros_like(testset.kernels)
@@ -155,11 +163,10 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
         out[BICUBIC] = bicubic_upsample(lr, scale)
         if rest is not None:
           sigma = testset.noise_sigma[idx]
-          restore = functools.partial(restorer_lib.restore, rest)
-          for method, k in ((MEAN, np.broadcast_to(mean_k, true_k.shape)), (S2K, estimates[idx]),
-                            (TRUE, true_k)):
-            if method != S2K or est is not None:
-              out[method] = _run_sharded(restore, mesh, lr, k, sigma)
+          for method, k in ((mean_m, np.broadcast_to(mean_k, true_k.shape)), (s2k_m, estimates[idx]),
+                            (true_m, true_k)):
+            if method != s2k_m or est is not None:
+              out[method] = _run_sharded(rest.restore, mesh, lr, k, sigma)
         for method, sr in out.items():
           p, s = _image_scores(sr, hr, scale)
           sr_scores[method]['psnr'][idx], sr_scores[method]['ssim'][idx] = p, s
@@ -194,7 +201,7 @@ def summarize(result: dict[str, Any], testset: testsets.TestSet, est, rest) -> d
       family=result['family'], scale=testset.scale, images=len(testset), testset=testset.directory,
       estimator=None if est is None else dict(directory=est.directory, step=est.step,
                                                 generator=est.config.model.generator),
-      restorer=None if rest is None else dict(directory=rest.directory, step=rest.step),
+      restorer=None if rest is None else dict(name=rest.name, directory=rest.directory, step=rest.step),
       flip_invariant=result['flip_invariant'],
       kernels={m: {k: _finite_mean(v) for k, v in scores.items()} for m, scores in result['kernels'].items()},
       sr={m: {k: _finite_mean(v) for k, v in scores.items()} for m, scores in result['sr'].items()},

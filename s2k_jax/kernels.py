@@ -23,6 +23,9 @@ from jax import lax
 import numpy as np
 
 FAMILIES = ('gaussian', 'motion', 'disk')
+# Families whose kernels are not their own 180° rotation: the amplitude spectrum cannot tell k from
+# rot180(k) (§3.2), so their losses and metrics must be flip-invariant (`flip_invariant`).
+_NOT_POINT_SYMMETRIC = frozenset({'motion'})
 # A bank kernel may drift from sum 1 by float32 round-off only.
 _BANK_SUM_ATOL = 1e-3
 
@@ -464,6 +467,29 @@ def sample_kernels(key: jax.Array, batch: int, config: Any) -> jnp.ndarray:
   raise ValueError(f'unknown kernel family {family!r}; choose one of {FAMILIES}.')
 
 
+def flip_invariant(family: str) -> bool:
+  """True for families whose losses and metrics must ignore 180° rotations (see `_NOT_POINT_SYMMETRIC`)."""
+  if family not in FAMILIES:
+    raise ValueError(f'unknown kernel family {family!r}; choose one of {FAMILIES}.')
+  return family in _NOT_POINT_SYMMETRIC
+
+
+def sample_in_chunks(config: Any, n: int, seed: int = 0, chunk: int = 1000):
+  """Yields n kernels of the config's family as numpy chunks of at most `chunk` (seeded, deterministic).
+
+  Chunk j is `sample_kernels(fold_in(key(seed), j·chunk), ...)`: one compiled sampler per chunk size.
+  """
+  if n < 1 or chunk < 1:
+    raise ValueError(f'n and chunk must be >= 1, got n={n}, chunk={chunk}.')
+  key = jax.random.key(seed)
+  draws = {}  # One compiled sampler per chunk size (at most two).
+  for start in range(0, n, chunk):
+    batch = min(chunk, n - start)
+    if batch not in draws:
+      draws[batch] = jax.jit(functools.partial(sample_kernels, batch=batch, config=config))
+    yield np.asarray(draws[batch](jax.random.fold_in(key, start)))
+
+
 def mean_kernel(config: Any, n: int = 10_000, seed: int = 0, chunk: int = 1000) -> np.ndarray:
   """Mean kernel of the config's family: the kernel-unaware baseline estimate.
 
@@ -472,14 +498,7 @@ def mean_kernel(config: Any, n: int = 10_000, seed: int = 0, chunk: int = 1000) 
   """
   if config.family == 'motion' and config.motion_bank_size > 0:
     return motion_bank(config).mean(axis=0, dtype=np.float64).astype(np.float32)
-  if n < 1:
-    raise ValueError(f'n must be >= 1, got {n}.')
-  key = jax.random.key(seed)
   total = np.zeros((config.kernel_size,) * 2, np.float64)
-  draws = {}  # One compiled sampler per chunk size (at most two).
-  for start in range(0, n, chunk):
-    batch = min(chunk, n - start)
-    if batch not in draws:
-      draws[batch] = jax.jit(functools.partial(sample_kernels, batch=batch, config=config))
-    total += np.asarray(draws[batch](jax.random.fold_in(key, start)), np.float64).sum(axis=0)
+  for part in sample_in_chunks(config, n, seed, chunk):
+    total += part.astype(np.float64).sum(axis=0)
   return (total / n).astype(np.float32)

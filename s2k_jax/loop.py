@@ -1,10 +1,11 @@
-"""Training-loop plumbing shared by every model of the project (estimator §3.3, restorer §3.4).
+"""The training driver shared by every model of the project (estimator §3.3, restorers §3.4).
 
-The S2K estimator and the SFTMD restorer train with the same driver features: a data-parallel mesh,
-one orbax `CheckpointManager` holding the train state, the grain iterator state and a JSON record of
-the config; a preemption guard; a non-finite-loss stop; metrics to JSONL and TensorBoard; a progress
-bar. They live here once, and `run` is the one linear driver both models train with (a `Task` says
-what differs: state, step, evaluation).
+Every model trains with the same driver features: a data-parallel mesh, one orbax `CheckpointManager`
+holding the train state, the grain iterator state and a JSON record of the config; a preemption
+guard; a non-finite-loss stop; metrics to JSONL and TensorBoard; sample figures; a progress bar. They
+live here once, and `run` is the one linear driver every model trains with. A `Task` brings all that
+differs (its data, batch function, state, step and evaluation), so this module imports no data or
+model module.
 """
 import dataclasses
 import json
@@ -26,7 +27,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import tqdm
 
-from s2k_jax import data
+from s2k_jax import visualize
 
 
 def quiet_library_logs() -> None:
@@ -38,14 +39,23 @@ def quiet_library_logs() -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-  """What the driver needs to train one model; everything else (data, mesh, checkpoints) is shared."""
+  """What the driver needs to train one model; the mesh, checkpoints, logging and the loop are shared.
+
+  Host data are dicts of numpy arrays whose first axis is the (process-local) batch; the driver shards
+  them over the mesh and `make_batch` turns them into the training batch on the device.
+  """
   name: str                   # progress-bar label
   kind: str                   # recorded in the checkpoint metadata; loaders check it
   meta: Mapping[str, Any]     # JSON saved with every checkpoint (config, conventions)
+  train_iterator: Callable[[], Any]      # () → checkpointable iterator of host batches (grain)
+  eval_data: Callable[[], Mapping[str, np.ndarray]]  # () → the fixed host validation batch
+  make_batch: Callable[[Any, jax.Array], Any]   # (host batch on device, key) → batch (jitted)
   create_state: Callable[[jax.Array], Any]              # init key → train state
   train_step: Callable[[Any, Any, jax.Array], tuple[Any, Any]]  # (state, batch, key) → (state, metrics)
   eval_step: Callable[[Any, Any], Any]                  # (state, eval batch) → outputs (jitted by the driver)
-  log_eval: Callable[[Any, Any, 'MetricWriter', str, int], None]  # (outputs, batch, writer, workdir, step)
+  # (outputs, eval batch), both on the host → (scalars, uint8 HWC figure or None); the driver writes
+  # the scalars as eval/<name> and the figure to <workdir>/samples/step_<step>.png and TensorBoard.
+  summarize_eval: Callable[[Any, Any], tuple[Mapping[str, float], np.ndarray | None]]
   progress_keys: tuple[str, ...]                        # metrics shown on the progress bar
 
 
@@ -96,6 +106,25 @@ def data_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P('data'))
 
 
+def shard_batch(host_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """Host-local arrays → global jax.Arrays sharded P('data') over the mesh.
+
+  Each process passes its own B_local rows; the global batch is their concatenation in process
+  order (`jax.make_array_from_process_local_data`). B_local must split evenly over the local devices.
+  """
+  sharding = data_sharded(mesh)
+  local_devices = len(mesh.local_devices)
+
+  def put(x):
+    x = np.asarray(x)
+    if x.shape[0] % local_devices:
+      raise ValueError(f'host batch of {x.shape[0]} rows cannot be split over {local_devices} local devices; '
+                       'make the per-host batch a multiple of the local device count.')
+    return jax.make_array_from_process_local_data(sharding, x)
+
+  return jax.tree.map(put, dict(host_batch))
+
+
 # ---------------------------------------------------------------------------------------------------
 # Optimiser.
 
@@ -143,50 +172,6 @@ def restore_checkpoint(mngr: ocp.CheckpointManager, step: int, abstract_state: A
     items['data_iter'] = grain.checkpoint.CheckpointRestore(data_iter)
   restored = mngr.restore(step, args=ocp.args.Composite(**items))
   return restored['state']
-
-
-def read_meta(checkpoint_dir: str, step: int | None = None) -> dict:
-  """Reads the JSON metadata (config, kind, conventions) of a checkpoint directory without jax state."""
-  mngr = ocp.CheckpointManager(checkpoint_dir, options=ocp.CheckpointManagerOptions(create=False),
-                               item_names=('meta',))
-  step = mngr.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f'no checkpoint found in {checkpoint_dir}: train a model there first.')
-  return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-
-
-def checkpoints_dir(workdir_or_checkpoints: str) -> str:
-  """A training workdir or its `checkpoints/` directory → the absolute checkpoints directory."""
-  path = os.path.abspath(workdir_or_checkpoints)
-  if os.path.isdir(os.path.join(path, 'checkpoints')):
-    path = os.path.join(path, 'checkpoints')
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f'{workdir_or_checkpoints}: no such checkpoint directory.')
-  return path
-
-
-def restore_for_inference(workdir_or_checkpoints: str, kind: str,
-                          make_create_state: Callable[[ml_collections.ConfigDict], Callable],
-                          step: int | None = None):
-  """Loads a model for inference: (config, state, step, checkpoints dir, meta).
-
-  Accepts a training workdir or its `checkpoints/` directory; checks the checkpoint's kind; rebuilds
-  the state's shapes from the config saved with it (`make_create_state(config)` → key → state), so
-  inference never guesses sizes.
-  """
-  path = checkpoints_dir(workdir_or_checkpoints)
-  meta = read_meta(path, step)
-  if meta.get('kind') != kind:
-    raise ValueError(f'{workdir_or_checkpoints} holds a {meta.get("kind")!r} checkpoint, not a {kind!r} '
-                     'one; pass the workdir of the matching training run.')
-  config = ml_collections.ConfigDict(meta['config'])
-  abstract = abstract_like(jax.eval_shape(make_create_state(config), jax.random.key(0)),
-                           replicated(make_mesh()))
-  mngr = checkpoint_manager(os.path.dirname(path), 1)
-  step = mngr.latest_step() if step is None else step
-  state = restore_checkpoint(mngr, step, abstract, data_iter=None)
-  mngr.close()
-  return config, state, int(step), path, meta
 
 
 def abstract_like(state: Any, sharding: NamedSharding) -> Any:
@@ -267,6 +252,15 @@ class MetricWriter:
       self._tb.close()
 
 
+def write_eval(writer: MetricWriter, workdir: str, step: int, scalars: Mapping[str, float],
+               figure: np.ndarray | None) -> None:
+  """Validation scalars as eval/<name>; the figure as <workdir>/samples/step_<step>.png and in TensorBoard."""
+  writer.write(step, {f'eval/{k}': v for k, v in scalars.items()})
+  if figure is not None and jax.process_index() == 0:
+    visualize.save_png(os.path.join(workdir, 'samples', f'step_{step:07d}.png'), figure)
+    writer.write_image(step, 'eval/samples', figure)
+
+
 # ---------------------------------------------------------------------------------------------------
 # The driver.
 
@@ -281,12 +275,11 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
           f'workdir {os.path.abspath(workdir)}', flush=True)
   os.makedirs(workdir, exist_ok=True)
 
-  # Data: host pipeline (grain) and the on-device degradation that turns HR crops into a batch.
-  train_iter = data.create_train_iterator(config)
+  # Data: the task's host pipeline (grain) and its on-device batch function (e.g. the degradation).
+  train_iter = task.train_iterator()
   batch_sharding = data_sharded(mesh)
-  make_batch = jax.jit(data.make_batch_fn(config), out_shardings=batch_sharding)
-  eval_hr = data.shard_batch(data.create_eval_batch(config, config.train.eval_batch_size), mesh)
-  eval_batch = make_batch(eval_hr['hr'], jax.random.key(config.seed + 1))
+  make_batch = jax.jit(task.make_batch, out_shardings=batch_sharding)
+  eval_batch = make_batch(shard_batch(task.eval_data(), mesh), jax.random.key(config.seed + 1))
 
   # State: replicated over the mesh; restored (with the iterator) from the latest checkpoint.
   rng = jax.random.key(config.seed)
@@ -311,8 +304,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
                   disable=jax.process_index() != 0, dynamic_ncols=True)
   try:
     for step in range(start + 1, config.train.num_steps + 1):
-      hr = data.shard_batch(next(train_iter), mesh)['hr']
-      batch = make_batch(hr, jax.random.fold_in(data_key, step))
+      batch = make_batch(shard_batch(next(train_iter), mesh), jax.random.fold_in(data_key, step))
       state, metrics = step_fn(state, batch, train_key)
       if pending is not None:
         check_finite(jax.device_get(pending[1]), pending[0], mngr)
@@ -326,7 +318,9 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
         bar.set_postfix({k: f'{float(values[k]):.4g}' for k in task.progress_keys})
 
       if step % config.train.eval_every == 0 or step == config.train.num_steps:
-        task.log_eval(jax.device_get(eval_fn(state, eval_batch)), eval_batch, writer, workdir, step)
+        scalars, figure = task.summarize_eval(jax.device_get(eval_fn(state, eval_batch)),
+                                              jax.device_get(eval_batch))
+        write_eval(writer, workdir, step, scalars, figure)
 
       stop = guard.should_stop(step, mngr)
       if step % config.train.checkpoint_every == 0 or step == config.train.num_steps or stop:

@@ -9,6 +9,8 @@ the smaller of the two distances (`flip_invariant=True`); see docs/conventions.m
 """
 import jax.numpy as jnp
 
+from s2k_jax import spectrum
+
 
 def l1_map_loss(pred: jnp.ndarray, target: jnp.ndarray, flip_invariant: bool = False) -> jnp.ndarray:
   """Mean absolute error between kernel maps (B, S, S, 1); per-sample min over target flips if asked.
@@ -16,11 +18,9 @@ def l1_map_loss(pred: jnp.ndarray, target: jnp.ndarray, flip_invariant: bool = F
   The map of a 180°-rotated kernel is the map flipped on both spatial axes, because `kernel_to_map`
   puts the kernel centre at the map centre (tested in tests/test_losses.py).
   """
-  direct = jnp.mean(jnp.abs(pred - target), axis=(1, 2, 3))
   if not flip_invariant:
-    return jnp.mean(direct)
-  flipped = jnp.mean(jnp.abs(pred - jnp.flip(target, axis=(1, 2))), axis=(1, 2, 3))
-  return jnp.mean(jnp.minimum(direct, flipped))
+    return jnp.mean(jnp.mean(jnp.abs(pred - target), axis=(1, 2, 3)))
+  return jnp.mean(spectrum.flip_invariant_mae(pred, target, axes=(1, 2)))
 
 
 def total_variation(x: jnp.ndarray) -> jnp.ndarray:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2k_jax import color
+from s2k_jax import spectrum
 
 PEAK = 255.0
 SSIM_WINDOW = 11
@@ -212,12 +213,10 @@ def align_orientation(est: jnp.ndarray, gt: jnp.ndarray) -> jnp.ndarray:
     est, gt: (B, k, k) or (k, k) kernels of the same shape.
 
   Returns:
-    Same shape as `gt`, float32.
+    Same shape as `gt`, float32 (`spectrum.align_orientation`, the ambiguity's one home).
   """
   est, gt = _kernel_pair(est, gt, 'align_orientation')
-  rotated = jnp.flip(gt, axis=(-2, -1))
-  use_rotated = _mean_abs(est, rotated) < _mean_abs(est, gt)
-  return jnp.where(use_rotated[..., None, None], rotated, gt)
+  return spectrum.align_orientation(est, gt)
 
 
 def _reference(est: jnp.ndarray, gt: jnp.ndarray, flip_invariant: bool,

@@ -22,7 +22,6 @@ L2 error, worst 5.7% vs 8.3%, L = 10), its codes are zero-mean (the uncentred fi
 constant ~0.15 offset) and the zero code is the mean kernel. `center=False` gives IKC's encode rule,
 with the basis that is optimal for it (top eigenvectors of E[x xᵀ], Eckart–Young) and a zero mean.
 """
-import functools
 import math
 from typing import Any
 
@@ -92,15 +91,7 @@ def _sample_family(config: Any, n: int, seed: int, chunk: int) -> np.ndarray:
   """n kernels of the config's family; a motion bank is used whole (draws are uniform over it)."""
   if config.family == 'motion' and config.motion_bank_size > 0:
     return np.asarray(kernels_lib.motion_bank(config))
-  key = jax.random.key(seed)
-  draws = {}  # One compiled sampler per chunk size (at most two).
-  parts = []
-  for start in range(0, n, chunk):
-    batch = min(chunk, n - start)
-    if batch not in draws:
-      draws[batch] = jax.jit(functools.partial(kernels_lib.sample_kernels, batch=batch, config=config))
-    parts.append(np.asarray(draws[batch](jax.random.fold_in(key, start))))
-  return np.concatenate(parts)
+  return np.concatenate(list(kernels_lib.sample_in_chunks(config, n, seed, chunk)))
 
 
 def fit_pca_for_config(degradation_config: Any, n: int = 10_000, seed: int = 0,
@@ -120,7 +111,7 @@ def fit_pca_for_config(degradation_config: Any, n: int = 10_000, seed: int = 0,
   Returns:
     Basis dict, components of shape (kernel_size², n_components).
   """
-  if n < 1 or chunk < 1:
+  if n < 1 or chunk < 1:  # Checked here too: a motion bank skips the sampler's own check.
     raise ValueError(f'n and chunk must be >= 1, got n={n}, chunk={chunk}.')
   sample = _sample_family(degradation_config, n, seed, chunk)
   if kernel_size is not None:
@@ -216,3 +207,20 @@ def decode(codes: jax.Array, basis: dict[str, Any], ksize: int | None = None) ->
                      '; drop a trailing noise entry first.')
   flat = jnp.dot(codes.astype(jnp.float32), components.T, precision=lax.Precision.HIGHEST)
   return (flat + jnp.asarray(basis['mean'])).reshape(codes.shape[0], side, side)
+
+
+def restorer_code(kernels: jax.Array, basis: dict[str, Any],
+                  noise_sigma: jax.Array | None = None) -> jax.Array:
+  """The kernel code a kernel-conditioned restorer reads (SFTMD, §3.4): the one home of its definition.
+
+  Kernels of any odd size are put on the basis' canvas (`kernels.resize_canvas`), encoded, and the code
+  divided by the first component's standard deviation (one global factor: distances between codes keep
+  their geometry) so its leading entries are O(1) like the features they are concatenated with; raw
+  codes are ~0.01 and a fresh SFTMD learned to ignore them (docs/conventions.md). With `noise_sigma`
+  (B,), σ·NOISE_CODE_SCALE is appended.
+  """
+  k = kernels_lib.resize_canvas(kernels, basis_kernel_size(basis))
+  codes = encode(k, basis) / jnp.sqrt(basis['variance'][0])
+  if noise_sigma is None:
+    return codes
+  return jnp.concatenate([codes, NOISE_CODE_SCALE * noise_sigma[:, None]], axis=1)

@@ -1,40 +1,33 @@
-"""Blind super-resolution of real images: LR → spectrum → S2K kernel → SFTMD (paper §3.4, Fig. 2).
+"""Blind super-resolution of arrays: LR → spectrum → S2K kernel → restorer (paper §3.4, Fig. 2).
 
 The estimator (§3.3) turns the LR amplitude spectrum into a kernel map, decoded to a k×k kernel and put
 in the canonical form of `spectrum.canonical_kernel` (centred on its mass; of k and its 180° rotation,
-the one the third-moment rule picks). The restorer (§3.4, IKC's SFTMD) reads that kernel as its PCA
-code and super-resolves. `super_resolve` does this for arrays (a list of any sizes is grouped by size
-into jitted batches); large images are restored in overlapping tiles whose margins cover the SFTMD's
-receptive field, so tiling does not change the result. `super_resolve_files` is the one-command use on
-image files (the `s2k-sr` console script).
+the one the third-moment rule picks). Any restorer (`restorers.base.Restorer`, e.g. IKC's SFTMD) then
+super-resolves with that kernel. `super_resolve` does this for arrays (a list of any sizes is grouped
+by size into jitted batches); large images are restored in overlapping tiles whose margins cover the
+restorer's receptive field, so tiling does not change the result. The file front end (`s2k-sr`) is
+`s2k_jax/cli.py`.
 
 Decisions (canonical form, minimum size, model compatibility, tiling, 8-bit output) are in
 docs/conventions.md.
 """
 from collections.abc import Sequence
 import dataclasses
-import math
-import os
-import sys
-import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import images
-from s2k_jax import restorer as restorer_lib
 from s2k_jax import spectrum
-from s2k_jax import visualize
-from s2k_jax.models import sftmd
+from s2k_jax.restorers import base
 
 # Absolute floor of the LR side (pixels); see `min_lr_side`.
 MIN_LR_SIDE = 16
 # Images with more LR pixels than AUTO_TILE² are restored in AUTO_TILE × AUTO_TILE tiles: no single
-# SFTMD call is bigger than one tile (a 512² LR tile at ×4 peaks at a few GiB of activations).
+# restorer call is bigger than one tile (a 512² LR tile at ×4 peaks at a few GiB of activations).
 AUTO_TILE = 512
 
 
@@ -68,7 +61,7 @@ def check_image_size(shape: Sequence[int], est: estimator_lib.Estimator, name: s
         'or crop (do not upscale it: interpolation changes the blur the estimator should see).')
 
 
-def check_compatible(est: estimator_lib.Estimator, rest: restorer_lib.Restorer,
+def check_compatible(est: estimator_lib.Estimator, rest: base.Restorer,
                      scale: int | None = None) -> None:
   """Raises IncompatibleModelsError, saying what to do, unless the two models can run together."""
   e, r = est.config.degradation, rest.config.degradation
@@ -99,35 +92,20 @@ def check_compatible(est: estimator_lib.Estimator, rest: restorer_lib.Restorer,
         f'the restorer with restorer.kernel_size = {e.kernel_size} or more.')
 
 
-def check_noise_sigma(rest: restorer_lib.Restorer, noise_sigma: float) -> None:
+def check_noise_sigma(rest: base.Restorer, noise_sigma: float) -> None:
   if not 0.0 <= noise_sigma <= 1.0:
     raise ValueError(f'noise_sigma is the LR noise σ on the [0, 1] scale, got {noise_sigma}.')
-  if noise_sigma > 0 and not restorer_lib.with_noise(rest.config):
+  if noise_sigma > 0 and not rest.takes_noise:
     raise ValueError(f'noise_sigma = {noise_sigma}, but the restorer in {rest.directory} was trained '
                      'without noise and has no noise input; leave it at 0.')
 
 
-def receptive_field_radius(config: Any) -> int:
-  """LR pixels on each side that one SFTMD output pixel depends on (exact, from the layer layout).
-
-  Head: 3 convs 3×3; each block: two SFT layers (two 3×3 convs each) and two 3×3 convs; the final SFT
-  layer and conv; one 3×3 conv per upsampling stage at its input resolution; the 9×9 output conv at
-  HR resolution.
-  """
-  radius = 3 + 6 * int(config.restorer.num_blocks) + 3
-  resolution = 1
-  for factor in sftmd.upsample_factors(int(config.degradation.scale)):
-    radius += 1 / resolution
-    resolution *= factor
-  return math.ceil(radius + 4 / resolution)
-
-
-def default_overlap(rest: restorer_lib.Restorer, tile: int) -> int:
+def default_overlap(rest: base.Restorer, tile: int) -> int:
   """The receptive-field radius (tiles then reproduce the untiled result), at most a quarter tile."""
-  return min(receptive_field_radius(rest.config), tile // 4)
+  return min(rest.receptive_field, tile // 4)
 
 
-def _check_options(spectrum_mode: str | None, tile: int | None, overlap: int | None) -> None:
+def check_options(spectrum_mode: str | None, tile: int | None, overlap: int | None) -> None:
   if spectrum_mode not in (None,) + spectrum.SPECTRUM_MODES:
     raise ValueError(f'spectrum_mode must be one of {spectrum.SPECTRUM_MODES} (or None for the '
                      f"estimator's training mode), got {spectrum_mode!r}.")
@@ -163,18 +141,18 @@ def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, int
   return [(s, s + tile, k0, k1) for s, (k0, k1) in zip(starts, keeps)]
 
 
-def restore_tiled(rest: restorer_lib.Restorer, lr: jax.Array, kernels: jax.Array, tile: int,
+def restore_tiled(rest: base.Restorer, lr: jax.Array, kernels: jax.Array, tile: int,
                   overlap: int, noise_sigma: jax.Array | None = None) -> np.ndarray:
-  """SFTMD on overlapping tile×tile LR tiles (all one shape: one compilation), seams cropped.
+  """The restorer on overlapping tile×tile LR tiles (all one shape: one compilation), seams cropped.
 
-  Equal to the untiled result (up to float round-off) when overlap ≥ `receptive_field_radius`.
+  Equal to the untiled result (up to float round-off) when overlap ≥ `rest.receptive_field`.
   """
   batch, height, width, _ = lr.shape
   s = rest.scale
   out = np.zeros((batch, height * s, width * s, 3), np.float32)
   for r0, r1, kr0, kr1 in tile_spans(height, tile, overlap):
     for c0, c1, kc0, kc1 in tile_spans(width, tile, overlap):
-      sr = np.asarray(restorer_lib.restore(rest, lr[:, r0:r1, c0:c1], kernels, noise_sigma))
+      sr = np.asarray(rest.restore(lr[:, r0:r1, c0:c1], kernels, noise_sigma))
       out[:, kr0 * s:kr1 * s, kc0 * s:kc1 * s] = sr[:, (kr0 - r0) * s:(kr1 - r0) * s,
                                                     (kc0 - c0) * s:(kc1 - c0) * s]
   return out
@@ -184,7 +162,7 @@ def restore_tiled(rest: restorer_lib.Restorer, lr: jax.Array, kernels: jax.Array
 # Arrays.
 
 
-def _on_one_device(model):
+def on_one_device(model):
   """Models load replicated over every device; one image needs one device, not N redundant copies."""
   return dataclasses.replace(model, state=jax.device_put(model.state, jax.local_devices()[0]))
 
@@ -220,7 +198,7 @@ def _auto_tile(height: int, width: int, tile: int | None) -> int:
   return tile
 
 
-def super_resolve_batch(lr: Any, est: estimator_lib.Estimator, rest: restorer_lib.Restorer, *,
+def super_resolve_batch(lr: Any, est: estimator_lib.Estimator, rest: base.Restorer, *,
                         spectrum_mode: str | None = None, tile: int | None = None,
                         overlap: int | None = None, noise_sigma: float = 0.0) -> dict[str, np.ndarray]:
   """One batch of same-size LR images → dict(sr (B, h·s, w·s, 3), kernel (B, k, k), inputs (B, S, S, 1)).
@@ -236,25 +214,25 @@ def super_resolve_batch(lr: Any, est: estimator_lib.Estimator, rest: restorer_li
     overlap = default_overlap(rest, tile) if overlap is None else overlap
     sr = restore_tiled(rest, lr, kernels, tile, overlap, sigma)
   else:
-    sr = np.asarray(restorer_lib.restore(rest, lr, kernels, sigma))
+    sr = np.asarray(rest.restore(lr, kernels, sigma))
   return dict(sr=sr, kernel=np.asarray(kernels), inputs=np.asarray(inputs))
 
 
-def super_resolve(lr_images: Any, estimator: estimator_lib.Estimator, restorer: restorer_lib.Restorer, *,
+def super_resolve(lr_images: Any, estimator: estimator_lib.Estimator, restorer: base.Restorer, *,
                   spectrum_mode: str | None = None, tile: int | None = None, overlap: int | None = None,
                   noise_sigma: float = 0.0, batch_size: int = 4,
                   names: Sequence[str] | None = None) -> tuple[Any, Any]:
-  """Blind SR: estimate each image's kernel with S2K, then super-resolve with SFTMD.
+  """Blind SR: estimate each image's kernel with S2K, then super-resolve with the restorer.
 
   Args:
     lr_images: (B, h, w, 3) array, or a list of (h, w, 3) arrays of any sizes (grouped by size into
       jitted batches); uint8, uint16 or float in [0, 1].
-    estimator, restorer: from `estimator.load_estimator` / `restorer.load_restorer`; checked with
+    estimator, restorer: from `estimator.load` / `tasks.load_restorer`; checked with
       `check_compatible` first.
     spectrum_mode: 'crop' (centred S×S crop), 'welch' (averages the whole image) or None (default:
       the estimator's training mode).
     tile: LR tile side, overlap included; None tiles automatically above AUTO_TILE² LR pixels, 0 never.
-    overlap: LR pixels dropped at each inner tile edge; None = the SFTMD's receptive-field radius, at
+    overlap: LR pixels dropped at each inner tile edge; None = the restorer's receptive-field radius, at
       most tile/4 (the paper's 16-block SFTMD has radius 105, so AUTO_TILE tiles reproduce it exactly).
     noise_sigma: LR noise σ on [0, 1] for restorers trained with noise (S2K does not estimate it).
     batch_size: images per jitted call.
@@ -266,7 +244,7 @@ def super_resolve(lr_images: Any, estimator: estimator_lib.Estimator, restorer: 
   """
   check_compatible(estimator, restorer)
   check_noise_sigma(restorer, noise_sigma)
-  _check_options(spectrum_mode, tile, overlap)
+  check_options(spectrum_mode, tile, overlap)
   as_list = not hasattr(lr_images, 'ndim')
   if not as_list and lr_images.ndim != 4:
     raise ValueError(f'pass a (B, h, w, 3) batch or a list of (h, w, 3) images, got an array of shape '
@@ -276,7 +254,7 @@ def super_resolve(lr_images: Any, estimator: estimator_lib.Estimator, restorer: 
   items = [_as_unit_float(x, n) for x, n in zip(items, names)]
   for x, name in zip(items, names):
     check_image_size(x.shape, estimator, name)
-  est, rest = _on_one_device(estimator), _on_one_device(restorer)
+  est, rest = on_one_device(estimator), on_one_device(restorer)
   by_size = {}
   for i, x in enumerate(items):
     by_size.setdefault(x.shape, []).append(i)
@@ -291,133 +269,3 @@ def super_resolve(lr_images: Any, estimator: estimator_lib.Estimator, restorer: 
   if as_list:
     return sr, kernels
   return np.stack(sr), np.stack(kernels)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Files.
-
-
-def kernel_sigmas(kernel: np.ndarray) -> tuple[float, float]:
-  """Spread of a kernel: the square roots of its second-moment (covariance) eigenvalues, major first."""
-  k = np.asarray(kernel, np.float64)
-  k = k / k.sum()
-  rows, cols = np.indices(k.shape)
-  mean_r, mean_c = np.sum(k * rows), np.sum(k * cols)
-  dr, dc = rows - mean_r, cols - mean_c
-  cov = np.array([[np.sum(k * dr * dr), np.sum(k * dr * dc)], [np.sum(k * dr * dc), np.sum(k * dc * dc)]])
-  minor, major = np.sqrt(np.maximum(np.linalg.eigvalsh(cov), 0.0))
-  return float(major), float(minor)
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageResult:
-  """What happened to one input file: outputs and summary numbers, or the error."""
-  path: str
-  error: str | None = None
-  lr_size: tuple[int, int] | None = None      # (height, width)
-  sr_size: tuple[int, int] | None = None
-  kernel_size: int | None = None
-  kernel_sigmas: tuple[float, float] | None = None  # HR pixels, major and minor
-  seconds: float | None = None
-  outputs: dict[str, str] = dataclasses.field(default_factory=dict)
-
-  def summary(self) -> str:
-    name = os.path.basename(self.path)
-    if self.error:  # Image errors name the file already; others (e.g. a failed write) get it added.
-      return f'FAILED {self.error}' if self.path in self.error else f'FAILED {self.path}: {self.error}'
-    (h, w), (sh, sw), (major, minor) = self.lr_size, self.sr_size, self.kernel_sigmas
-    return (f'{name}: LR {h}×{w} → SR {sh}×{sw}, kernel {self.kernel_size}×{self.kernel_size} σ '
-            f'{major:.2f}/{minor:.2f} HR px, {self.seconds:.1f} s → {self.outputs["sr"]}')
-
-
-def output_paths(path: str, out_dir: str, scale: int) -> dict[str, str]:
-  stem = os.path.splitext(os.path.basename(path))[0]
-  return dict(sr=os.path.join(out_dir, f'{stem}_x{scale}.png'),
-              kernel_png=os.path.join(out_dir, f'{stem}_kernel.png'),
-              kernel_npy=os.path.join(out_dir, f'{stem}_kernel.npy'),
-              spectrum_png=os.path.join(out_dir, f'{stem}_spectrum.png'))
-
-
-def _check_unique_stems(paths: Sequence[str]) -> None:
-  seen = {}
-  for p in paths:
-    stem = os.path.splitext(os.path.basename(p))[0]
-    if stem in seen:
-      raise ValueError(f'{seen[stem]} and {p} would write the same outputs ({stem}_*); rename one or run '
-                       'them with different output folders.')
-    seen[stem] = p
-
-
-def _load(kind: str, model: Any, loader):
-  if not isinstance(model, (str, os.PathLike)):
-    return model
-  try:
-    return loader(os.fspath(model))
-  except (ValueError, FileNotFoundError) as e:
-    raise type(e)(f'{kind}: {e}') from e
-
-
-def _process_file(path: str, out_dir: str, est, rest, **kwargs) -> ImageResult:
-  start = time.perf_counter()
-  lr = images.load_image(path)
-  check_image_size(lr.shape, est, path)
-  out = super_resolve_batch(lr[None], est, rest, **kwargs)
-  outputs = output_paths(path, out_dir, rest.scale)
-  visualize.save_png(outputs['sr'], visualize.to_uint8(out['sr'][0]))
-  visualize.save_png(outputs['kernel_png'], visualize.kernel_figure(out['kernel'][0]))
-  np.save(outputs['kernel_npy'], out['kernel'][0].astype(np.float32))
-  visualize.save_png(outputs['spectrum_png'], visualize.spectrum_figure(out['inputs'][0]))
-  return ImageResult(path=path, lr_size=lr.shape[:2], sr_size=out['sr'].shape[1:3],
-                     kernel_size=out['kernel'].shape[-1], kernel_sigmas=kernel_sigmas(out['kernel'][0]),
-                     seconds=time.perf_counter() - start, outputs=outputs)
-
-
-def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-                        estimator_dir: Any, restorer_dir: Any, scale: int | None = None, *,
-                        spectrum_mode: str | None = None, tile: int | None = None,
-                        overlap: int | None = None, noise_sigma: float = 0.0,
-                        progress: bool = True) -> list[ImageResult]:
-  """Super-resolves image files one by one and writes, per `<stem>` of each input, to `out_dir`:
-
-  `<stem>_x<s>.png` (8-bit RGB SR image), `<stem>_kernel.png` (the kernel scaled by its maximum,
-  nearest-neighbour enlarged), `<stem>_kernel.npy` (float32 (k, k), sums to 1, HR pixels) and
-  `<stem>_spectrum.png` (the estimator's input).
-
-  Problems with the models, the scale or the arguments raise before any image is read (ValueError or
-  FileNotFoundError naming the directory). A bad image (unreadable, unsupported, too small) does not
-  stop the others: its ImageResult carries the error. With `progress`, prints one summary line per
-  image and a progress bar for several images.
-
-  Args:
-    paths: image files (any format `images.load_image` reads: gray, RGBA, 16-bit are converted).
-    out_dir: created if missing; existing outputs are overwritten.
-    estimator_dir, restorer_dir: training workdirs (or their checkpoints/), or loaded models.
-    scale: the SR factor wanted; None = the restorer's. Must equal the restorer's scale.
-    spectrum_mode, tile, overlap, noise_sigma: see `super_resolve`.
-    progress: print summaries and a tqdm bar.
-
-  Returns:
-    One ImageResult per path, in order.
-  """
-  paths = [os.fspath(p) for p in paths]
-  out_dir = os.fspath(out_dir)
-  _check_options(spectrum_mode, tile, overlap)
-  _check_unique_stems(paths)
-  est = _load('estimator', estimator_dir, estimator_lib.load_estimator)
-  rest = _load('restorer', restorer_dir, restorer_lib.load_restorer)
-  check_compatible(est, rest, scale)
-  check_noise_sigma(rest, noise_sigma)
-  est, rest = _on_one_device(est), _on_one_device(rest)
-  os.makedirs(out_dir, exist_ok=True)
-  results = []
-  bar = tqdm.tqdm(paths, desc='s2k-sr', unit='img', disable=not progress or len(paths) < 2)
-  for path in bar:
-    try:
-      result = _process_file(path, out_dir, est, rest, spectrum_mode=spectrum_mode, tile=tile,
-                             overlap=overlap, noise_sigma=noise_sigma)
-    except (ValueError, OSError) as e:  # images.ImageError and ImageTooSmallError are ValueErrors.
-      result = ImageResult(path=path, error=str(e))
-    results.append(result)
-    if progress:
-      tqdm.tqdm.write(result.summary(), file=sys.stderr if result.error else sys.stdout)
-  return results

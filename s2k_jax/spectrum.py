@@ -284,8 +284,37 @@ def map_to_kernel(kernel_map: jnp.ndarray, ksize: int) -> jnp.ndarray:
 # Ambiguities of the amplitude spectrum: shift and 180° rotation.
 
 
-def _rot180(kernel: jnp.ndarray) -> jnp.ndarray:
-  return jnp.flip(kernel, axis=(-2, -1))
+# ----------------------------------------------------------------------------------------------
+# The 180° ambiguity: |F(k)| = |F(rot180 k)|, so the spectrum cannot tell a kernel from its rotation.
+# Its one home: losses (maps), metrics (kernels) and evaluation use these.
+
+
+def rot180(x: jnp.ndarray, axes: tuple[int, int] = (-2, -1)) -> jnp.ndarray:
+  """x rotated by 180° in the plane of `axes` (kernels (…, k, k): the last two; maps (B, S, S, 1): (1, 2))."""
+  return jnp.flip(x, axis=axes)
+
+
+def _orientation_distances(a: jnp.ndarray, b: jnp.ndarray,
+                           axes: tuple[int, int]) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Mean |a − b| and mean |a − rot180(b)| over the axes from the first rotated one to the last."""
+  first = min(ax % a.ndim for ax in axes)
+  reduce = tuple(range(first, a.ndim))
+  return (jnp.mean(jnp.abs(a - b), axis=reduce),
+          jnp.mean(jnp.abs(a - rot180(b, axes)), axis=reduce))
+
+
+def align_orientation(est: jnp.ndarray, ref: jnp.ndarray,
+                      axes: tuple[int, int] = (-2, -1)) -> jnp.ndarray:
+  """Per sample, `ref` or its 180° rotation, whichever is closer to `est` in mean |·| (a tie keeps `ref`)."""
+  direct, rotated = _orientation_distances(est, ref, axes)
+  use_rotated = (rotated < direct).reshape(direct.shape + (1,) * (ref.ndim - direct.ndim))
+  return jnp.where(use_rotated, rot180(ref, axes), ref)
+
+
+def flip_invariant_mae(a: jnp.ndarray, b: jnp.ndarray,
+                       axes: tuple[int, int] = (-2, -1)) -> jnp.ndarray:
+  """min(mean|a − b|, mean|a − rot180(b)|) per sample (the distance of `align_orientation`)."""
+  return jnp.minimum(*_orientation_distances(a, b, axes))
 
 
 def _shift_matrix(shift: jnp.ndarray, n: int) -> jnp.ndarray:
@@ -311,7 +340,7 @@ def _third_moment(kernel: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
   n = kernel.shape[-1]
   pos = jnp.arange(n, dtype=jnp.float32) - (n - 1) / 2
   rows, cols = jnp.meshgrid(pos, pos, indexing='ij')
-  odd = kernel - _rot180(kernel)
+  odd = kernel - rot180(kernel)
   weight = rows ** 2 + cols ** 2
   m_row = jnp.einsum('bij,ij->b', odd, weight * rows, precision=_HIGHEST)
   m_col = jnp.einsum('bij,ij->b', odd, weight * cols, precision=_HIGHEST)
@@ -348,7 +377,7 @@ def canonical_kernel(kernel: jnp.ndarray) -> jnp.ndarray:
   kernel = _centre_on_mass(kernel / jnp.sum(kernel, axis=(1, 2), keepdims=True))
   m_row, m_col = _third_moment(kernel)
   flip = (m_row < 0) | ((m_row == 0) & (m_col < 0))
-  kernel = jnp.where(flip[:, None, None], _rot180(kernel), kernel)
+  kernel = jnp.where(flip[:, None, None], rot180(kernel), kernel)
   return kernel if batched else kernel[0]
 
 
@@ -366,6 +395,4 @@ def flip_invariant_l1(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
   if a.shape != b.shape or a.ndim not in (2, 3):
     raise ValueError(f'flip_invariant_l1 needs two (B, k, k) or (k, k) arrays of the same shape, '
                      f'got {a.shape} and {b.shape}.')
-  direct = jnp.mean(jnp.abs(a - b), axis=(-2, -1))
-  rotated = jnp.mean(jnp.abs(a - _rot180(b)), axis=(-2, -1))
-  return jnp.minimum(direct, rotated)
+  return flip_invariant_mae(a, b)

@@ -4,7 +4,7 @@ The paper tests on "random blurred DIV2K validation set" and 100 Flickr2K images
 family and scale (§4, Table 1). A test set is generated once and then only loaded, so every method
 and every run sees the same LR images and true kernels:
 
-  python -m s2k_jax.testsets --config=configs/gaussian.py --config.degradation.scale=4 \
+  python -m s2k_jax.make_testset --config=configs/gaussian.py --config.degradation.scale=4 \
       --config.data.source=folder --config.data.eval_dir=DIV2K_valid_HR --out=testsets/div2k_gaussian_x4
 
 Layout of --out: hr/NNNN_name.png (8-bit RGB), lr/NNNN_name.png (8-bit RGB, LR rounded to uint8),
@@ -17,7 +17,6 @@ the same arguments gives byte-identical files (verified by the manifest hashes).
 HR images are either whole (cropped at the bottom/right to a multiple of the scale, the usual
 "modcrop", so LR × s = HR exactly) or the centred --hr_crop square.
 """
-from collections.abc import Sequence
 import dataclasses
 import functools
 import hashlib
@@ -29,8 +28,6 @@ import shutil
 import tempfile
 from typing import Any
 
-from absl import app
-from absl import flags
 import jax
 import ml_collections
 import numpy as np
@@ -221,7 +218,7 @@ def load(directory: str, *, verify: bool = False) -> TestSet:
       manifest = json.load(f)
   except FileNotFoundError as e:
     raise ValueError(
-        f'{directory}: no {MANIFEST}; generate the test set with python -m s2k_jax.testsets.') from e
+        f'{directory}: no {MANIFEST}; generate the test set with python -m s2k_jax.make_testset.') from e
   except json.JSONDecodeError as e:
     raise ValueError(f'{path}: not valid JSON ({e}).') from e
   if manifest.get('format') != FORMAT:
@@ -242,28 +239,3 @@ def load(directory: str, *, verify: bool = False) -> TestSet:
   return TestSet(directory=directory, manifest=manifest, names=tuple(e['name'] for e in manifest['images']),
                  hr=tuple(hr), lr=tuple(lr), kernels=np.stack(kernels).astype(np.float32),
                  noise_sigma=np.asarray([e['noise_sigma'] for e in manifest['images']], np.float32))
-
-
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  args = flags.FLAGS
-  manifest = generate(args.config, args.out, seed=args.seed, split=args.split, hr_crop=args.hr_crop,
-                      limit=args.limit, copies=args.copies, overwrite=args.overwrite)
-  print(f'{len(manifest["images"])} images, {manifest["family"]} kernels, ×{manifest["scale"]} '
-        f'→ {args.out}')
-
-
-if __name__ == '__main__':
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  config_flags.DEFINE_config_file('config', None, 'Experiment config (configs/<family>.py).',
-                                  lock_config=True)
-  flags.mark_flag_as_required('config')
-  flags.DEFINE_string('out', None, 'Output folder of the test set.', required=True)
-  flags.DEFINE_integer('seed', 0, 'Seed of the kernels and noise.')
-  flags.DEFINE_enum('split', 'eval', data.SPLITS, 'Which images of config.data to use.')
-  flags.DEFINE_integer('hr_crop', 0, 'Side of centred HR crops; 0 = whole images (modcropped).')
-  flags.DEFINE_integer('limit', 0, 'Use only the first N images (0 = all).')
-  flags.DEFINE_integer('copies', 1, 'Degrade each image this many times, each with its own kernel.')
-  flags.DEFINE_bool('overwrite', False, 'Replace an existing test set in --out.')
-  app.run(main)

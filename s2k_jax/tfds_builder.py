@@ -6,7 +6,7 @@ folder source — and stores its uint8 RGB pixels uncompressed, so training read
 (`tfds.data_source`, no TensorFlow) at memory-copy speed. The price is disk: H·W·3 bytes per image
 (DIV2K train: ~6.6 GB instead of 3.5 GB of PNG).
 
-  python -m s2k_jax.tfds_builder --train_dir=DIV2K_train_HR --eval_dir=DIV2K_valid_HR \
+  python -m s2k_jax.build_tfds --train_dir=DIV2K_train_HR --eval_dir=DIV2K_valid_HR \
       --data_dir=~/tensorflow_datasets/div2k_s2k
   python train.py ... --config.data.source=tfds --config.data.tfds_data_dir=~/tensorflow_datasets/div2k_s2k
 
@@ -15,11 +15,8 @@ Splits: 'train' from --train_dir, 'validation' from --eval_dir, records in the s
 folder). One dataset per data_dir: use a new --data_dir for
 each collection of images.
 """
-from collections.abc import Sequence
 import os
 
-from absl import app
-from absl import flags
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -73,23 +70,3 @@ def build(train_dir: str, data_dir: str, eval_dir: str | None = None) -> tfds.co
   builder = S2kImages(train_dir=train_dir, eval_dir=eval_dir, data_dir=os.path.expanduser(data_dir))
   builder.download_and_prepare()
   return builder
-
-
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  args = flags.FLAGS
-  builder = build(args.train_dir, args.data_dir, args.eval_dir)
-  print(f'{NAME} ready in {builder.data_dir}: ' +
-        ', '.join(f'{k} = {v.num_examples} images' for k, v in builder.info.splits.items()))
-  print('Train with --config.data.source=tfds '
-        f'--config.data.tfds_data_dir={os.path.expanduser(args.data_dir)}')
-
-
-if __name__ == '__main__':
-  # Flags are defined only when run as a program, so importing this module (data.py does, to register
-  # the builder) adds no flags to the importer's command line.
-  flags.DEFINE_string('train_dir', None, 'Folder of training images (searched recursively).', required=True)
-  flags.DEFINE_string('eval_dir', None, 'Folder of validation images (optional).')
-  flags.DEFINE_string('data_dir', None, 'tfds data_dir to write the dataset into.', required=True)
-  app.run(main)

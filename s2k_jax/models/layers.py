@@ -27,7 +27,8 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
-_DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
+# Every conv of the project: NHWC activations, HWIO kernels.
+DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 # lax.conv_transpose pads the stride-dilated input; k - 1 - p = 2 per side gives
 # PyTorch's ConvTranspose2d(k=4, s=2, p=1) and an output of exactly 2H x 2W.
 _TRANSPOSE_PADDING = ((2, 2), (2, 2))
@@ -107,7 +108,7 @@ def _strided_conv(y: jax.Array, conv_kernel: jax.Array) -> jax.Array:
     patches = _patches_4x4_s2(y)
     return jnp.dot(patches, conv_kernel.reshape(-1, conv_kernel.shape[-1]))
   return lax.conv_general_dilated(y, conv_kernel, (2, 2), _CONV_PADDING,
-                                  dimension_numbers=_DIMENSION_NUMBERS)
+                                  dimension_numbers=DIMENSION_NUMBERS)
 
 
 def _conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding,
@@ -118,7 +119,7 @@ def _conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, paddin
       rhs.shape[:2] == (4, 4) and tuple(window_strides) == (2, 2)
       and tuple(map(tuple, padding)) == _CONV_PADDING and feature_group_count == 1
       and lhs_dilation in (None, (1, 1)) and rhs_dilation in (None, (1, 1))
-      and dimension_numbers == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DIMENSION_NUMBERS)
+      and dimension_numbers == lax.conv_dimension_numbers(lhs.shape, rhs.shape, DIMENSION_NUMBERS)
       and not kwargs and precision is None)
   if is_4x4_s2 and _is_small(lhs):
     return _strided_conv(lhs, rhs)
@@ -156,7 +157,7 @@ def conv_transpose_4x4_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
     (y,) = jax.linear_transpose(conv, out)(x)
     return y
   return lax.conv_transpose(x, kernel, (2, 2), _TRANSPOSE_PADDING,
-                            dimension_numbers=_DIMENSION_NUMBERS)
+                            dimension_numbers=DIMENSION_NUMBERS)
 
 
 def _conv_transpose_fwd(x, kernel):

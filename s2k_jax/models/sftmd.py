@@ -30,7 +30,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-SCALES = (2, 3, 4)
+from s2k_jax.degradation import SCALES
+from s2k_jax.models.layers import DIMENSION_NUMBERS
 SFT_HIDDEN = 32  # Width of the SFT branches in IKC, independent of `features`.
 
 
@@ -73,11 +74,8 @@ def conv(x: jax.Array, features: int, name: str, kernel_size: int = 3,
   return layer(x)
 
 
-_DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
-
-
 def _conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=_DIMENSION_NUMBERS)
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=DIMENSION_NUMBERS)
 
 
 @jax.custom_vjp
@@ -187,6 +185,21 @@ def upsample_factors(scale: int) -> tuple[int, ...]:
   if scale not in SCALES:
     raise ValueError(f'SFTMD supports scales {SCALES}, got {scale!r}.')
   return (2, 2) if scale == 4 else (scale,)
+
+
+def receptive_field_radius(scale: int, num_blocks: int) -> int:
+  """LR pixels on each side that one SFTMD output pixel depends on (exact, from the layer layout above).
+
+  Head: 3 convs 3×3; each block: two SFT layers (two 3×3 convs each) and two 3×3 convs; the final SFT
+  layer and conv; one 3×3 conv per upsampling stage at its input resolution; the 9×9 output conv at
+  HR resolution. Tiled inference with this overlap reproduces the untiled output.
+  """
+  radius = 3 + 6 * int(num_blocks) + 3
+  resolution = 1
+  for factor in upsample_factors(int(scale)):
+    radius += 1 / resolution
+    resolution *= factor
+  return math.ceil(radius + 4 / resolution)
 
 
 class SFTMD(nn.Module):

@@ -1,12 +1,11 @@
-"""The non-blind restorer: SFTMD trained on (LR, true kernel code) pairs, and its inference (paper §3.4).
+"""SFTMD (IKC) as a restorer: trained on (LR, true kernel code) pairs, and its inference (paper §3.4).
 
-Training uses the estimator's driver (`loop.run`) and the same on-device degradation; only the state
-(SFTMD parameters plus the fixed PCA basis of the kernel code), the step (L1, Eq. of IKC) and the
-evaluation (PSNR with the true kernel) differ. `load_restorer` / `restore` serve the blind SR pipeline.
+Same shape as `s2k_jax/estimator.py`. Training uses the shared driver (`loop.run`) and the same
+on-device degradation as the estimator; what differs is the state (SFTMD parameters plus the fixed PCA
+basis of the kernel code, `pca.restorer_code`), the step (L1, as IKC) and the evaluation (PSNR with
+the true kernel). `load` returns the `base.Restorer` the pipeline and evaluation use.
 """
-import dataclasses
 import functools
-import os
 from typing import Any
 
 from flax import struct
@@ -16,14 +15,21 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from s2k_jax import export
-from s2k_jax import kernels as kernels_lib
+from s2k_jax import data
+from s2k_jax import degradation
 from s2k_jax import loop
+from s2k_jax import modelio
 from s2k_jax import pca
 from s2k_jax import visualize
 from s2k_jax.models import sftmd
+from s2k_jax.restorers import base
 
 CHECKPOINT_KIND = 'sftmd_restorer'
+NAME = 'SFTMD'
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training.
 
 
 class RestorerState(train_state.TrainState):
@@ -32,6 +38,18 @@ class RestorerState(train_state.TrainState):
 
 def with_noise(config: ml_collections.ConfigDict) -> bool:
   return config.degradation.noise_max > 0
+
+
+def make_batch_fn(config: ml_collections.ConfigDict):
+  """fn(hr uint8 (B, C, C, 3), key) → dict(hr, lr, kernel, noise_sigma) float32, jit-able."""
+  deg = ml_collections.FrozenConfigDict(config.degradation)
+
+  def batch_fn(hr_uint8: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+    hr = jnp.asarray(hr_uint8).astype(jnp.float32) / 255.0
+    out = degradation.degrade(hr, key, deg)
+    return dict(hr=hr, lr=out['lr'], kernel=out['kernel'], noise_sigma=out['noise_sigma'])
+
+  return batch_fn
 
 
 def create_model(config: ml_collections.ConfigDict) -> sftmd.SFTMD:
@@ -57,19 +75,10 @@ def create_train_state(config: ml_collections.ConfigDict, basis: dict[str, np.nd
                               pca={k: jnp.asarray(v) for k, v in basis.items()})
 
 
-def kernel_codes(state: RestorerState, kernels: jax.Array, noise_sigma: jax.Array | None,
+def kernel_codes(state: Any, kernels: jax.Array, noise_sigma: jax.Array | None,
                  config: ml_collections.ConfigDict) -> jax.Array:
-  """Kernels of any odd size → the restorer's canvas → PCA code (+ noise entry when noise is on).
-
-  The code is divided by the first component's standard deviation (one global factor: distances
-  between codes keep their geometry) so its leading entries are O(1) like the features they are
-  concatenated with; raw codes are ~0.01 and a fresh SFTMD learned to ignore them (docs/conventions.md).
-  """
-  k = kernels_lib.resize_canvas(kernels, config.restorer.kernel_size)
-  codes = pca.encode(k, state.pca) / jnp.sqrt(state.pca['variance'][0])
-  if not with_noise(config):
-    return codes
-  return jnp.concatenate([codes, pca.NOISE_CODE_SCALE * noise_sigma[:, None]], axis=1)
+  """The code SFTMD reads: `pca.restorer_code`, with the noise entry when trained with noise."""
+  return pca.restorer_code(kernels, state.pca, noise_sigma if with_noise(config) else None)
 
 
 def psnr_rgb(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -101,50 +110,37 @@ def eval_step(state: RestorerState, batch: dict[str, jax.Array], *, config) -> d
   return dict(sr=sr, psnr=psnr_rgb(sr, batch['hr']))
 
 
-def log_eval(out, eval_batch, writer, workdir, step):
-  """Validation PSNR (true kernels) and a PNG of LR (nearest-upscaled) | SR | HR rows."""
-  writer.write(step, {'eval/psnr_true_kernel': float(np.mean(out['psnr']))})
-  hr = np.asarray(jax.device_get(eval_batch['hr']))
-  lr = np.asarray(jax.device_get(eval_batch['lr']))
+def summarize_eval(out, eval_batch) -> tuple[dict[str, float], np.ndarray]:
+  """Validation PSNR (true kernels) and a figure of LR (nearest-upscaled) | SR | HR rows."""
+  hr, lr = np.asarray(eval_batch['hr']), np.asarray(eval_batch['lr'])
   s = hr.shape[1] // lr.shape[1]
   rows = [np.concatenate([np.repeat(np.repeat(lr[i], s, 0), s, 1), out['sr'][i], hr[i]], axis=1)
           for i in range(min(4, hr.shape[0]))]
-  grid = visualize.to_uint8(np.concatenate(rows, axis=0))
-  if jax.process_index() == 0:
-    visualize.save_png(os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid)
-    writer.write_image(step, 'eval/sr', grid)
+  return ({'psnr_true_kernel': float(np.mean(out['psnr']))},
+          visualize.to_uint8(np.concatenate(rows, axis=0)))
 
 
-def restorer_task(config: ml_collections.ConfigDict) -> loop.Task:
+def checkpoint_meta(config: ml_collections.ConfigDict) -> dict:
+  return dict(kind=CHECKPOINT_KIND, config=config.to_dict())
+
+
+def task(config: ml_collections.ConfigDict) -> loop.Task:
   """SFTMD as a task of the shared training driver; the PCA basis is fitted once here (seeded)."""
   basis = fit_basis(config)
-  meta = dict(kind=CHECKPOINT_KIND, config=config.to_dict())
+  batch_fn = make_batch_fn(config)
   return loop.Task(
-      name='sftmd', kind=CHECKPOINT_KIND, meta=meta,
+      name='sftmd', kind=CHECKPOINT_KIND, meta=checkpoint_meta(config),
+      train_iterator=functools.partial(data.create_train_iterator, config),
+      eval_data=functools.partial(data.create_eval_batch, config, config.train.eval_batch_size),
+      make_batch=lambda host, key: batch_fn(host['hr'], key),
       create_state=functools.partial(create_train_state, config, basis),
       train_step=functools.partial(train_step, config=config),
       eval_step=functools.partial(eval_step, config=config),
-      log_eval=log_eval, progress_keys=('l1', 'psnr'))
+      summarize_eval=summarize_eval, progress_keys=('l1', 'psnr'))
 
 
 # ---------------------------------------------------------------------------------------------------
 # Inference.
-
-
-@dataclasses.dataclass(frozen=True)
-class Restorer:
-  config: ml_collections.ConfigDict
-  state: export.InferenceState  # SFTMD apply_fn, params and the PCA basis
-  step: int
-  directory: str                # the checkpoints directory or bundle file it was loaded from
-
-  @property
-  def scale(self) -> int:
-    return int(self.config.degradation.scale)
-
-  @property
-  def kernel_size(self) -> int:
-    return int(self.config.restorer.kernel_size)
 
 
 def _basis_shapes(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
@@ -155,27 +151,20 @@ def _basis_shapes(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
               variance=np.zeros((r.pca_components,), np.float32))
 
 
-def load_restorer(source: str, step: int | None = None) -> Restorer:
-  """Loads a restorer (parameters and PCA basis) from a model bundle (`export.py`), a training workdir
-  or its `checkpoints/` directory (latest step unless `step` is given)."""
-  config, state, step, path, _ = export.load_for_inference(
-      source, CHECKPOINT_KIND,
-      lambda config: functools.partial(create_train_state, config, _basis_shapes(config)), step)
-  return Restorer(config=config, state=state, step=step, directory=path)
-
-
 @functools.partial(jax.jit, static_argnames=('config',))
 def _restore(state, lr, kernels, noise_sigma, config):
   code = kernel_codes(state, kernels, noise_sigma, config)
   return state.apply_fn({'params': state.params}, lr, code)
 
 
-def restore(restorer: Restorer, lr: jax.Array, kernels: jax.Array,
-            noise_sigma: jax.Array | None = None) -> jax.Array:
-  """Non-blind SR: LR (B, h, w, 3) in [0, 1] and kernels (B, k, k) of any odd k → (B, h·s, w·s, 3)."""
-  lr = jnp.asarray(lr)
-  if lr.dtype == jnp.uint8:
-    lr = lr.astype(jnp.float32) / 255.0
-  sigma = jnp.zeros((lr.shape[0],), jnp.float32) if noise_sigma is None else jnp.asarray(noise_sigma)
-  return _restore(restorer.state, lr, jnp.asarray(kernels, jnp.float32), sigma,
-                  ml_collections.FrozenConfigDict(restorer.config))
+def load(source: str, step: int | None = None) -> base.Restorer:
+  """Loads SFTMD (parameters and PCA basis) from a model bundle (`python -m s2k_jax.export`), a
+  training workdir or its `checkpoints/` directory (latest step unless `step` is given)."""
+  config, state, step, path, _ = modelio.load_for_inference(
+      source, CHECKPOINT_KIND,
+      lambda config: functools.partial(create_train_state, config, _basis_shapes(config)), step)
+  return base.Restorer(
+      name=NAME, config=config, state=state, step=step, directory=path,
+      apply=functools.partial(_restore, config=ml_collections.FrozenConfigDict(config)),
+      receptive_field=sftmd.receptive_field_radius(config.degradation.scale, config.restorer.num_blocks),
+      kernel_size=int(config.restorer.kernel_size), takes_noise=with_noise(config))

@@ -1,0 +1,279 @@
+r"""Model I/O: what inference reads of a trained model, from a training checkpoint or a model bundle.
+
+The one low-level home of model files (imports no model module, so reading a file never needs one):
+  * `InferenceState`: the part of a train state inference reads (parameters, BatchNorm statistics of
+    the S2K generator §3.3, the restorer's PCA basis §3.4);
+  * training checkpoints (orbax, written by `loop.run`): `checkpoints_dir`, `read_meta`,
+    `restore_for_inference`;
+  * model bundles: one safe `.npz` per model (`write_bundle` / `read_bundle`, written by
+    `python -m s2k_jax.export`);
+  * `load_for_inference`: a bundle or a checkpoint → InferenceState, for the model modules' `load`;
+  * the models that ship inside the package (`s2k_jax/weights/`, `pretrained_estimator` /
+    `pretrained_restorer`).
+
+Bundle format (`FORMAT`): a NumPy `.npz` (zip) read with `allow_pickle=False`, so loading never runs code:
+  `meta`              uint8 bytes of a JSON object: format, kind, step, config, kernel_map convention,
+                      parameter dtype, source checkpoint, free-text `trained_on`;
+  `params/<a>/<b>/…`  the network's parameters (float16 by default: half the size, outputs equal to
+                      float32 ones within the tolerance measured in tests/test_modelio.py);
+  `batch_stats/…`     BatchNorm running statistics (estimator; always float32);
+  `pca/…`             the restorer's kernel-code basis (always float32).
+"""
+from collections.abc import Mapping
+import json
+import os
+import zipfile
+from typing import Any, Callable
+
+from flax import struct
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from s2k_jax import loop
+
+FORMAT = 's2k-jax-bundle/1'
+SUFFIX = '.npz'
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights')
+# Parameters are stored in this dtype unless asked otherwise; statistics and bases stay float32.
+DEFAULT_DTYPE = 'float16'
+FLOAT_DTYPES = ('float16', 'float32')
+# The trees a bundle may hold (InferenceState's fields), with the names errors use for them.
+_TREES = {'params': 'parameters', 'batch_stats': 'BatchNorm statistics', 'pca': 'PCA basis'}
+
+
+class BundleError(ValueError):
+  """A file that is not a usable model bundle; the message names the file and what to do."""
+
+
+@struct.dataclass
+class InferenceState:
+  """The part of a train state that inference reads (same attribute names as flax's TrainState)."""
+  apply_fn: Callable = struct.field(pytree_node=False)
+  params: Any
+  batch_stats: Any = None   # Estimator: BatchNorm running statistics.
+  pca: Any = None           # Restorer: the kernel-code basis (`pca.fit_pca`).
+
+
+def inference_state(state: Any) -> InferenceState:
+  """The part of a training state (the generator's TrainState, a RestorerState) that inference reads."""
+  return InferenceState(apply_fn=state.apply_fn, params=state.params,
+                        batch_stats=getattr(state, 'batch_stats', None), pca=getattr(state, 'pca', None))
+
+
+def is_bundle(path: str | os.PathLike) -> bool:
+  """True for an existing file (a bundle, or something that should be one); False for directories."""
+  return os.path.isfile(path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Trees ↔ flat arrays.
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str) -> dict[str, np.ndarray]:
+  flat = {}
+  for key, value in tree.items():
+    name = f'{prefix}/{key}'
+    if isinstance(value, Mapping):
+      flat.update(_flatten(value, name))
+    else:
+      flat[name] = np.asarray(jax.device_get(value))
+  return flat
+
+
+def _unflatten(flat: Mapping[str, np.ndarray], prefix: str) -> dict[str, Any] | None:
+  tree: dict[str, Any] = {}
+  for name, value in flat.items():
+    head, *path = name.split('/')
+    if head != prefix:
+      continue
+    node = tree
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = value
+  return tree or None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing and reading.
+
+
+def write_bundle(path: str | os.PathLike, *, kind: str, step: int, meta: Mapping[str, Any],
+                 params: Mapping[str, Any], batch_stats: Mapping[str, Any] | None = None,
+                 pca: Mapping[str, Any] | None = None, dtype: str = DEFAULT_DTYPE) -> str:
+  """Writes a bundle atomically (temporary file, then rename); returns its path."""
+  if dtype not in FLOAT_DTYPES:
+    raise ValueError(f'bundle dtype must be one of {FLOAT_DTYPES}, got {dtype!r}.')
+  path = os.fspath(path)
+  if not path.endswith(SUFFIX):
+    raise ValueError(f'{path}: a bundle file name must end in {SUFFIX}.')
+  arrays = {k: v.astype(dtype) if np.issubdtype(v.dtype, np.floating) else v
+            for k, v in _flatten(params, 'params').items()}
+  for prefix, tree in (('batch_stats', batch_stats), ('pca', pca)):
+    if tree:
+      arrays.update({k: v.astype(np.float32) for k, v in _flatten(tree, prefix).items()})
+  header = dict(meta, format=FORMAT, kind=kind, step=int(step), dtype=dtype)
+  arrays['meta'] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), np.uint8)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + '.tmp'
+  with open(tmp, 'wb') as f:
+    np.savez_compressed(f, **arrays)
+  os.replace(tmp, path)
+  return path
+
+
+def read_bundle(path: str | os.PathLike,
+                kind: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Reads a bundle (of the given kind, if not None) → (meta, dict(params, batch_stats, pca)); float32.
+
+  Raises BundleError naming the file for anything that is not a bundle of this kind and format.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: no such model bundle.')
+  try:
+    with np.load(path, allow_pickle=False) as npz:
+      flat = {name: npz[name] for name in npz.files}
+  except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+    raise BundleError(f'{path}: not a readable s2k-jax model bundle ({type(e).__name__}: {e}). Pass a '
+                      f'{SUFFIX} file written by `python -m s2k_jax.export`, or a training workdir; '
+                      'if the file was downloaded or copied, it may be truncated: copy it again.') from e
+  if 'meta' not in flat:
+    raise BundleError(f'{path}: a .npz file but not an s2k-jax model bundle (no meta entry); write one '
+                      'with `python -m s2k_jax.export`.')
+  try:
+    meta = json.loads(flat.pop('meta').tobytes().decode())
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise BundleError(f'{path}: the bundle metadata is corrupt ({e}); export the model again.') from e
+  if meta.get('format') != FORMAT:
+    raise BundleError(f'{path}: bundle format {meta.get("format")!r}, this s2k-jax reads {FORMAT!r}; '
+                      'export the model again with this version.')
+  if kind is not None and meta.get('kind') != kind:
+    raise BundleError(f'{path} holds a {meta.get("kind")!r} model, not a {kind!r} one; pass the '
+                      'matching bundle.')
+  flat = {k: v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v for k, v in flat.items()}
+  trees = {prefix: _unflatten(flat, prefix) for prefix in _TREES}
+  if trees['params'] is None:
+    raise BundleError(f'{path}: the bundle holds no parameters; export the model again.')
+  return meta, trees
+
+
+def _check_tree_shapes(path: str, name: str, got: Any, expected: Any) -> None:
+  """Compares a bundle's tree with the shapes its config implies; BundleError naming the file if off."""
+  got_shapes = jax.tree.map(np.shape, got)
+  want_shapes = jax.tree.map(lambda x: tuple(x.shape), expected)
+  if got_shapes != want_shapes:
+    raise BundleError(f'{path}: the {name} do not match the network its config describes (corrupt or '
+                      'hand-edited bundle); export the model again.')
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training checkpoints, read for inference.
+
+
+def read_meta(checkpoint_dir: str, step: int | None = None) -> dict:
+  """Reads the JSON metadata (config, kind, conventions) of a checkpoint directory without jax state."""
+  mngr = ocp.CheckpointManager(checkpoint_dir, options=ocp.CheckpointManagerOptions(create=False),
+                               item_names=('meta',))
+  step = mngr.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f'no checkpoint found in {checkpoint_dir}: train a model there first.')
+  return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+
+
+def checkpoints_dir(workdir_or_checkpoints: str) -> str:
+  """A training workdir or its `checkpoints/` directory → the absolute checkpoints directory."""
+  path = os.path.abspath(workdir_or_checkpoints)
+  if os.path.isdir(os.path.join(path, 'checkpoints')):
+    path = os.path.join(path, 'checkpoints')
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f'{workdir_or_checkpoints}: no such checkpoint directory.')
+  return path
+
+
+def restore_for_inference(workdir_or_checkpoints: str, kind: str,
+                          make_create_state: Callable[[ml_collections.ConfigDict], Callable],
+                          step: int | None = None):
+  """Loads a model for inference: (config, state, step, checkpoints dir, meta).
+
+  Accepts a training workdir or its `checkpoints/` directory; checks the checkpoint's kind; rebuilds
+  the state's shapes from the config saved with it (`make_create_state(config)` → key → state), so
+  inference never guesses sizes.
+  """
+  path = checkpoints_dir(workdir_or_checkpoints)
+  meta = read_meta(path, step)
+  if meta.get('kind') != kind:
+    raise ValueError(f'{workdir_or_checkpoints} holds a {meta.get("kind")!r} checkpoint, not a {kind!r} '
+                     'one; pass the workdir of the matching training run.')
+  config = ml_collections.ConfigDict(meta['config'])
+  abstract = loop.abstract_like(jax.eval_shape(make_create_state(config), jax.random.key(0)),
+                                loop.replicated(loop.make_mesh()))
+  mngr = loop.checkpoint_manager(os.path.dirname(path), 1)
+  step = mngr.latest_step() if step is None else step
+  state = loop.restore_checkpoint(mngr, step, abstract, data_iter=None)
+  mngr.close()
+  return config, state, int(step), path, meta
+
+
+def read_kind(source: str) -> str:
+  """The `kind` recorded in a bundle or a checkpoint (which model module loads it)."""
+  if is_bundle(source):
+    return str(read_bundle(source)[0].get('kind'))
+  return str(read_meta(checkpoints_dir(source)).get('kind'))
+
+
+def load_for_inference(source: str, kind: str,
+                       make_create_state: Callable[[ml_collections.ConfigDict], Callable],
+                       step: int | None = None, select: Callable[[Any], Any] = lambda state: state):
+  """A model bundle or a training checkpoint → (config, InferenceState, step, path, meta).
+
+  Checkpoints go through `restore_for_inference`. A bundle's shapes are checked against the state
+  its saved config builds (`select` picks the part a bundle holds, e.g. the generator of the GAN
+  state), then it is placed like a restored checkpoint: replicated over every device.
+  """
+  if not is_bundle(source):
+    config, state, step, path, meta = restore_for_inference(source, kind, make_create_state, step)
+    return config, inference_state(select(state)), step, path, meta
+  if step is not None:
+    raise ValueError(f'{source} is a model bundle (one fixed step); --step applies to training workdirs.')
+  meta, trees = read_bundle(source, kind)
+  config = ml_collections.ConfigDict(meta['config'])
+  expected = inference_state(select(jax.eval_shape(make_create_state(config), jax.random.key(0))))
+  for name, label in _TREES.items():
+    _check_tree_shapes(source, label, trees[name] or {}, getattr(expected, name) or {})
+  state = expected.replace(**{name: tree for name, tree in trees.items() if tree is not None})
+  return (config, jax.device_put(state, loop.replicated(loop.make_mesh())), int(meta['step']),
+          os.path.abspath(source), meta)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bundles that ship with the package.
+
+# Name → file in s2k_jax/weights/. What they were trained on: s2k_jax/weights/README.md.
+PRETRAINED_ESTIMATORS = {f: f'{f}_estimator.npz' for f in ('gaussian', 'motion', 'disk')}
+PRETRAINED_RESTORERS = {('gaussian', 4): 'sftmd_gaussian_x4.npz', ('motion', 4): 'sftmd_motion_x4.npz'}
+
+
+def pretrained_path(filename: str) -> str:
+  path = os.path.join(WEIGHTS_DIR, filename)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'the shipped model {filename} is missing from {WEIGHTS_DIR}: reinstall '
+                            's2k-jax, or pass your own with --estimator/--restorer.')
+  return path
+
+
+def pretrained_estimator(family: str) -> str:
+  if family not in PRETRAINED_ESTIMATORS:
+    raise ValueError(f'no shipped estimator for the {family!r} family; shipped: '
+                     f'{", ".join(sorted(PRETRAINED_ESTIMATORS))}.')
+  return pretrained_path(PRETRAINED_ESTIMATORS[family])
+
+
+def pretrained_restorer(family: str, scale: int) -> str:
+  if (family, scale) not in PRETRAINED_RESTORERS:
+    shipped = ', '.join(f'{f} ×{s}' for f, s in sorted(PRETRAINED_RESTORERS))
+    raise ValueError(f'no shipped restorer for {family} kernels at ×{scale}; shipped: {shipped}. Train one '
+                     f'with `python train.py --config configs/sftmd.py:{family}_x{scale}` and pass it with '
+                     '--restorer.')
+  return pretrained_path(PRETRAINED_RESTORERS[(family, scale)])

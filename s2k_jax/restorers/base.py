@@ -1,0 +1,55 @@
+"""What every restorer offers inference: restore LR images given their kernels and noise level (§3.4).
+
+`Restorer` is the one interface the blind SR pipeline, the evaluation and the CLI use, whatever the
+network (SFTMD today); each restorer module's `load` returns one.
+"""
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+
+@dataclasses.dataclass(frozen=True)
+class Restorer:
+  """A loaded restorer.
+
+  Attributes:
+    name: display name in reports ('SFTMD').
+    config: the training config saved with the model (family, scale, sizes).
+    state: what `apply` reads (parameters, a kernel-code basis, ...), replicated over the devices.
+    step: training step the parameters come from.
+    directory: the checkpoints directory or bundle file it was loaded from.
+    apply: jitted (state, lr (B, h, w, 3), kernels (B, k, k), noise_sigma (B,)) → SR (B, h·s, w·s, 3).
+    receptive_field: LR pixels on each side that one output pixel depends on; tiles overlapping by
+      this much reproduce the untiled result.
+    kernel_size: the largest kernel side the restorer represents without cutting tails.
+    takes_noise: whether it reads the noise level (trained with noise).
+  """
+  name: str
+  config: ml_collections.ConfigDict
+  state: Any
+  step: int
+  directory: str
+  apply: Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
+  receptive_field: int
+  kernel_size: int
+  takes_noise: bool
+
+  @property
+  def scale(self) -> int:
+    return int(self.config.degradation.scale)
+
+  @property
+  def family(self) -> str:
+    return str(self.config.degradation.family)
+
+  def restore(self, lr: Any, kernels: Any, noise_sigma: Any = None) -> jax.Array:
+    """Non-blind SR: LR (B, h, w, 3) in [0, 1] (uint8 is rescaled), kernels (B, k, k) of any odd k,
+    noise σ (B,) on the [0, 1] scale (None = 0) → (B, h·s, w·s, 3) in [0, 1]."""
+    lr = jnp.asarray(lr)
+    if lr.dtype == jnp.uint8:
+      lr = lr.astype(jnp.float32) / 255.0
+    sigma = jnp.zeros((lr.shape[0],), jnp.float32) if noise_sigma is None else jnp.asarray(noise_sigma)
+    return self.apply(self.state, lr, jnp.asarray(kernels, jnp.float32), sigma)
