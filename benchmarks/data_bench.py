@@ -34,7 +34,9 @@ import skimage.data
 
 from configs import gaussian
 from s2k_jax import data
-from s2k_jax import train
+from s2k_jax import estimator
+from s2k_jax import tasks
+from s2k_jax import loop
 
 DIV2K_SIZE = (2040, 1356)  # (width, height) of most DIV2K HR images.
 
@@ -95,21 +97,21 @@ def batch_fn_time(config, repeats: int) -> dict:
   batch = config.train.batch_size
   crop = config.data.hr_crop
   hr = np.random.default_rng(0).integers(0, 256, (batch, crop, crop, 3), np.uint8)
-  seconds = timed(jax.jit(data.make_batch_fn(config)), hr, jax.random.key(0), repeats=repeats)
+  seconds = timed(jax.jit(estimator.make_batch_fn(config)), hr, jax.random.key(0), repeats=repeats)
   return dict(ms_per_batch=round(1000 * seconds, 1), images_per_s=round(batch / seconds, 1))
 
 
 def loop_share(config, steps: int) -> dict:
   """Runs the real loop and splits its wall time into data loading, batch function and step."""
   mesh = Mesh(np.asarray(jax.devices()), ('data',))
-  state = jax.jit(lambda k: train.create_train_state(config, k))(jax.random.key(0))
-  step_fn = jax.jit(lambda s, b, k: train.train_step(s, b, k, config=config))
-  batch_fn = jax.jit(data.make_batch_fn(config))
+  state = jax.jit(lambda k: estimator.create_train_state(config, k))(jax.random.key(0))
+  step_fn = jax.jit(lambda s, b, k: estimator.train_step(s, b, k, config=config))
+  batch_fn = jax.jit(estimator.make_batch_fn(config))
   it = data.create_train_iterator(config)
   totals = dict(load=0.0, batch_fn=0.0, step=0.0)
   for step in range(steps + 2):  # The first two steps compile and fill buffers; not counted.
     t0 = time.perf_counter()
-    hr = data.shard_batch(next(it), mesh)['hr']
+    hr = loop.shard_batch(next(it), mesh)['hr']
     t1 = time.perf_counter()
     batch = jax.block_until_ready(batch_fn(hr, jax.random.key(step)))
     t2 = time.perf_counter()
@@ -170,10 +172,10 @@ def main() -> None:
   paper.data.source, paper.data.num_workers = 'bundled', 0
   results['device_batch_fn/paper'] = batch_fn_time(paper, repeats=2)
   if not (args.skip_paper_step or args.skip_steps):
-    state = jax.jit(lambda k: train.create_train_state(paper, k))(jax.random.key(0))
-    batch = jax.jit(data.make_batch_fn(paper))(
+    state = jax.jit(lambda k: estimator.create_train_state(paper, k))(jax.random.key(0))
+    batch = jax.jit(estimator.make_batch_fn(paper))(
         np.zeros((16, 1024, 1024, 3), np.uint8), jax.random.key(0))
-    step_fn = jax.jit(lambda s, b, k: train.train_step(s, b, k, config=paper)[1])
+    step_fn = jax.jit(lambda s, b, k: estimator.train_step(s, b, k, config=paper)[1])
     seconds = timed(step_fn, state, batch, jax.random.key(0), repeats=1)
     results['train_step/paper_ms'] = round(1000 * seconds, 1)
 

@@ -36,9 +36,10 @@ from s2k_jax import estimator  # noqa: E402
 from s2k_jax import evaluation  # noqa: E402
 from s2k_jax import kernels  # noqa: E402
 from s2k_jax import pipeline  # noqa: E402
-from s2k_jax import restorer  # noqa: E402
+from s2k_jax import tasks  # noqa: E402
+from s2k_jax.restorers import base  # noqa: E402
+from s2k_jax.restorers import sftmd as sftmd_restorer  # noqa: E402
 from s2k_jax import testsets  # noqa: E402
-from s2k_jax import train  # noqa: E402
 
 
 def median_ms(fn: Callable[[], Any], warmup: int, runs: int) -> float:
@@ -96,33 +97,33 @@ def peak_memory_mb() -> dict[str, float]:
 
 
 def bench_s2k_step(args: argparse.Namespace) -> dict[str, Any]:
-  """`train.train_step` of the paper model (unet-8-64 + PatchGAN, Eq. 11-12, Adam), jitted, donated.
+  """`estimator.train_step` of the paper model (unet-8-64 + PatchGAN, Eq. 11-12, Adam), jitted, donated.
 
   The PyTorch reference does the same step: one G forward, D on fake and real, D update, G update
   through the new D, with BatchNorm in training mode and dropout in the U-Net.
   """
   config = gaussian.get_config()
   config.spectrum.size = args.size
-  state = train.create_train_state(config, jax.random.key(0))
+  state = estimator.create_train_state(config, jax.random.key(0))
   rng = np.random.default_rng(0)
   shape = (args.batch, args.size, args.size, 1)
   batch = {'inputs': jnp.asarray(rng.uniform(-1, 1, shape).astype(np.float32)),
            'kernel_map': jnp.asarray(rng.uniform(-1, 1, shape).astype(np.float32))}
   params = sum(x.size for x in jax.tree.leaves(state['gen'].params))
-  ms = step_ms(functools.partial(train.train_step, config=config), state, batch, args)
+  ms = step_ms(functools.partial(estimator.train_step, config=config), state, batch, args)
   return dict(workload='s2k_step', batch=args.batch, size=args.size, generator=config.model.generator,
               generator_params=params, ms=ms, **peak_memory_mb())
 
 
 def bench_sftmd_step(args: argparse.Namespace) -> dict[str, Any]:
-  """`restorer.train_step` of the paper SFTMD (64 ch, 16 blocks, code 10) at ×s: L1 + Adam, jitted, donated.
+  """`sftmd_restorer.train_step` of the paper SFTMD (64 ch, 16 blocks, code 10) at ×s: L1 + Adam, jitted, donated.
 
   The PyTorch reference does the same step on random LR/HR and codes.
   """
   config = sftmd_config.get_config(f'gaussian_x{args.scale}')
   basis = {'components': np.linalg.qr(np.random.default_rng(0).normal(size=(225, 10)))[0].astype(np.float32),
            'mean': np.full((225,), 1 / 225, np.float32), 'variance': np.ones((10,), np.float32)}
-  state = restorer.create_train_state(config, basis, jax.random.key(0))
+  state = sftmd_restorer.create_train_state(config, basis, jax.random.key(0))
   rng = np.random.default_rng(0)
   hr_side = args.lr_size * args.scale
   k = rng.random((args.batch, 15, 15), np.float32)
@@ -131,7 +132,7 @@ def bench_sftmd_step(args: argparse.Namespace) -> dict[str, Any]:
            'kernel': jnp.asarray(k / k.sum(axis=(1, 2), keepdims=True)),
            'noise_sigma': jnp.zeros((args.batch,), jnp.float32)}
   params = sum(x.size for x in jax.tree.leaves(state.params))
-  ms = step_ms(functools.partial(restorer.train_step, config=config), state, batch, args)
+  ms = step_ms(functools.partial(sftmd_restorer.train_step, config=config), state, batch, args)
   return dict(workload='sftmd_step', batch=args.batch, lr_size=args.lr_size, scale=args.scale,
               params=params, ms=ms, **peak_memory_mb())
 
@@ -140,12 +141,11 @@ def _models(preset: str | None, scale: int):
   """An (untrained) estimator and restorer of the given preset; speed does not depend on the weights."""
   est_config = gaussian.get_config(preset)
   est_config.degradation.scale = scale
-  est = estimator.Estimator(config=est_config, state=train.create_train_state(est_config, jax.random.key(0)),
+  est = estimator.Estimator(config=est_config, state=estimator.create_train_state(est_config, jax.random.key(0)),
                             step=0, directory='')
   rest_config = sftmd_config.get_config(f'gaussian_x{scale}' + (f',{preset}' if preset else ''))
-  basis = restorer.fit_basis(rest_config)
-  rest = restorer.Restorer(config=rest_config, step=0, directory='',
-                           state=restorer.create_train_state(rest_config, basis, jax.random.key(1)))
+  basis = sftmd_restorer.fit_basis(rest_config)
+  rest = sftmd_restorer.from_state(rest_config, sftmd_restorer.create_train_state(rest_config, basis, jax.random.key(1)))
   return est, rest
 
 

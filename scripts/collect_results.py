@@ -14,7 +14,7 @@ from s2k_jax import estimator as estimator_lib
 
 
 def describe(directory: str) -> dict:
-  config = estimator_lib.load_estimator(directory).config
+  config = estimator_lib.load(directory).config
   return dict(generator=config.model.generator, input=config.model.input,
               weights='/'.join(f'{w:g}' for w in config.train.loss_weights))
 

@@ -12,9 +12,9 @@ import pytest  # noqa: E402  (after the XLA flags above)
 def smoke_estimator_workdir(tmp_path_factory):
   """A Gaussian S2K estimator trained for the :smoke preset's 4 steps, shared by the tests of one worker."""
   from configs import gaussian  # pylint: disable=g-import-not-at-top
-  from s2k_jax import train  # pylint: disable=g-import-not-at-top
+  from s2k_jax import tasks  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp('smoke_estimator')
-  train.train_and_evaluate(gaussian.get_config('smoke'), str(workdir))
+  tasks.train_and_evaluate(gaussian.get_config('smoke'), str(workdir))
   return workdir
 
 
@@ -22,9 +22,9 @@ def smoke_estimator_workdir(tmp_path_factory):
 def smoke_restorer_workdir(tmp_path_factory):
   """A ×4 Gaussian SFTMD trained for the :smoke preset's 4 steps, shared by the tests of one worker."""
   from configs import sftmd  # pylint: disable=g-import-not-at-top
-  from s2k_jax import train  # pylint: disable=g-import-not-at-top
+  from s2k_jax import tasks  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp('smoke_restorer')
-  train.train_and_evaluate(sftmd.get_config('gaussian_x4,smoke'), str(workdir))
+  tasks.train_and_evaluate(sftmd.get_config('gaussian_x4,smoke'), str(workdir))
   return workdir
 
 

@@ -19,6 +19,8 @@ import tifffile
 from configs import gaussian
 from s2k_jax import data
 from s2k_jax import images
+from s2k_jax import estimator
+from s2k_jax import loop
 
 
 def smoke_config(**data_overrides):
@@ -357,7 +359,7 @@ def test_grayscale_bundled_images_arrive_as_equal_channels():
 def device_batch():
   config = smoke_config()
   hr = next(data.create_train_iterator(config))['hr']
-  return config, hr, jax.jit(data.make_batch_fn(config))(hr, jax.random.key(0))
+  return config, hr, jax.jit(estimator.make_batch_fn(config))(hr, jax.random.key(0))
 
 
 def test_device_batch_shapes_dtypes_and_ranges(device_batch):
@@ -389,7 +391,7 @@ def test_spatial_input_variant():
   config = smoke_config()
   config.model.input = 'spatial'
   hr = data.create_eval_batch(config, 2)['hr']
-  batch = jax.jit(data.make_batch_fn(config))(hr, jax.random.key(0))
+  batch = jax.jit(estimator.make_batch_fn(config))(hr, jax.random.key(0))
   assert batch['inputs'].shape == (2, 32, 32, 1)
   assert not np.array_equal(batch['inputs'], batch['spectrum'])
   # Luma Y = 16/255 + (65.481 R + 128.553 G + 24.966 B)/255 → [-1, 1]; the LR is 32² = the input size.
@@ -397,25 +399,25 @@ def test_spatial_input_variant():
   np.testing.assert_allclose(batch['inputs'][..., 0], 2 * (y - 16 / 255) / (219 / 255) - 1, atol=1e-5)
   config.model.input = 'fourier'
   with pytest.raises(ValueError, match='model.input'):
-    data.make_batch_fn(config)
+    estimator.make_batch_fn(config)
 
 
 def test_shard_batch_over_eight_devices_matches_one_device(device_batch):
   assert jax.device_count() == 8, 'tests/conftest.py forces 8 CPU devices'
   config, hr, single = device_batch
   mesh = Mesh(np.asarray(jax.devices()), ('data',))
-  sharded = data.shard_batch({'hr': hr}, mesh)['hr']
+  sharded = loop.shard_batch({'hr': hr}, mesh)['hr']
   assert sharded.shape == (8, 128, 128, 3) and sharded.sharding == NamedSharding(mesh, P('data'))
   for shard in sharded.addressable_shards:
     np.testing.assert_array_equal(shard.data, hr[shard.index])
-  out = jax.jit(data.make_batch_fn(config), out_shardings=NamedSharding(mesh, P('data')))(
+  out = jax.jit(estimator.make_batch_fn(config), out_shardings=NamedSharding(mesh, P('data')))(
       sharded, jax.random.key(0))
   assert out['spectrum'].sharding.spec == P('data')
   for name in out:
     # The log spectrum amplifies float32 round-off of differently partitioned FFTs near its floor.
     np.testing.assert_allclose(out[name], single[name], atol=1e-3 if name in ('spectrum', 'inputs') else 1e-5)
   with pytest.raises(ValueError, match='cannot be split over 8 local devices'):
-    data.shard_batch({'hr': hr[:6]}, mesh)
+    loop.shard_batch({'hr': hr[:6]}, mesh)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -499,7 +501,7 @@ def test_tfds_source_matches_folder_source_and_workers(s2k_tfds, tfds_folders):
 
 def test_tfds_not_prepared_is_a_clear_error(tmp_path):
   pytest.importorskip('tensorflow_datasets')
-  with pytest.raises(ValueError, match=r"'s2k_images' is not prepared in .*python -m s2k_jax.tfds_builder"):
+  with pytest.raises(ValueError, match=r"'s2k_images' is not prepared in .*python -m s2k_jax.build_tfds"):
     data.create_train_iterator(smoke_config(source='tfds', tfds_data_dir=str(tmp_path)))
   with pytest.raises(ValueError, match=r"'div2k/bicubic_x3' is not prepared .*tfds build div2k/bicubic_x3 "
                                        r"--file_format=array_record"):

@@ -17,7 +17,9 @@ from s2k_jax import kernels
 from s2k_jax import loop
 from s2k_jax import metrics
 from s2k_jax import pipeline
-from s2k_jax import restorer
+from s2k_jax import tasks
+from s2k_jax.restorers import base
+from s2k_jax.restorers import sftmd as sftmd_restorer
 from s2k_jax import spectrum
 from s2k_jax import testsets
 from s2k_jax import visualize
@@ -26,7 +28,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_load_estimator_restores_the_trained_state(smoke_estimator_workdir):
-  est = estimator.load_estimator(str(smoke_estimator_workdir))
+  est = estimator.load(str(smoke_estimator_workdir))
   assert est.step == 4
   assert est.config.model.generator == 'unet-5-8'
   lr = np.random.default_rng(0).integers(0, 256, (2, 40, 52, 3), dtype=np.uint8)
@@ -35,20 +37,20 @@ def test_load_estimator_restores_the_trained_state(smoke_estimator_workdir):
   assert k.shape == (2, 15, 15)
   np.testing.assert_allclose(k.sum(axis=(1, 2)), 1.0, rtol=1e-5)
   assert (k >= 0).all()
-  assert estimator.load_estimator(str(smoke_estimator_workdir / 'checkpoints')).step == 4
+  assert estimator.load(str(smoke_estimator_workdir / 'checkpoints')).step == 4
 
 
 def test_load_estimator_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match='no such checkpoint directory'):
-    estimator.load_estimator(str(tmp_path / 'missing'))
+    estimator.load(str(tmp_path / 'missing'))
   (tmp_path / 'empty').mkdir()
   with pytest.raises(FileNotFoundError, match='no checkpoint found'):
-    estimator.load_estimator(str(tmp_path / 'empty'))
+    estimator.load(str(tmp_path / 'empty'))
   mngr = loop.checkpoint_manager(str(tmp_path / 'other'), 1)
   loop.save_checkpoint(mngr, 1, {'w': np.zeros(2)}, None, {'kind': 'sftmd_restorer'})
   mngr.wait_until_finished()
   with pytest.raises(ValueError, match="'sftmd_restorer' checkpoint, not a 's2k_estimator' one"):
-    estimator.load_estimator(str(tmp_path / 'other'))
+    estimator.load(str(tmp_path / 'other'))
 
 
 @pytest.fixture(scope='module')
@@ -59,12 +61,12 @@ def small_testset(tmp_path_factory, smoke_estimator_workdir):
 
 
 def test_evaluate_every_method(tmp_path, small_testset, smoke_estimator_workdir, smoke_restorer_workdir):
-  est = estimator.load_estimator(str(smoke_estimator_workdir))
-  rest = restorer.load_restorer(str(smoke_restorer_workdir))
+  est = estimator.load(str(smoke_estimator_workdir))
+  rest = tasks.load_restorer(str(smoke_restorer_workdir))
   result = evaluation.evaluate(small_testset, str(tmp_path), est, rest, batch_size=1)
   summary = evaluation.summarize(result, small_testset, est, rest)
   evaluation.write_report(result, summary, str(tmp_path))
-  methods = [evaluation.BICUBIC, evaluation.MEAN, evaluation.S2K, evaluation.TRUE]
+  methods = [evaluation.BICUBIC, evaluation.MEAN.format("SFTMD"), evaluation.S2K.format("SFTMD"), evaluation.TRUE.format("SFTMD")]
   assert list(summary['sr']) == methods
   table = (tmp_path / 'results.md').read_text()
   for m in methods + ['S2K', 'mean kernel']:
@@ -82,8 +84,8 @@ def test_evaluate_every_method(tmp_path, small_testset, smoke_estimator_workdir,
   assert json.loads((tmp_path / 'results.json').read_text())['sr'] == json.loads(json.dumps(summary['sr']))
   rows = list(csv.DictReader(open(tmp_path / 'per_image.csv')))
   assert [r['image'] for r in rows] == list(small_testset.names)
-  assert float(rows[0][f'{evaluation.TRUE}: psnr']) == pytest.approx(
-      float(result['sr'][evaluation.TRUE]['psnr'][0]), rel=1e-5)
+  assert float(rows[0][f'{evaluation.TRUE.format("SFTMD")}: psnr']) == pytest.approx(
+      float(result['sr'][evaluation.TRUE.format("SFTMD")]['psnr'][0]), rel=1e-5)
   assert list(csv.reader(open(tmp_path / 'results.csv')))[0] == ['family', 'scale', 'method', 'metric',
                                                                  'value']
   for png in ('sr_examples.png', 'kernel_errors.png'):
@@ -97,16 +99,16 @@ def test_true_kernel_upper_bound_beats_the_mean_kernel(tmp_path, kernel_aware_re
   (trained on the raw output as IKC; with the former clipped loss 1000 steps at lr 1e-3 had sufficed)."""
   testsets.generate(gaussian.get_config('smoke'), str(tmp_path / 'set'), seed=3, hr_crop=64, split='train')
   ts = testsets.load(str(tmp_path / 'set'))
-  rest = restorer.load_restorer(str(kernel_aware_restorer_workdir))
+  rest = tasks.load_restorer(str(kernel_aware_restorer_workdir))
   result = evaluation.evaluate(ts, str(tmp_path / 'out'), None, rest, batch_size=8)
   summary = evaluation.summarize(result, ts, None, rest)
   assert len(ts) == 11
-  assert summary['sr'][evaluation.TRUE]['psnr'] >= summary['sr'][evaluation.MEAN]['psnr']
-  assert summary['sr'][evaluation.MEAN]['psnr'] > summary['sr'][evaluation.BICUBIC]['psnr']
+  assert summary['sr'][evaluation.TRUE.format("SFTMD")]['psnr'] >= summary['sr'][evaluation.MEAN.format("SFTMD")]['psnr']
+  assert summary['sr'][evaluation.MEAN.format("SFTMD")]['psnr'] > summary['sr'][evaluation.BICUBIC]['psnr']
 
 
 def test_mismatched_models_are_refused(tmp_path, small_testset, smoke_estimator_workdir):
-  est = estimator.load_estimator(str(smoke_estimator_workdir))
+  est = estimator.load(str(smoke_estimator_workdir))
   testsets.generate(motion.get_config('smoke'), str(tmp_path / 'motion'), seed=0, hr_crop=64, limit=1)
   with pytest.raises(ValueError, match='motion test set but the estimator'):
     evaluation.evaluate(testsets.load(str(tmp_path / 'motion')), str(tmp_path / 'o'), est)

@@ -13,11 +13,13 @@ from skimage import transform
 
 from configs import gaussian
 from s2k_jax import estimator
-from s2k_jax import export
+from s2k_jax import modelio
+from s2k_jax import tasks
 from s2k_jax import kernels
 from s2k_jax import metrics
 from s2k_jax import pipeline
-from s2k_jax import restorer
+from s2k_jax.restorers import base
+from s2k_jax.restorers import sftmd as sftmd_restorer
 from s2k_jax import testsets
 
 SCRIPT = os.path.join(os.path.dirname(sys.executable), 's2k-sr')
@@ -35,15 +37,15 @@ def bundles(tmp_path_factory, smoke_estimator_workdir, smoke_restorer_workdir):
   paths = {}
   for kind, workdir in (('estimator', smoke_estimator_workdir), ('restorer', smoke_restorer_workdir)):
     for dtype in ('float32', 'float16'):
-      paths[kind, dtype] = export.export(str(workdir), str(out / f'{kind}_{dtype}.npz'), dtype=dtype,
+      paths[kind, dtype] = tasks.export_bundle(str(workdir), str(out / f'{kind}_{dtype}.npz'), dtype=dtype,
                                          trained_on='smoke test')
   return paths
 
 
 def test_estimator_bundle_equals_its_checkpoint(bundles, smoke_estimator_workdir, lr_batch):
-  reference = estimator.estimate_kernels(estimator.load_estimator(str(smoke_estimator_workdir)), lr_batch)
-  exact = estimator.load_estimator(bundles['estimator', 'float32'])
-  half = estimator.load_estimator(bundles['estimator', 'float16'])
+  reference = estimator.estimate_kernels(estimator.load(str(smoke_estimator_workdir)), lr_batch)
+  exact = estimator.load(bundles['estimator', 'float32'])
+  half = estimator.load(bundles['estimator', 'float16'])
   assert exact.step == half.step == 4
   np.testing.assert_array_equal(estimator.estimate_kernels(exact, lr_batch)['kernel'], reference['kernel'])
   # float16 parameters: kernels (entries ~1e-2) move by well under a percent of their scale.
@@ -52,15 +54,15 @@ def test_estimator_bundle_equals_its_checkpoint(bundles, smoke_estimator_workdir
 
 
 def test_restorer_bundle_equals_its_checkpoint(bundles, smoke_restorer_workdir, lr_batch):
-  model = restorer.load_restorer(str(smoke_restorer_workdir))
+  model = tasks.load_restorer(str(smoke_restorer_workdir))
   k = kernels.mean_kernel(model.config.degradation)[None].repeat(2, axis=0)
-  reference = np.asarray(restorer.restore(model, lr_batch, k))
-  exact = restorer.load_restorer(bundles['restorer', 'float32'])
-  np.testing.assert_array_equal(np.asarray(restorer.restore(exact, lr_batch, k)), reference)
+  reference = np.asarray(model.restore(lr_batch, k))
+  exact = tasks.load_restorer(bundles['restorer', 'float32'])
+  np.testing.assert_array_equal(np.asarray(exact.restore(lr_batch, k)), reference)
   np.testing.assert_array_equal(np.asarray(exact.state.pca['components']),
                                 np.asarray(model.state.pca['components']))
-  half = restorer.load_restorer(bundles['restorer', 'float16'])
-  np.testing.assert_allclose(np.asarray(restorer.restore(half, lr_batch, k)), reference, atol=2e-3)
+  half = tasks.load_restorer(bundles['restorer', 'float16'])
+  np.testing.assert_allclose(np.asarray(half.restore(lr_batch, k)), reference, atol=2e-3)
 
 
 def test_bundle_meta_records_config_convention_and_source(bundles):
@@ -68,7 +70,7 @@ def test_bundle_meta_records_config_convention_and_source(bundles):
     meta = json.loads(npz['meta'].tobytes())
     assert npz['params/Conv_0/kernel'].dtype == np.float16
     assert all(npz[k].dtype == np.float32 for k in npz.files if k.startswith('batch_stats/'))
-  assert meta['format'] == export.FORMAT and meta['kind'] == 's2k_estimator'
+  assert meta['format'] == modelio.FORMAT and meta['kind'] == 's2k_estimator'
   assert meta['config']['model']['generator'] == 'unet-5-8'
   assert meta['kernel_map'] and meta['trained_on'] == 'smoke test' and meta['step'] == 4
 
@@ -105,13 +107,13 @@ def _bad_files(tmp_path, good):
 
 def test_bad_bundles_raise_errors_naming_the_file(bundles, tmp_path):
   for path, message in _bad_files(tmp_path, bundles['estimator', 'float16']):
-    with pytest.raises(export.BundleError, match=message) as info:
-      estimator.load_estimator(str(path))
+    with pytest.raises(modelio.BundleError, match=message) as info:
+      estimator.load(str(path))
     assert str(path) in str(info.value)
-  with pytest.raises(export.BundleError, match='not a .s2k_estimator. one'):
-    estimator.load_estimator(bundles['restorer', 'float16'])
+  with pytest.raises(modelio.BundleError, match='not a .s2k_estimator. one'):
+    estimator.load(bundles['restorer', 'float16'])
   with pytest.raises(ValueError, match='--step applies to training workdirs'):
-    restorer.load_restorer(bundles['restorer', 'float16'], step=2)
+    tasks.load_restorer(bundles['restorer', 'float16'], step=2)
 
 
 def test_export_command_line(smoke_restorer_workdir, tmp_path):
@@ -130,17 +132,17 @@ def test_export_command_line(smoke_restorer_workdir, tmp_path):
 
 
 def test_shipped_models_load_and_are_compact():
-  files = list(export.PRETRAINED_ESTIMATORS.values()) + list(export.PRETRAINED_RESTORERS.values())
-  assert sum(os.path.getsize(export.pretrained_path(f)) for f in files) < 30 * 2**20
-  for family in export.PRETRAINED_ESTIMATORS:
-    est = estimator.load_estimator(export.pretrained_estimator(family))
+  files = list(modelio.PRETRAINED_ESTIMATORS.values()) + list(modelio.PRETRAINED_RESTORERS.values())
+  assert sum(os.path.getsize(modelio.pretrained_path(f)) for f in files) < 30 * 2**20
+  for family in modelio.PRETRAINED_ESTIMATORS:
+    est = estimator.load(modelio.pretrained_estimator(family))
     assert est.config.degradation.family == family and est.config.spectrum.mode == 'crop'
-  for family, scale in export.PRETRAINED_RESTORERS:
-    rest = restorer.load_restorer(export.pretrained_restorer(family, scale))
-    pipeline.check_compatible(estimator.load_estimator(export.pretrained_estimator(family)), rest, scale)
-  assert set(export.PRETRAINED_RESTORERS) == {('gaussian', 4), ('motion', 4)}
+  for family, scale in modelio.PRETRAINED_RESTORERS:
+    rest = tasks.load_restorer(modelio.pretrained_restorer(family, scale))
+    pipeline.check_compatible(estimator.load(modelio.pretrained_estimator(family)), rest, scale)
+  assert set(modelio.PRETRAINED_RESTORERS) == {('gaussian', 4), ('motion', 4)}
   with pytest.raises(ValueError, match='no shipped restorer for disk kernels at ×3'):
-    export.pretrained_restorer('disk', 3)
+    modelio.pretrained_restorer('disk', 3)
 
 
 def test_shipped_gaussian_estimator_beats_the_mean_kernel(tmp_path):
@@ -151,7 +153,7 @@ def test_shipped_gaussian_estimator_beats_the_mean_kernel(tmp_path):
   config = gaussian.get_config('cpu')
   testsets.generate(config, str(tmp_path / 'ts'), seed=7, copies=8)
   testset = testsets.load(str(tmp_path / 'ts'))
-  est = estimator.load_estimator(export.pretrained_estimator('gaussian'))
+  est = estimator.load(modelio.pretrained_estimator('gaussian'))
   mean_k = kernels.mean_kernel(config.degradation)
   s2k, mean = [], []
   for lr, true_k in zip(testset.lr, testset.kernels):

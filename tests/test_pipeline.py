@@ -11,18 +11,21 @@ from configs import sftmd as sftmd_config
 from s2k_jax import estimator
 from s2k_jax import kernels
 from s2k_jax import pipeline
-from s2k_jax import restorer
+from s2k_jax import tasks
+from s2k_jax.restorers import base
+from s2k_jax.restorers import sftmd as sftmd_restorer
 from s2k_jax import spectrum
+from s2k_jax import cli
 
 
 @pytest.fixture(scope='module')
 def est(smoke_estimator_workdir):
-  return estimator.load_estimator(str(smoke_estimator_workdir))
+  return estimator.load(str(smoke_estimator_workdir))
 
 
 @pytest.fixture(scope='module')
 def rest(smoke_restorer_workdir):
-  return restorer.load_restorer(str(smoke_restorer_workdir))
+  return tasks.load_restorer(str(smoke_restorer_workdir))
 
 
 @pytest.fixture(scope='module')
@@ -31,11 +34,11 @@ def photo():
   return transform.rescale(skdata.chelsea(), 0.3, channel_axis=-1, anti_aliasing=True).astype(np.float32)
 
 
-def untrained_restorer(arg: str, **restorer_overrides) -> restorer.Restorer:
+def untrained_restorer(arg: str, **restorer_overrides) -> base.Restorer:
   config = sftmd_config.get_config(arg)
   config.restorer.update(restorer_overrides)
-  state = restorer.create_train_state(config, restorer.fit_basis(config), jax.random.key(1))
-  return restorer.Restorer(config=config, state=state, step=0, directory=f'<untrained {arg}>')
+  state = sftmd_restorer.create_train_state(config, sftmd_restorer.fit_basis(config), jax.random.key(1))
+  return sftmd_restorer.from_state(config, state, directory=f'<untrained {arg}>')
 
 
 def with_scale(est_: estimator.Estimator, scale: int) -> estimator.Estimator:
@@ -63,12 +66,12 @@ def test_tile_spans_partition_the_axis_with_margins(length, tile, overlap):
 @pytest.mark.parametrize('scale', [2, 3, 4])
 def test_receptive_field_radius_matches_an_impulse_response(scale):
   r = untrained_restorer(f'gaussian_x{scale},smoke', num_blocks=2)
-  radius = pipeline.receptive_field_radius(r.config)
+  radius = r.receptive_field
   lr = np.random.default_rng(0).random((1, 51, 51, 3), np.float32) * 0.8
   kernel = np.asarray(kernels.gaussian_kernel(15, 2.0, 1.5, 0.3))[None]
-  base = np.asarray(restorer.restore(r, lr, kernel))
+  base = np.asarray(r.restore(lr, kernel))
   lr[0, 25, 25] += 0.2
-  changed = np.abs(np.asarray(restorer.restore(r, lr, kernel)) - base).max(axis=(0, 3))
+  changed = np.abs(np.asarray(r.restore(lr, kernel)) - base).max(axis=(0, 3))
   rows = np.nonzero(changed.max(axis=1) > 0)[0]
   # LR pixel 25 covers HR rows [25·s, 26·s); the change reaches `extent` LR pixels beyond it.
   extent = max(25 * scale - rows.min(), rows.max() - (26 * scale - 1)) / scale
@@ -76,7 +79,7 @@ def test_receptive_field_radius_matches_an_impulse_response(scale):
 
 
 def test_tiled_equals_untiled_when_the_overlap_covers_the_receptive_field(est, rest, photo, monkeypatch):
-  assert pipeline.receptive_field_radius(rest.config) == 15  # 1 block: 3 + 6 + 3 + 1 + ½ + 1 = 14.5 → 15.
+  assert rest.receptive_field == 15  # 1 block: 3 + 6 + 3 + 1 + ½ + 1 = 14.5 → 15.
   untiled, k_untiled = pipeline.super_resolve(photo[None], est, rest, tile=0)
   assert pipeline.default_overlap(rest, 60) == 15
   tiled, k_tiled = pipeline.super_resolve(photo[None], est, rest, tile=60)  # 2 × 4 tiles.
@@ -87,7 +90,7 @@ def test_tiled_equals_untiled_when_the_overlap_covers_the_receptive_field(est, r
   assert np.abs(seams - untiled).max() > 1e-4
   # Above AUTO_TILE² pixels tiling is automatic.
   calls = []
-  original = restorer.restore
+  original = sftmd_restorer.restore
   monkeypatch.setattr(restorer, 'restore', lambda *a, **k: calls.append(a[1].shape) or original(*a, **k))
   monkeypatch.setattr(pipeline, 'AUTO_TILE', 60)
   auto, _ = pipeline.super_resolve(photo[None], est, rest)
@@ -118,7 +121,7 @@ def test_pipeline_is_training_mode_estimate_then_canonical_kernel_then_restore(e
   raw = estimator.estimate_kernels(est, lr, mode=est.config.spectrum.mode)['kernel']
   expected_k = np.asarray(spectrum.canonical_kernel(raw))
   np.testing.assert_allclose(k, expected_k, atol=1e-7)
-  np.testing.assert_allclose(sr, np.asarray(restorer.restore(rest, lr, expected_k)), atol=1e-6)
+  np.testing.assert_allclose(sr, np.asarray(rest.restore(lr, expected_k)), atol=1e-6)
 
 
 def test_lists_are_grouped_by_size_and_keep_their_order(est, rest, photo, monkeypatch):
@@ -185,7 +188,7 @@ def test_other_families_and_smaller_kernel_canvases_are_refused(est, rest):
 
 
 def test_kernel_sigmas_of_a_gaussian_are_its_sigmas():
-  major, minor = pipeline.kernel_sigmas(np.asarray(kernels.gaussian_kernel(15, 1.0, 1.5, 0.7)))
+  major, minor = cli.kernel_sigmas(np.asarray(kernels.gaussian_kernel(15, 1.0, 1.5, 0.7)))
   np.testing.assert_allclose([major, minor], [1.5, 1.0], rtol=1e-3)
 
 
@@ -195,10 +198,10 @@ def test_super_resolve_files_reports_bad_files_and_writes_the_rest(est, rest, ph
   visualize.save_png(str(good), (photo[:30, :45] * 255 + 0.5).astype(np.uint8))
   broken = tmp_path / 'broken.jpg'
   broken.write_bytes(b'\xff\xd8\xff\xe0 not a jpeg')
-  results = pipeline.super_resolve_files([broken, good], tmp_path / 'out', est, rest, progress=False)
+  results = cli.super_resolve_files([broken, good], tmp_path / 'out', est, rest, progress=False)
   assert results[0].error and 'broken.jpg' in results[0].error and not results[0].outputs
   assert results[1].error is None and (results[1].lr_size, results[1].sr_size) == ((30, 45), (120, 180))
   assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == [
       'good_kernel.npy', 'good_kernel.png', 'good_spectrum.png', 'good_x4.png']
   with pytest.raises(ValueError, match='would write the same outputs'):
-    pipeline.super_resolve_files([good, tmp_path / 'x' / 'good.jpg'], tmp_path / 'out', est, rest)
+    cli.super_resolve_files([good, tmp_path / 'x' / 'good.jpg'], tmp_path / 'out', est, rest)

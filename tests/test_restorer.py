@@ -1,4 +1,4 @@
-"""Tests for SFTMD training and inference (s2k_jax/restorer.py) through the shared driver."""
+"""Tests for SFTMD training and inference (s2k_jax/sftmd_restorer.py) through the shared driver."""
 import functools
 import json
 
@@ -12,7 +12,10 @@ from s2k_jax import data
 from s2k_jax import kernels
 from s2k_jax import loop
 from s2k_jax import pca
-from s2k_jax import restorer
+from s2k_jax import tasks
+from s2k_jax.restorers import base
+from s2k_jax.restorers import sftmd as sftmd_restorer
+from s2k_jax import estimator
 
 
 def test_config_argument_is_checked():
@@ -27,12 +30,12 @@ def test_step_lowers_l1_on_a_fixed_batch():
   config = sftmd_config.get_config('gaussian_x4,smoke')
   # The smoke preset's 4-step cosine schedule would reach lr 0 by step 4.
   config.train.num_steps, config.train.learning_rate = 1000, 1e-3
-  basis = restorer.fit_basis(config)
-  state = restorer.create_train_state(config, basis, jax.random.key(0))
+  basis = sftmd_restorer.fit_basis(config)
+  state = sftmd_restorer.create_train_state(config, basis, jax.random.key(0))
   mesh = loop.make_mesh()
-  hr = data.shard_batch(data.create_eval_batch(config, 8), mesh)['hr']
-  batch = jax.jit(data.make_batch_fn(config))(hr, jax.random.key(3))
-  step = jax.jit(functools.partial(restorer.train_step, config=config))
+  hr = loop.shard_batch(data.create_eval_batch(config, 8), mesh)['hr']
+  batch = jax.jit(estimator.make_batch_fn(config))(hr, jax.random.key(3))
+  step = jax.jit(functools.partial(sftmd_restorer.train_step, config=config))
   losses = []
   for _ in range(10):
     state, metrics = step(state, batch, jax.random.key(0))
@@ -47,25 +50,25 @@ def test_outputs_beyond_a_target_on_the_bound_are_pulled_back():
   which let the release restorers drift until they collapsed; docs/conventions.md, Restorer)."""
   config = sftmd_config.get_config('gaussian_x4,smoke')
   config.train.num_steps = 1000
-  state = restorer.create_train_state(config, restorer.fit_basis(config), jax.random.key(0))
+  state = sftmd_restorer.create_train_state(config, sftmd_restorer.fit_basis(config), jax.random.key(0))
   bias = state.params['out_conv']['bias']
   state = state.replace(params={**state.params, 'out_conv': {**state.params['out_conv'], 'bias': bias - 5.0}})
   lr = jnp.full((2, 8, 8, 3), 0.5)
   code_kernels = jnp.broadcast_to(kernels.mean_kernel(config.degradation), (2, 15, 15))
-  code = restorer.kernel_codes(state, code_kernels, None, config)
+  code = sftmd_restorer.kernel_codes(state, code_kernels, None, config)
   assert float(jnp.max(state.apply_fn({'params': state.params}, lr, code))) == 0.0  # clipped at inference
   batch = dict(lr=lr, hr=jnp.zeros((2, 32, 32, 3)), kernel=code_kernels, noise_sigma=jnp.zeros((2,)))
-  new_state, metrics = restorer.train_step(state, batch, jax.random.key(0), config=config)
+  new_state, metrics = sftmd_restorer.train_step(state, batch, jax.random.key(0), config=config)
   assert float(metrics['l1']) > 4.0  # the raw output, 5 below the black target
   assert np.all(np.asarray(new_state.params['out_conv']['bias']) > np.asarray(bias) - 5.0)
 
 
 def test_codes_use_the_basis_and_resize_foreign_kernel_sizes():
   config = sftmd_config.get_config('gaussian_x4,smoke')
-  basis = restorer.fit_basis(config)
-  state = restorer.create_train_state(config, basis, jax.random.key(0))
+  basis = sftmd_restorer.fit_basis(config)
+  state = sftmd_restorer.create_train_state(config, basis, jax.random.key(0))
   k23 = kernels.resize_canvas(kernels.gaussian_kernel(15, 2.0, 1.2, 0.4)[None], 23)
-  code = restorer.kernel_codes(state, k23, None, config)
+  code = sftmd_restorer.kernel_codes(state, k23, None, config)
   expected = (np.asarray(kernels.gaussian_kernel(15, 2.0, 1.2, 0.4)).reshape(-1) - basis['mean']) \
       @ basis['components'] / np.sqrt(basis['variance'][0])
   np.testing.assert_allclose(np.asarray(code)[0], expected, rtol=1e-5, atol=1e-5)
@@ -73,11 +76,11 @@ def test_codes_use_the_basis_and_resize_foreign_kernel_sizes():
 
 
 def test_trained_restorer_loads_and_restores_odd_sizes(smoke_restorer_workdir):
-  r = restorer.load_restorer(str(smoke_restorer_workdir))
+  r = tasks.load_restorer(str(smoke_restorer_workdir))
   assert (r.step, r.scale, r.kernel_size) == (4, 4, 15)
   lr = np.random.default_rng(0).random((2, 13, 21, 3), np.float32)
   k = np.stack([kernels.gaussian_kernel(15, 1.5, 2.5, 0.1)] * 2)
-  sr = np.asarray(restorer.restore(r, lr, k))
+  sr = np.asarray(r.restore(lr, k))
   assert sr.shape == (2, 52, 84, 3) and sr.min() >= 0 and sr.max() <= 1
   records = [json.loads(line) for line in (smoke_restorer_workdir / 'metrics.jsonl').read_text().splitlines()]
   assert any('eval/psnr_true_kernel' in rec for rec in records)
@@ -88,12 +91,12 @@ def test_trained_restorer_loads_and_restores_odd_sizes(smoke_restorer_workdir):
 def test_restore_shapes_for_every_scale(scale):
   config = sftmd_config.get_config(f'disk_x{scale},smoke')
   basis = pca.fit_pca(np.asarray(kernels.sample_kernels(jax.random.key(0), 64, config.degradation)), 10)
-  state = restorer.create_train_state(config, basis, jax.random.key(1))
-  r = restorer.Restorer(config=config, state=state, step=0, directory='')
-  sr = restorer.restore(r, jnp.zeros((1, 7, 9, 3)), jnp.asarray(kernels.disk_kernel(2.0, 15))[None])
+  state = sftmd_restorer.create_train_state(config, basis, jax.random.key(1))
+  r = sftmd_restorer.from_state(config, state, directory='')
+  sr = r.restore(jnp.zeros((1, 7, 9, 3)), jnp.asarray(kernels.disk_kernel(2.0, 15))[None])
   assert sr.shape == (1, 7 * scale, 9 * scale, 3)
 
 
 def test_load_restorer_refuses_an_estimator(smoke_estimator_workdir):
   with pytest.raises(ValueError, match="'s2k_estimator' checkpoint, not a 'sftmd_restorer' one"):
-    restorer.load_restorer(str(smoke_estimator_workdir))
+    tasks.load_restorer(str(smoke_estimator_workdir))

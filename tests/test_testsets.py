@@ -146,7 +146,7 @@ def test_bad_arguments_and_tampering_are_reported(generated, tmp_path):
 def test_command_line(tmp_path):
   out = tmp_path / 'cli'
   result = subprocess.run(
-      [sys.executable, '-m', 's2k_jax.testsets', '--config=configs/disk.py:smoke',
+      [sys.executable, '-m', 's2k_jax.make_testset', '--config=configs/disk.py:smoke',
        '--config.degradation.scale=2', f'--out={out}', '--limit=1', '--hr_crop=64'],
       cwd=ROOT, capture_output=True, text=True, timeout=120,
       env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': ''})

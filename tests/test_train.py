@@ -18,7 +18,9 @@ from configs import gaussian
 from configs import motion
 from s2k_jax import data
 from s2k_jax import loop
-from s2k_jax import train
+from s2k_jax import estimator
+from s2k_jax import tasks
+from s2k_jax import modelio
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -32,8 +34,8 @@ def smoke_config(**overrides):
 
 
 def fixed_batch(config, mesh):
-  hr = data.shard_batch(data.create_eval_batch(config, config.train.batch_size), mesh)['hr']
-  return jax.jit(data.make_batch_fn(config))(hr, jax.random.key(7))
+  hr = loop.shard_batch(data.create_eval_batch(config, config.train.batch_size), mesh)['hr']
+  return jax.jit(estimator.make_batch_fn(config))(hr, jax.random.key(7))
 
 
 def params_of(state):
@@ -49,8 +51,8 @@ def test_steps_lower_the_l1_loss_on_a_fixed_batch():
   config = smoke_config()
   mesh = loop.make_mesh()
   batch = fixed_batch(config, mesh)
-  state = train.create_train_state(config, jax.random.key(0))
-  step = jax.jit(functools.partial(train.train_step, config=config))
+  state = estimator.create_train_state(config, jax.random.key(0))
+  step = jax.jit(functools.partial(estimator.train_step, config=config))
   key = jax.random.key(1)
   history = []
   for _ in range(8):
@@ -75,10 +77,10 @@ def test_one_device_and_eight_devices_give_the_same_step():
   for devices in (jax.devices()[:1], jax.devices()):
     mesh = Mesh(np.asarray(devices), ('data',))
     rep, shard = loop.replicated(mesh), loop.data_sharded(mesh)
-    state = jax.jit(functools.partial(train.create_train_state, config), out_shardings=rep)(
+    state = jax.jit(functools.partial(estimator.create_train_state, config), out_shardings=rep)(
         jax.random.key(0))
     batch = jax.device_put(fixed_batch(config, Mesh(np.asarray(jax.devices()[:1]), ('data',))), shard)
-    step = jax.jit(functools.partial(train.train_step, config=config),
+    step = jax.jit(functools.partial(estimator.train_step, config=config),
                    in_shardings=(rep, shard, rep), out_shardings=(rep, rep))
     state, metrics1 = step(state, batch, jax.random.key(1))
     state, metrics2 = step(state, batch, jax.random.key(1))
@@ -90,36 +92,36 @@ def test_one_device_and_eight_devices_give_the_same_step():
 
 
 def test_resume_is_exact(tmp_path):
-  straight = train.train_and_evaluate(smoke_config(**{'train.num_steps': 4}), str(tmp_path / 'a'))
-  train.train_and_evaluate(smoke_config(**{'train.num_steps': 2}), str(tmp_path / 'b'))
-  resumed = train.train_and_evaluate(smoke_config(**{'train.num_steps': 4}), str(tmp_path / 'b'))
+  straight = tasks.train_and_evaluate(smoke_config(**{'train.num_steps': 4}), str(tmp_path / 'a'))
+  tasks.train_and_evaluate(smoke_config(**{'train.num_steps': 2}), str(tmp_path / 'b'))
+  resumed = tasks.train_and_evaluate(smoke_config(**{'train.num_steps': 4}), str(tmp_path / 'b'))
   a, b = params_of(straight), params_of(resumed)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   steps = sorted(int(p.name) for p in (tmp_path / 'b' / 'checkpoints').iterdir() if p.name.isdigit())
   assert steps[-1] == 4
-  meta = loop.read_meta(str(tmp_path / 'b' / 'checkpoints'))
-  assert meta['kind'] == train.CHECKPOINT_KIND
+  meta = modelio.read_meta(str(tmp_path / 'b' / 'checkpoints'))
+  assert meta['kind'] == estimator.CHECKPOINT_KIND
   assert meta['config']['model']['generator'] == 'unet-5-8'
   assert 'kernel_map' in meta
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path):
-  train.train_and_evaluate(smoke_config(**{'train.num_steps': 2}), str(tmp_path))
+  tasks.train_and_evaluate(smoke_config(**{'train.num_steps': 2}), str(tmp_path))
   config = smoke_config(**{'train.learning_rate': float('nan'), 'train.num_steps': 4})
   # The D update of step 3 makes D NaN, so step 3's generator loss is the first non-finite value.
   with pytest.raises(loop.NonFiniteLossError,
                      match=r'non-finite loss at step 3: .*g_loss.*last good checkpoint is step 2'):
-    train.train_and_evaluate(config, str(tmp_path))
+    tasks.train_and_evaluate(config, str(tmp_path))
   steps = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit())
   assert steps == [2], 'a non-finite state must never be checkpointed'
   with pytest.raises(loop.NonFiniteLossError, match=r'step 1: .*no checkpoint was saved yet'):
-    train.train_and_evaluate(config, str(tmp_path / 'fresh'))
+    tasks.train_and_evaluate(config, str(tmp_path / 'fresh'))
 
 
 def test_batch_not_divisible_by_devices_is_refused(tmp_path):
   with pytest.raises(ValueError, match='not divisible by the 8 devices'):
-    train.train_and_evaluate(smoke_config(**{'train.batch_size': 4}), str(tmp_path))
+    tasks.train_and_evaluate(smoke_config(**{'train.batch_size': 4}), str(tmp_path))
 
 
 def _run_train(args, **kw):

@@ -157,14 +157,20 @@ def _restore(state, lr, kernels, noise_sigma, config):
   return state.apply_fn({'params': state.params}, lr, code)
 
 
+def from_state(config: ml_collections.ConfigDict, state: Any, step: int = 0,
+               directory: str = '') -> base.Restorer:
+  """A `base.Restorer` around an SFTMD state (a RestorerState or its `modelio.InferenceState`)."""
+  return base.Restorer(
+      name=NAME, config=config, state=state, step=step, directory=directory,
+      apply=functools.partial(_restore, config=ml_collections.FrozenConfigDict(config)),
+      receptive_field=sftmd.receptive_field_radius(config.degradation.scale, config.restorer.num_blocks),
+      kernel_size=int(config.restorer.kernel_size), takes_noise=with_noise(config))
+
+
 def load(source: str, step: int | None = None) -> base.Restorer:
   """Loads SFTMD (parameters and PCA basis) from a model bundle (`python -m s2k_jax.export`), a
   training workdir or its `checkpoints/` directory (latest step unless `step` is given)."""
   config, state, step, path, _ = modelio.load_for_inference(
       source, CHECKPOINT_KIND,
       lambda config: functools.partial(create_train_state, config, _basis_shapes(config)), step)
-  return base.Restorer(
-      name=NAME, config=config, state=state, step=step, directory=path,
-      apply=functools.partial(_restore, config=ml_collections.FrozenConfigDict(config)),
-      receptive_field=sftmd.receptive_field_radius(config.degradation.scale, config.restorer.num_blocks),
-      kernel_size=int(config.restorer.kernel_size), takes_noise=with_noise(config))
+  return from_state(config, state, step, path)
