@@ -116,6 +116,39 @@ def test_bad_bundles_raise_errors_naming_the_file(bundles, tmp_path):
     tasks.load_restorer(bundles['restorer', 'float16'], step=2)
 
 
+class _Payload:
+  """An object whose unpickling runs code: it creates the directory `marker`, as a hostile file could."""
+
+  def __init__(self, marker):
+    self.marker = marker
+
+  def __reduce__(self):
+    return os.makedirs, (self.marker,)
+
+
+def test_pickled_entries_are_refused_without_running_them(bundles, tmp_path):
+  """An object array (stored by pickle) in a bundle is a BundleError naming the file; its code never runs.
+
+  Reference: numpy's own `np.load(allow_pickle=True)` on the same file, which does run the payload, so the
+  file really carries code the loader must not execute.
+  """
+  marker = tmp_path / 'payload_ran'
+  payload = np.empty((), object)
+  payload[()] = _Payload(str(marker))
+  for name, entry in (('pickled_param.npz', 'params/Conv_0/kernel'), ('pickled_meta.npz', 'meta')):
+    path = _rewrite(bundles['estimator', 'float16'], tmp_path / name,
+                    lambda arrays, entry=entry: arrays.update({entry: payload}))
+    with pytest.raises(modelio.BundleError, match='not a readable s2k-jax model bundle.*allow_pickle=False') as info:
+      estimator.load(str(path))
+    assert str(path) in str(info.value)
+    with pytest.raises(modelio.BundleError, match='allow_pickle=False'):
+      modelio.read_bundle(path, 'sftmd_restorer')  # refused before the kind is even read
+    assert not marker.exists()
+  with np.load(path, allow_pickle=True) as npz:
+    npz['meta']  # pylint: disable=pointless-statement
+  assert marker.is_dir()
+
+
 def test_export_command_line(smoke_restorer_workdir, tmp_path):
   out = tmp_path / 'r.npz'
   run = subprocess.run([sys.executable, '-m', 's2k_jax.export', f'--workdir={smoke_restorer_workdir}',

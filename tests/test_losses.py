@@ -40,7 +40,7 @@ def test_l1_and_flip_invariance():
   per = np.minimum(np.mean(np.abs(pred - target), axis=(1, 2, 3)),
                    np.mean(np.abs(pred - flipped), axis=(1, 2, 3)))
   np.testing.assert_allclose(losses.l1_map_loss(mixed, target, flip_invariant=True),
-                             (0.0 + per[1] + per[2]) / 3, rtol=1e-5)
+                             (0.0 + per[1] + per[2]) / 3, rtol=1e-6)  # measured 6e-8
 
 
 @pytest.mark.parametrize('size', [32, 64])

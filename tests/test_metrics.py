@@ -20,6 +20,12 @@ from s2k_jax import color
 from s2k_jax import metrics
 
 C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+# docs/conventions.md (Metrics, SSIM): float32 round-off keeps SSIM within 1e-6 and PSNR within 2e-5 dB of
+# float64 references. Measured over 240 image pairs (37×53 to 96×80, Y and RGB): ≤ 6.4e-7 and ≤ 1e-5 dB
+# from scikit-image; ≤ 1.1e-5 dB from the closed form of a constant offset; ≤ 4.1e-7 and ≤ 4.8e-6 dB on
+# the pairs below.
+SSIM_ATOL = 1e-6
+PSNR_ATOL = 2e-5
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,8 +109,8 @@ def test_y_channel_matches_skimage(crop_border, height, width):
   pairs = image_pairs(height, width, seed=crop_border)
   for a, b in pairs:
     p_ref, s_ref = ref_scores(a, b, crop_border, y_channel=True)
-    assert float(metrics.psnr(a, b, crop_border=crop_border)) == pytest.approx(p_ref, abs=2e-4)
-    assert float(metrics.ssim(a, b, crop_border=crop_border)) == pytest.approx(s_ref, abs=2e-6)
+    assert float(metrics.psnr(a, b, crop_border=crop_border)) == pytest.approx(p_ref, abs=PSNR_ATOL)
+    assert float(metrics.ssim(a, b, crop_border=crop_border)) == pytest.approx(s_ref, abs=SSIM_ATOL)
 
 
 @pytest.mark.parametrize('crop_border', [0, 3])
@@ -112,9 +118,9 @@ def test_rgb_matches_skimage(crop_border):
   for a, b in image_pairs(33, 45, seed=10 + crop_border):
     p_ref, s_ref = ref_scores(a, b, crop_border, y_channel=False)
     assert float(metrics.psnr(a, b, crop_border=crop_border, y_channel=False)) == pytest.approx(
-        p_ref, abs=2e-4)
+        p_ref, abs=PSNR_ATOL)
     assert float(metrics.ssim(a, b, crop_border=crop_border, y_channel=False)) == pytest.approx(
-        s_ref, abs=2e-6)
+        s_ref, abs=SSIM_ATOL)
 
 
 def test_single_channel_is_scored_as_luma():
@@ -122,8 +128,8 @@ def test_single_channel_is_scored_as_luma():
   b = np.clip(a.astype(np.int32) + np.random.default_rng(3).integers(-9, 10, a.shape), 0, 255)
   b = b.astype(np.uint8)
   p_ref, s_ref = ref_scores(a, b, 2, y_channel=True)
-  assert float(metrics.psnr(a, b, crop_border=2)) == pytest.approx(p_ref, abs=2e-4)
-  assert float(metrics.ssim(a, b, crop_border=2)) == pytest.approx(s_ref, abs=2e-6)
+  assert float(metrics.psnr(a, b, crop_border=2)) == pytest.approx(p_ref, abs=PSNR_ATOL)
+  assert float(metrics.ssim(a, b, crop_border=2)) == pytest.approx(s_ref, abs=SSIM_ATOL)
 
 
 def test_ssim_of_bright_flat_image_keeps_float32_precision():
@@ -145,10 +151,10 @@ def test_constant_offset_psnr(delta):
   a = np.random.default_rng(delta).integers(10, 200, (2, 20, 24, 3)).astype(np.uint8)
   b = a + np.uint8(delta)
   rgb = np.asarray(metrics.psnr(a, b, y_channel=False))
-  np.testing.assert_allclose(rgb, 20 * np.log10(255 / delta), atol=1e-4)
+  np.testing.assert_allclose(rgb, 20 * np.log10(255 / delta), atol=PSNR_ATOL)
   # Y moves by δ·(65.481 + 128.553 + 24.966)/255 = δ·219/255.
   y = np.asarray(metrics.psnr(a, b, crop_border=2))
-  np.testing.assert_allclose(y, 20 * np.log10(255 / (delta * 219 / 255)), atol=1e-4)
+  np.testing.assert_allclose(y, 20 * np.log10(255 / (delta * 219 / 255)), atol=PSNR_ATOL)
 
 
 @pytest.mark.parametrize('p,q', [(30, 200), (128, 129), (0, 255)])
@@ -157,7 +163,7 @@ def test_constant_images_ssim(p, q):
   a = np.full((16, 19, 1), p, np.uint8)
   b = np.full((16, 19, 1), q, np.uint8)
   expected = (2 * p * q + C1) / (p ** 2 + q ** 2 + C1)
-  assert float(metrics.ssim(a, b)) == pytest.approx(expected, abs=1e-6)
+  assert float(metrics.ssim(a, b)) == pytest.approx(expected, abs=SSIM_ATOL)  # measured ≤ 1.9e-7
 
 
 def test_identical_after_rounding_gives_inf_psnr_and_unit_ssim():
@@ -169,7 +175,7 @@ def test_identical_after_rounding_gives_inf_psnr_and_unit_ssim():
     np.testing.assert_array_equal(np.asarray(metrics.psnr(u, f, crop_border=3, y_channel=y_channel)),
                                   np.inf)
     np.testing.assert_allclose(np.asarray(metrics.ssim(u, f, crop_border=3, y_channel=y_channel)), 1.0,
-                               atol=1e-6)
+                               atol=SSIM_ATOL)
   assert float(metrics.psnr(u[0], (u[0] + 1).astype(np.uint8))) < np.inf
 
 
@@ -256,10 +262,11 @@ def test_kl_matches_scipy_on_full_support_and_on_zeros():
   gt = np.stack([gaussian_kernel(9, 2.0, 2.0), gaussian_kernel(9, 1.2, 2.8)])
   assert est.min() > 1e-8 and gt.min() > 1e-8  # the floor is inactive: plain KL
   np.testing.assert_allclose(np.asarray(metrics.kernel_kl(est, gt)),
-                             [stats.entropy(e.ravel(), g.ravel()) for e, g in zip(est, gt)], rtol=1e-4)
+                             [stats.entropy(e.ravel(), g.ravel()) for e, g in zip(est, gt)],
+                             rtol=1e-5)  # measured ≤ 3.4e-6
   est, gt = sparse_kernels(8, 15, seed=1), sparse_kernels(8, 15, seed=2)
   ours = np.asarray(metrics.kernel_kl(est, gt))
-  np.testing.assert_allclose(ours, [ref_kl(e, g) for e, g in zip(est, gt)], rtol=1e-4)
+  np.testing.assert_allclose(ours, [ref_kl(e, g) for e, g in zip(est, gt)], rtol=1e-5)  # measured ≤ 4.5e-7
   assert np.all(ours > 0)
 
 
@@ -273,7 +280,7 @@ def test_kl_is_non_negative_on_random_kernels():
 def test_kernel_psnr_is_fkp_definition():
   est, gt = sparse_kernels(4, 15, seed=9), sparse_kernels(4, 15, seed=10)
   expected = [20 * np.log10(1.0 / np.sqrt(np.mean((g - e) ** 2))) for e, g in zip(est, gt)]
-  np.testing.assert_allclose(np.asarray(metrics.kernel_psnr(est, gt)), expected, atol=1e-4)
+  np.testing.assert_allclose(np.asarray(metrics.kernel_psnr(est, gt)), expected, atol=1e-5)  # measured 2.7e-6
 
 
 def test_flip_invariance():
@@ -300,9 +307,9 @@ def test_flip_invariant_scores_use_the_orientation_chosen_by_dv():
   assert np.any(use_rot) and not np.all(use_rot)
   out = metrics.kernel_metrics(est, gt, flip_invariant=True)
   np.testing.assert_allclose(np.asarray(out['D_v']), np.minimum(mae(est, gt), mae(est, rot)), rtol=1e-5)
-  np.testing.assert_allclose(np.asarray(out['D_s']), np.where(use_rot, kl_rot, kl_direct), rtol=1e-4)
+  np.testing.assert_allclose(np.asarray(out['D_s']), np.where(use_rot, kl_rot, kl_direct), rtol=1e-5)
   expected_psnr = 10 * np.log10(1 / np.mean((est - chosen) ** 2, axis=(1, 2)))
-  np.testing.assert_allclose(np.asarray(out['psnr']), expected_psnr, atol=1e-4)
+  np.testing.assert_allclose(np.asarray(out['psnr']), expected_psnr, atol=1e-5)
   np.testing.assert_allclose(np.asarray(metrics.kernel_kl(est, gt, flip_invariant=True)),
                              np.asarray(out['D_s']), rtol=1e-6)
 

@@ -49,10 +49,12 @@ def test_components_span_the_svd_subspace(center):
   reference, variance, mean = svd_subspace(sample, 10, center)
   components = basis['components'].astype(np.float64)
   assert components.shape == (225, 10) and basis['components'].dtype == np.float32
-  np.testing.assert_allclose(components.T @ components, np.eye(10), atol=1e-6)
+  # Fitted in float64 and stored as float32: float32 rounding is all that separates them (measured
+  # ≤ 2.8e-8, ≤ 2.7e-8 and ≤ 5e-8 relative).
+  np.testing.assert_allclose(components.T @ components, np.eye(10), atol=2e-7)
   # Projectors are sign- and rotation-free, so they compare subspaces directly.
-  np.testing.assert_allclose(components @ components.T, reference @ reference.T, atol=1e-5)
-  np.testing.assert_allclose(basis['variance'], variance, rtol=1e-5)
+  np.testing.assert_allclose(components @ components.T, reference @ reference.T, atol=2e-7)
+  np.testing.assert_allclose(basis['variance'], variance, rtol=2e-7)
   np.testing.assert_allclose(basis['mean'], mean, atol=1e-7)
   # Largest-magnitude entry of each component is positive (deterministic signs).
   peaks = components[np.argmax(np.abs(components), axis=0), np.arange(10)]
@@ -70,14 +72,21 @@ def test_components_are_ordered_and_beat_a_random_subspace():
   assert pca_error < 0.05 * random_error
 
 
-@pytest.mark.parametrize('center', [False, True])
-def test_held_out_gaussians_reconstruct_within_a_few_percent(center):
-  basis = gaussian_basis(center)
+def test_held_out_gaussians_reconstruct_within_a_few_percent():
+  """Errors are those of docs/conventions.md (Centring), and the centred basis is the better one.
+
+  Documented on 1 000 held-out 15×15 Gaussians with bases fitted on 10 000: mean relative L2 error 2.0%
+  (centred) vs 2.2%, worst 5.7% vs 8.3%. Fitted here on 4 000: measured 2.03% vs 2.19%, worst 5.66% vs
+  8.52%. Reference: float64 numpy norms of the reconstruction error.
+  """
   held_out = gaussian_sample(1000, 123)
-  errors = relative_errors(pca.decode(pca.encode(jnp.asarray(held_out), basis), basis, 15), held_out)
-  # Measured with n=4000: mean 2.0% (centred) / 2.2% (uncentred), worst 6–9%.
-  assert errors.mean() < 0.03
-  assert errors.max() < 0.12
+  errors = {}
+  for center in (True, False):
+    basis = gaussian_basis(center)
+    errors[center] = relative_errors(pca.decode(pca.encode(jnp.asarray(held_out), basis), basis, 15), held_out)
+  assert errors[True].mean() < 0.021 and errors[False].mean() < 0.023
+  assert errors[True].max() < 0.06 and errors[False].max() < 0.09
+  assert errors[True].mean() < errors[False].mean() and errors[True].max() < errors[False].max()
 
 
 @pytest.mark.parametrize('center, rank', [(False, 9), (True, 8)])
@@ -91,7 +100,7 @@ def test_disk_family_rank_matches_its_symmetry(center, rank):
   held_out = np.asarray(kernels.sample_kernels(jax.random.key(7), 200, degradation('disk')))
   truncated = dict(basis, components=basis['components'][:, :rank], variance=basis['variance'][:rank])
   reconstructed = pca.decode(pca.encode(jnp.asarray(held_out), truncated), truncated)
-  np.testing.assert_allclose(reconstructed, held_out, atol=2e-6)
+  np.testing.assert_allclose(reconstructed, held_out, atol=2e-7)  # measured ≤ 7.5e-8
 
 
 def test_fit_is_deterministic_per_seed():
@@ -123,7 +132,7 @@ def test_encode_of_a_batch_equals_per_kernel_projection():
   mean = basis['mean'].astype(np.float64)
   for i, kernel in enumerate(batch):
     expected = [np.sum((kernel.ravel() - mean) * components[:, j]) for j in range(10)]
-    np.testing.assert_allclose(codes[i], expected, atol=1e-6)
+    np.testing.assert_allclose(codes[i], expected, atol=3e-8)  # codes ≤ 0.06; measured ≤ 6e-9
   np.testing.assert_allclose(pca.encode(jnp.asarray(batch), basis), codes, atol=1e-7)
 
 

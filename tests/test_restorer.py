@@ -15,7 +15,6 @@ from s2k_jax import pca
 from s2k_jax import tasks
 from s2k_jax.restorers import base
 from s2k_jax.restorers import sftmd as sftmd_restorer
-from s2k_jax import estimator
 
 
 def test_config_argument_is_checked():
@@ -34,7 +33,7 @@ def test_step_lowers_l1_on_a_fixed_batch():
   state = sftmd_restorer.create_train_state(config, basis, jax.random.key(0))
   mesh = loop.make_mesh()
   hr = loop.shard_batch(data.create_eval_batch(config, 8), mesh)['hr']
-  batch = jax.jit(estimator.make_batch_fn(config))(hr, jax.random.key(3))
+  batch = jax.jit(sftmd_restorer.make_batch_fn(config))(hr, jax.random.key(3))
   step = jax.jit(functools.partial(sftmd_restorer.train_step, config=config))
   losses = []
   for _ in range(10):
@@ -98,5 +97,5 @@ def test_restore_shapes_for_every_scale(scale):
 
 
 def test_load_restorer_refuses_an_estimator(smoke_estimator_workdir):
-  with pytest.raises(ValueError, match="'s2k_estimator' checkpoint, not a 'sftmd_restorer' one"):
+  with pytest.raises(ValueError, match="'s2k_estimator' model, not a restorer"):
     tasks.load_restorer(str(smoke_estimator_workdir))

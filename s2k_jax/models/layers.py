@@ -89,8 +89,9 @@ def _patches_4x4_s2(x: jax.Array) -> jax.Array:
   b, h, w, c = x.shape
   out_h, out_w = (h - 2) // 2 + 1, (w - 2) // 2 + 1
   padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  taps = [padded[:, i:i + 2 * out_h - 1:2, j:j + 2 * out_w - 1:2]
-          for i in range(4) for j in range(4)]
+  # A 1-pixel side has no output (as in lax); max(·, 0) keeps the slice stop from wrapping to -1.
+  span_h, span_w = max(2 * out_h - 1, 0), max(2 * out_w - 1, 0)
+  taps = [padded[:, i:i + span_h:2, j:j + span_w:2] for i in range(4) for j in range(4)]
   return jnp.stack(taps, axis=3).reshape(b, out_h, out_w, 16 * c)
 
 

@@ -1,0 +1,68 @@
+"""Tests for s2k_jax/estimator.py: refusing models trained under another kernel-map convention."""
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from s2k_jax import estimator
+from s2k_jax import modelio
+from s2k_jax import tasks
+from s2k_jax import spectrum
+from s2k_jax import loop
+
+OLD_CONVENTION = 'kernel_to_map v0: nearest-neighbour upsampling, max → 1'
+
+
+def _meta_file(workdir, step):
+  """The JSON file orbax writes for a checkpoint's `meta` item (`loop.save_checkpoint`)."""
+  return os.path.join(workdir, 'checkpoints', str(step), 'meta', 'metadata')
+
+
+def test_a_checkpoint_of_another_kernel_map_convention_is_refused(smoke_estimator_workdir, tmp_path):
+  """The reference is the checkpoint's own JSON, edited on disk the way an older version would have saved it.
+
+  Only the edited step is refused: the check reads the metadata of the step that is loaded.
+  """
+  workdir = str(tmp_path / 'old_estimator')
+  shutil.copytree(smoke_estimator_workdir, workdir)
+  path = _meta_file(workdir, 4)
+  with open(path) as f:
+    meta = json.load(f)
+  assert meta['kernel_map'] == spectrum.KERNEL_MAP_CONVENTION  # what this version writes
+  with open(path, 'w') as f:
+    json.dump(dict(meta, kernel_map=OLD_CONVENTION), f)
+  with pytest.raises(ValueError, match='kernel-map convention') as info:
+    estimator.load(workdir)  # the latest step, 4
+  message = str(info.value)
+  assert workdir in message and OLD_CONVENTION in message and spectrum.KERNEL_MAP_CONVENTION in message
+  assert 'retrain' in message
+  assert estimator.load(workdir, step=2).step == 2  # step 2 keeps this version's convention
+  # A checkpoint that records no convention at all (older than the field) is refused too.
+  meta.pop('kernel_map')
+  with open(path, 'w') as f:
+    json.dump(meta, f)
+  with pytest.raises(ValueError, match='kernel-map convention None differs'):
+    estimator.load(os.path.join(workdir, 'checkpoints'))
+
+
+def test_a_bundle_of_another_kernel_map_convention_is_refused(smoke_estimator_workdir, tmp_path):
+  """The reference is a bundle written by `tasks.export_bundle`, its JSON header rewritten with another convention."""
+  good = tasks.export_bundle(str(smoke_estimator_workdir), str(tmp_path / 'good.npz'), dtype='float32')
+  assert estimator.load(good).step == 4
+  with np.load(good, allow_pickle=False) as npz:
+    arrays = {name: npz[name] for name in npz.files}
+  meta = json.loads(arrays['meta'].tobytes())
+  assert meta['kernel_map'] == spectrum.KERNEL_MAP_CONVENTION
+  for name, convention in (('old.npz', OLD_CONVENTION), ('none.npz', None)):
+    header = dict(meta, kernel_map=convention) if convention else {k: v for k, v in meta.items()
+                                                                   if k != 'kernel_map'}
+    arrays['meta'] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    path = str(tmp_path / name)
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=re.escape(f'convention {convention!r} differs')) as info:
+      estimator.load(path)
+    assert path in str(info.value) and spectrum.KERNEL_MAP_CONVENTION in str(info.value)
+    assert not isinstance(info.value, modelio.BundleError)  # a readable bundle, of another convention
