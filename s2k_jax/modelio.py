@@ -123,6 +123,12 @@ def write_bundle(path: str | os.PathLike, *, kind: str, step: int, meta: Mapping
   return path
 
 
+def _unreadable(path: str, error: Exception) -> str:
+  return (f'{path}: not a readable s2k-jax model bundle ({type(error).__name__}: {error}). Pass a '
+          f'{SUFFIX} file written by `python -m s2k_jax.export`, or a training workdir; if the file was '
+          'downloaded or copied, it may be truncated: copy it again.')
+
+
 def read_bundle(path: str | os.PathLike,
                 kind: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
   """Reads a bundle (of the given kind, if not None) → (meta, dict(params, batch_stats, pca)); float32.
@@ -135,10 +141,14 @@ def read_bundle(path: str | os.PathLike,
   try:
     with np.load(path, allow_pickle=False) as npz:
       flat = {name: npz[name] for name in npz.files}
-  except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-    raise BundleError(f'{path}: not a readable s2k-jax model bundle ({type(e).__name__}: {e}). Pass a '
-                      f'{SUFFIX} file written by `python -m s2k_jax.export`, or a training workdir; '
-                      'if the file was downloaded or copied, it may be truncated: copy it again.') from e
+  except ValueError as e:
+    if 'allow_pickle' not in str(e):
+      raise BundleError(_unreadable(path, e)) from e
+    raise BundleError(f'{path}: holds pickled Python objects, which s2k-jax never loads (unpickling can run '
+                      f'code; {e}). A bundle written by `python -m s2k_jax.export` has only numeric '
+                      'arrays: export the model again, and do not load this file with allow_pickle=True.') from e
+  except (OSError, zipfile.BadZipFile, EOFError) as e:
+    raise BundleError(_unreadable(path, e)) from e
   if 'meta' not in flat:
     raise BundleError(f'{path}: a .npz file but not an s2k-jax model bundle (no meta entry); write one '
                       'with `python -m s2k_jax.export`.')

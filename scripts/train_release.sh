@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the estimators that ship in s2k_jax/weights/ and the equal-budget ablations of docs/results.md,
 # all at once (one process per run, sharing whatever accelerator there is), for a fixed wall-clock time,
-# then exports every run to a model bundle (s2k_jax/export.py).
+# then exports every run to a model bundle (python -m s2k_jax.export).
 #
 #   TIME_LIMIT=370 bash scripts/train_release.sh runs/release
 #

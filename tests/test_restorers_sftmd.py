@@ -1,4 +1,4 @@
-"""Tests for SFTMD training and inference (s2k_jax/sftmd_restorer.py) through the shared driver."""
+"""Tests for SFTMD as a restorer (s2k_jax/restorers/sftmd.py): training through the shared driver and inference."""
 import functools
 import json
 

@@ -1,4 +1,4 @@
-"""Tests for model bundles (s2k_jax/export.py) and the models shipped in s2k_jax/weights/."""
+"""Tests for model I/O (s2k_jax/modelio.py: bundles, checkpoints for inference), `python -m s2k_jax.export` and the models shipped in s2k_jax/weights/."""
 import json
 import os
 import subprocess
@@ -138,7 +138,7 @@ def test_pickled_entries_are_refused_without_running_them(bundles, tmp_path):
   for name, entry in (('pickled_param.npz', 'params/Conv_0/kernel'), ('pickled_meta.npz', 'meta')):
     path = _rewrite(bundles['estimator', 'float16'], tmp_path / name,
                     lambda arrays, entry=entry: arrays.update({entry: payload}))
-    with pytest.raises(modelio.BundleError, match='not a readable s2k-jax model bundle.*allow_pickle=False') as info:
+    with pytest.raises(modelio.BundleError, match='holds pickled Python objects.*allow_pickle=False') as info:
       estimator.load(str(path))
     assert str(path) in str(info.value)
     with pytest.raises(modelio.BundleError, match='allow_pickle=False'):
