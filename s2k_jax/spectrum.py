@@ -24,8 +24,8 @@ from s2k_jax import color
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 # Floor of the normalised amplitude (relative to its RMS) before the log: float32 FFT round-off
-# reaches 2e-5 of the RMS next to DC and 8e-6 elsewhere (measured against float64), so bins below 1e-4 are not to be trusted
-# and must not stretch the log range. Unblurred natural images stay above ~1e-3.
+# reaches 2e-5 of the RMS next to DC and 8e-6 elsewhere (measured against float64), so bins below
+# 1e-4 are not to be trusted and must not stretch the log range. Unblurred natural images stay above ~1e-3.
 _AMPLITUDE_FLOOR = 1e-4
 # Per-map standard scores are divided by this and clipped to [-1, 1] (`_normalise_log_amplitude`).
 _STANDARD_SCORE_RANGE = 3.0
