@@ -1,4 +1,4 @@
-"""Tests for the estimator training driver (s2k_jax/train.py, s2k_jax/loop.py) on the :smoke preset."""
+"""Tests for training the estimator (s2k_jax/estimator.py) and the restorer through the driver (s2k_jax/loop.py, s2k_jax/tasks.py) on the :smoke preset."""
 import functools
 import json
 import os
@@ -6,20 +6,28 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 
+import grain
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 import jax.numpy as jnp
 import numpy as np
+import optax
+import orbax.checkpoint as ocp
 import pytest
 from jax.sharding import Mesh
 
 from configs import gaussian
 from configs import motion
+from configs import sftmd
 from s2k_jax import data
 from s2k_jax import loop
-from s2k_jax import estimator
 from s2k_jax import tasks
+from s2k_jax.restorers import sftmd as sftmd_restorer
+from s2k_jax import estimator
+from s2k_jax.models import unet
 from s2k_jax import modelio
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -91,19 +99,230 @@ def test_one_device_and_eight_devices_give_the_same_step():
       np.testing.assert_allclose(one[k], eight[k], rtol=1e-5, atol=1e-6)
 
 
-def test_resume_is_exact(tmp_path):
-  straight = tasks.train_and_evaluate(smoke_config(**{'train.num_steps': 4}), str(tmp_path / 'a'))
-  tasks.train_and_evaluate(smoke_config(**{'train.num_steps': 2}), str(tmp_path / 'b'))
-  resumed = tasks.train_and_evaluate(smoke_config(**{'train.num_steps': 4}), str(tmp_path / 'b'))
-  a, b = params_of(straight), params_of(resumed)
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-  steps = sorted(int(p.name) for p in (tmp_path / 'b' / 'checkpoints').iterdir() if p.name.isdigit())
-  assert steps[-1] == 4
-  meta = modelio.read_meta(str(tmp_path / 'b' / 'checkpoints'))
-  assert meta['kind'] == estimator.CHECKPOINT_KIND
-  assert meta['config']['model']['generator'] == 'unet-5-8'
-  assert 'kernel_map' in meta
+def reference_gan_step(gen, disc, tx, state, batch, key, *, weights):
+  """Paper Eq. 12 then Eq. 11 written out plainly: two generator forwards, `jax.grad` of each loss.
+
+  `state` = {'step', 'gen', 'disc'}, each model a dict of params, batch_stats and opt_state. The
+  discriminator's running statistics follow its fake then its real call in ℓ_D; its call inside ℓ_G
+  (through the updated D) is made with `mutable` but its statistics are dropped; the generator's come
+  from the forward inside ℓ_G. Dropout draws from `fold_in(key, step)`, as the training step does.
+  (PyTorch pix2pix would move D's statistics a third time in ℓ_G; nothing reads them, D only ever
+  runs in training mode, but the checkpoints hold them, so which calls move them is pinned.)
+  """
+  g, d = state['gen'], state['disc']
+  cond, target = batch['inputs'], batch['kernel_map']
+  rngs = {'dropout': jax.random.fold_in(key, state['step'])}
+
+  def generator(params):
+    out, new = gen.apply({'params': params, 'batch_stats': g['batch_stats']}, cond, train=True,
+                         rngs=rngs, mutable=['batch_stats'])
+    return out, new['batch_stats']
+
+  def discriminator(params, stats, kernel_map):
+    out, new = disc.apply({'params': params, 'batch_stats': stats}, cond, kernel_map, train=True,
+                          mutable=['batch_stats'])
+    return out, new['batch_stats']
+
+  def d_loss_fn(d_params):  # Eq. 12: ℓ_D = D(s; G(s))² + [D(s; k) − 1]².
+    fake, _ = generator(g['params'])  # Forward 1; its gradient is not asked for.
+    fake_logits, stats = discriminator(d_params, d['batch_stats'], fake)
+    real_logits, stats = discriminator(d_params, stats, target)
+    loss = jnp.mean(fake_logits**2) + jnp.mean((real_logits - 1.0)**2)
+    return loss, (stats, jnp.mean(real_logits), jnp.mean(fake_logits))
+
+  (d_loss, (d_stats, d_real, d_fake)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
+      d['params'])
+  updates, d_opt = tx.update(d_grads, d['opt_state'], d['params'])
+  d = dict(params=optax.apply_updates(d['params'], updates), batch_stats=d_stats, opt_state=d_opt)
+
+  def g_loss_fn(g_params):  # Eq. 11 through the updated D: λ1·L1 + λ2·[D(s; G(s)) − 1]² + λ3·TV.
+    fake, stats = generator(g_params)  # Forward 2.
+    fake_logits, _ = discriminator(d['params'], d['batch_stats'], fake)
+    l1 = jnp.mean(jnp.abs(target - fake))
+    adv = jnp.mean((fake_logits - 1.0)**2)
+    tv = jnp.mean(jnp.abs(jnp.diff(fake, axis=1))) + jnp.mean(jnp.abs(jnp.diff(fake, axis=2)))
+    loss = weights[0] * l1 + weights[1] * adv + weights[2] * tv
+    return loss, (stats, dict(l1=l1, adv=adv, tv=tv))
+
+  (g_loss, (g_stats, terms)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g['params'])
+  updates, g_opt = tx.update(g_grads, g['opt_state'], g['params'])
+  g = dict(params=optax.apply_updates(g['params'], updates), batch_stats=g_stats, opt_state=g_opt)
+  metrics = dict(g_loss=g_loss, d_loss=d_loss, d_real=d_real, d_fake=d_fake, **terms)
+  return dict(step=state['step'] + 1, gen=g, disc=d), metrics
+
+
+def assert_trees_match(actual, expected, rtol):
+  """Same structure; every leaf within rtol of the largest |value| of its expected leaf."""
+  actual, expected = jax.device_get((actual, expected))
+  assert jax.tree.structure(actual) == jax.tree.structure(expected)
+  for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(actual)[0], jax.tree.leaves(expected)):
+    y = np.asarray(y)
+    np.testing.assert_allclose(np.asarray(x), y, rtol=0, atol=rtol * np.max(np.abs(y)),
+                               err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.slow
+def test_gan_step_matches_a_two_forward_reference(monkeypatch):
+  """`train_step` = the plain two-forward GAN step of Eq. 11–12 (`reference_gan_step`), two steps.
+
+  Reference: `reference_gan_step` above (written from the paper's losses, independent of
+  s2k_jax/losses.py and of the single-forward VJP), with its own `optax.adam` from the config values.
+  Compared: both models' parameters, BatchNorm statistics, Adam states and step counts after two
+  steps on two different batches, and every loss of both steps.
+
+  The :smoke U-Net has no dropout (pix2pix puts it only in middle blocks at the width cap, none for 5
+  downs), so its cap is lowered to 2× the base width here: two up blocks then have dropout, and the
+  check that a different key changes the step shows that the dropout keys of both sides must agree.
+
+  Tolerance: the two compute the same float32 arithmetic; today XLA:CPU even gives identical bits.
+  1e-6 of each leaf's scale leaves room for a different fusion or reduction order; ε = 1e-4 (as in the
+  1-vs-8-device test) keeps Adam's first steps, ≈ lr·g/(|g| + ε), from turning a rounding-level
+  difference in a near-zero gradient into a flipped lr-sized update.
+  """
+  make_generator = unet.make_generator
+  monkeypatch.setattr(unet, 'make_generator', lambda name: make_generator(name, max_mult=2))
+  config = smoke_config(**{'train.eps': 1e-4})
+  hr = jnp.asarray(data.create_eval_batch(config, config.train.batch_size)['hr'])  # One device.
+  make_batch = jax.jit(estimator.make_batch_fn(config))
+  batches = [make_batch(hr, jax.random.key(7)), make_batch(hr, jax.random.key(8))]
+  key = jax.random.key(1)
+
+  state = jax.jit(functools.partial(estimator.create_train_state, config))(jax.random.key(0))
+  gen, disc = estimator.create_models(config)
+  t = config.train
+  tx = optax.adam(t.learning_rate, b1=t.b1, b2=t.b2, eps=t.eps)
+  ref = dict(step=0, **{name: dict(params=s.params, batch_stats=s.batch_stats,
+                                   opt_state=tx.init(s.params)) for name, s in state.items()})
+  step = jax.jit(functools.partial(estimator.train_step, config=config))
+  ref_step = jax.jit(functools.partial(reference_gan_step, gen, disc, tx,
+                                       weights=tuple(t.loss_weights)))
+
+  first = ref
+  for batch in batches:
+    state, metrics = step(state, batch, key)
+    ref, ref_metrics = ref_step(ref, batch, key)
+    assert_trees_match(metrics, ref_metrics, rtol=1e-6)
+  # Dropout is live: another key gives another first step, so the keys of both sides had to agree.
+  assert (float(ref_step(first, batches[0], jax.random.key(2))[1]['g_loss']) !=
+          float(ref_step(first, batches[0], key)[1]['g_loss']))
+  for name in ('gen', 'disc'):
+    assert int(state[name].step) == int(ref['step']) == 2
+    assert_trees_match({'params': state[name].params, 'batch_stats': state[name].batch_stats,
+                        'opt_state': state[name].opt_state}, ref[name], rtol=1e-6)
+
+
+@pytest.fixture
+def persistent_compilation_cache(tmp_path):
+  """Compiled XLA programs cached on disk for one test: its runs compile the same programs.
+
+  Each `train_and_evaluate` jits fresh closures, so it recompiles what the previous run compiled
+  (≈ 20 s of the ≈ 25 s a :smoke run takes on CPU); with the cache the later runs load them. Loading
+  a cached executable runs the same machine code, so it cannot change any number compared.
+  """
+  names = ('jax_compilation_cache_dir', 'jax_persistent_cache_min_compile_time_secs',
+           'jax_persistent_cache_min_entry_size_bytes')
+  previous = {name: getattr(jax.config, name) for name in names}
+  jax.config.update('jax_compilation_cache_dir', str(tmp_path / 'xla_cache'))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
+  compilation_cache.reset_cache()
+  yield
+  for name, value in previous.items():
+    jax.config.update(name, value)
+  compilation_cache.reset_cache()
+
+
+def resume_config(model, num_steps):
+  if model == 'estimator':
+    config = gaussian.get_config('smoke')
+  else:
+    config = sftmd.get_config('gaussian_x4,smoke')
+    # A cosine schedule is a function of num_steps: a run stopped cleanly at 2 of 2 steps took its
+    # second step at another rate than a 4-step run does, so resuming it cannot equal the 4-step run.
+    config.train.schedule = 'constant'
+  config.train.num_steps = num_steps
+  return config
+
+
+class SigtermAtStep(loop.MetricWriter):
+  """Sends this process a real SIGTERM while the training metrics of step `stop_at` are written."""
+  stop_at = 3
+
+  def write(self, step, scalars):
+    super().write(step, scalars)
+    if step == self.stop_at and any(k.startswith('train/') for k in scalars):
+      handler = signal.getsignal(signal.SIGTERM)
+      assert callable(handler), 'the preemption guard must handle SIGTERM (else it ends pytest)'
+      os.kill(os.getpid(), signal.SIGTERM)
+
+
+def checkpoint_steps(workdir):
+  return sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
+
+
+def batches_after_checkpoint(config, workdir, step, n):
+  """The next n host batches of a fresh training iterator restored from checkpoint `step`."""
+  iterator = data.create_train_iterator(config)
+  mngr = ocp.CheckpointManager(str(workdir / 'checkpoints'), item_names=('data_iter',),
+                               options=ocp.CheckpointManagerOptions(create=False))
+  mngr.restore(step, args=ocp.args.Composite(data_iter=grain.checkpoint.CheckpointRestore(iterator)))
+  mngr.close()
+  return [next(iterator)['hr'] for _ in range(n)]
+
+
+def assert_trees_equal(actual, expected):
+  """Same leaves at the same paths, bit for bit (static fields such as apply_fn are not compared)."""
+  actual, expected = (jax.tree_util.tree_flatten_with_path(jax.device_get(t))[0]
+                      for t in (actual, expected))
+  assert [p for p, _ in actual] == [p for p, _ in expected]
+  for (path, x), (_, y) in zip(actual, expected):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('model', ['estimator', 'restorer'])
+def test_resume_after_a_clean_stop_and_a_sigterm_is_exact(model, tmp_path, monkeypatch,
+                                                          persistent_compilation_cache):
+  """Stopped cleanly at step 2 and by SIGTERM at step 3, resumed twice: the 4-step run's exact state.
+
+  References: an uninterrupted 4-step run in another workdir, for the whole final train state (every
+  parameter, BatchNorm statistic, Adam moment and count, step; the restorer's PCA basis) bit for bit;
+  and a fresh training iterator read by hand, for the data position saved at each stop and at the end
+  (a restored iterator must yield the batches the uninterrupted run reads next).
+  """
+  del persistent_compilation_cache
+  assert threading.current_thread() is threading.main_thread(), 'SIGTERM handlers need the main thread'
+  config = resume_config(model, 4)
+  iterator = data.create_train_iterator(config)
+  by_hand = [next(iterator)['hr'] for _ in range(5)]  # Batches of steps 1..4, then the next one.
+  straight = tasks.train_and_evaluate(config, str(tmp_path / 'straight'))
+
+  workdir = tmp_path / 'stopped'
+  tasks.train_and_evaluate(resume_config(model, 2), str(workdir))  # Clean stop: the run ends at 2.
+  assert checkpoint_steps(workdir) == [2]
+  np.testing.assert_array_equal(batches_after_checkpoint(config, workdir, 2, 2), by_hand[2:4])
+
+  with monkeypatch.context() as patch:
+    patch.setattr(loop, 'MetricWriter', SigtermAtStep)
+    stopped = tasks.train_and_evaluate(config, str(workdir))  # Resumed at 2; SIGTERM during step 3.
+  assert checkpoint_steps(workdir) == [2, 3]  # 3 is not a checkpoint_every step: the guard saved it.
+  steps = [int(s.step) for s in jax.tree.leaves(stopped, is_leaf=lambda x: hasattr(x, 'step'))]
+  assert steps and set(steps) == {3}, steps
+  np.testing.assert_array_equal(batches_after_checkpoint(config, workdir, 3, 2), by_hand[3:5])
+
+  resumed = tasks.train_and_evaluate(config, str(workdir))  # Resumed at 3, runs to 4.
+  assert checkpoint_steps(workdir) == [2, 3, 4]
+  assert_trees_equal(resumed, straight)
+  for run in (workdir, tmp_path / 'straight'):
+    np.testing.assert_array_equal(batches_after_checkpoint(config, run, 4, 1), by_hand[4:])
+
+  meta = modelio.read_meta(str(workdir / 'checkpoints'))
+  if model == 'estimator':
+    assert meta['kind'] == estimator.CHECKPOINT_KIND
+    assert meta['config']['model']['generator'] == 'unet-5-8'
+    assert 'kernel_map' in meta
+  else:
+    assert meta['kind'] == sftmd_restorer.CHECKPOINT_KIND
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path):

@@ -1,0 +1,52 @@
+"""Tests for the shared training driver (s2k_jax/loop.py) run with a minimal task."""
+import functools
+
+import jax.numpy as jnp
+
+from configs import gaussian
+from s2k_jax import data
+from s2k_jax import loop
+
+
+def counting_task(config):
+  """A task whose state counts its steps and sums the mean of every HR batch it was given."""
+
+  def create_state(key):
+    del key
+    return {'step': jnp.zeros((), jnp.int32), 'seen': jnp.zeros((), jnp.float32)}
+
+  def train_step(state, batch, key):
+    del key
+    mean = jnp.mean(batch['hr'])
+    return {'step': state['step'] + 1, 'seen': state['seen'] + mean}, {'mean': mean}
+
+  return loop.Task(name='count', kind='count', meta={'kind': 'count'},
+                   train_iterator=functools.partial(data.create_train_iterator, config),
+                   eval_data=functools.partial(data.create_eval_batch, config, config.train.eval_batch_size),
+                   make_batch=lambda host, key: {'hr': host['hr'].astype(jnp.float32) / 255.0},
+                   create_state=create_state, train_step=train_step, eval_step=lambda state, batch: {},
+                   summarize_eval=lambda out, batch: ({}, None), progress_keys=('mean',))
+
+
+def checkpoint_steps(workdir):
+  return sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
+
+
+def test_only_the_latest_keep_checkpoints_steps_remain(tmp_path):
+  """train.keep_checkpoints is the number of checkpoint steps left on disk: the latest ones.
+
+  Reference: the steps saved, worked out by hand from checkpoint_every = 2 and the final step (2, 4,
+  6, 7), of which keep_checkpoints = 2 (not the preset's 3) leaves 6 and 7; a resumed run to step 9
+  saves 8 and 9 and again leaves the latest two.
+  """
+  config = gaussian.get_config('smoke')
+  t = config.train
+  t.num_steps, t.checkpoint_every, t.eval_every, t.keep_checkpoints = 7, 2, 100, 2
+  task = counting_task(config)
+  state = loop.run(task, config, str(tmp_path))
+  assert int(state['step']) == 7
+  assert checkpoint_steps(tmp_path) == [6, 7]
+  t.num_steps = 9
+  state = loop.run(task, config, str(tmp_path))
+  assert int(state['step']) == 9  # Resumed from step 7, not started afresh.
+  assert checkpoint_steps(tmp_path) == [8, 9]
