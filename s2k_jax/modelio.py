@@ -142,7 +142,7 @@ def read_bundle(path: str | os.PathLike,
     with np.load(path, allow_pickle=False) as npz:
       flat = {name: npz[name] for name in npz.files}
   except ValueError as e:
-    if 'allow_pickle' not in str(e):
+    if 'Object arrays cannot be loaded' not in str(e):  # A zip of arrays, one pickled.
       raise BundleError(_unreadable(path, e)) from e
     raise BundleError(f'{path}: holds pickled Python objects, which s2k-jax never loads (unpickling can run '
                       f'code; {e}). A bundle written by `python -m s2k_jax.export` has only numeric '
