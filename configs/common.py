@@ -10,7 +10,9 @@ field is an error, not a silent no-op.
 """
 import ml_collections
 
+from s2k_jax import data
 from s2k_jax import kernels
+from s2k_jax import spectrum
 
 # Fields of each kernel family (kernels.sample_kernels reads them); other families' are absent.
 FAMILY_FIELDS = {
@@ -22,7 +24,7 @@ FAMILY_FIELDS = {
     # (motion_bank_size; 0 draws a fresh kernel each time); motion_bank_path '' builds it from the seed.
     'motion': dict(kernel_size=23, exposure_range=(0.15, 0.3), motion_canvas=64, motion_samples=2000,
                    motion_max_length=60, motion_anxiety=0.005, motion_bank_size=500,
-                   motion_bank_seed=0, motion_bank_path=''),
+                   **kernels.MOTION_BANK_DEFAULTS),  # motion_bank_seed=0, motion_bank_path=''
 }
 
 
@@ -44,7 +46,7 @@ def get_spectrum_config() -> ml_collections.ConfigDict:
   """Generator input and target sizes (paper §3.3: 256×256 amplitude spectrum)."""
   s = ml_collections.ConfigDict()
   s.size = 256                     # spectrum side = kernel-map side = generator resolution
-  s.mode = 'crop'                  # 'crop' (centred crop) | 'welch' (mean power of tiles)
+  s.mode = spectrum.DEFAULT_MODE   # 'crop' (centred crop) | 'welch' (mean power of tiles); 'dft' input only
   return s
 
 
@@ -52,13 +54,14 @@ def get_data_config() -> ml_collections.ConfigDict:
   """HR images and the host pipeline (paper §4: DIV2K train for training, DIV2K valid for tests)."""
   d = ml_collections.ConfigDict()
   d.source = 'bundled'             # 'bundled' (scikit-image photos, offline) | 'folder' | 'tfds'
-  d.train_dir = ''                 # folder source: e.g. DIV2K_train_HR (searched recursively)
-  d.eval_dir = ''                  # folder source: e.g. DIV2K_valid_HR
-  d.tfds_name = 's2k_images'       # built by `python -m s2k_jax.build_tfds`; or 'div2k/bicubic_x4'
-  d.tfds_data_dir = ''             # '' = tfds default (~/tensorflow_datasets)
-  d.tfds_train_split = 'train'
-  d.tfds_eval_split = 'validation'
-  d.tfds_image_key = ''            # '' = 'image' (s2k_images) or 'hr' (stock div2k)
+  # Fields of one source only (defaults in data.FOLDER_DEFAULTS / data.TFDS_DEFAULTS): setting one
+  # while another source is chosen is an error, not a silent no-op (data.check_fields).
+  # folder: train_dir e.g. DIV2K_train_HR (searched recursively), eval_dir e.g. DIV2K_valid_HR.
+  d.update(data.FOLDER_DEFAULTS)
+  # tfds: tfds_name 's2k_images' (built by `python -m s2k_jax.build_tfds`) or 'div2k/bicubic_x4';
+  # tfds_data_dir '' = tfds default (~/tensorflow_datasets); tfds_image_key '' = 'image'
+  # (s2k_images) or 'hr' (stock div2k); tfds_train_split / tfds_eval_split.
+  d.update(data.TFDS_DEFAULTS)
   d.hr_crop = 0                    # HR crop side, a multiple of the scale; set by the task config
   d.flip = True                    # random mirror; with rot90, a random one of the square's 8 symmetries
   d.rot90 = True                   # random quarter turns

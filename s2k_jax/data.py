@@ -39,6 +39,12 @@ from s2k_jax import images
 SOURCES = ('bundled', 'folder', 'tfds')
 SPLITS = ('train', 'eval')
 SCAN_MODES = ('full', 'header')
+# Defaults of the fields only one source reads (configs/common.py:get_data_config takes them from here):
+# a field that differs from its default while another source is chosen is an error (`check_fields`).
+FOLDER_DEFAULTS = dict(train_dir='', eval_dir='')
+TFDS_DEFAULTS = dict(tfds_name='s2k_images', tfds_data_dir='', tfds_train_split='train',
+                     tfds_eval_split='validation', tfds_image_key='')
+_SOURCE_FIELDS = {'folder': FOLDER_DEFAULTS, 'tfds': TFDS_DEFAULTS}
 
 # scikit-image's bundled photos (files in `skimage.data.data_dir`, no network). Eval: two colour
 # photos unlike anything in train; train: the other colour photos and the 512² grayscale textures
@@ -150,11 +156,31 @@ def _tfds_records(data: ml_collections.ConfigDict, split: str) -> ImageRecords:
   return ImageRecords(list(range(len(source))), TfdsReader(source, key, label), f'tfds {label}')
 
 
+def check_fields(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError for a data field the chosen source would ignore (set, but not read).
+
+  data.train_dir / eval_dir are read only by data.source=folder and data.tfds_* only by
+  data.source=tfds; setting one does not choose the source (docs/conventions.md, "Input pipeline").
+  """
+  data = config.data
+  if data.source not in SOURCES:
+    raise ValueError(f'data.source must be one of {SOURCES}, got {data.source!r}.')
+  for source, defaults in _SOURCE_FIELDS.items():
+    if source == data.source:
+      continue
+    changed = [f for f, default in defaults.items() if data.get(f, default) != default]
+    if changed:
+      fields = ', '.join(f'data.{f}={data[f]!r}' for f in changed)
+      raise ValueError(f'{fields} is read only by data.source={source}, but data.source={data.source}: '
+                       f'add --config.data.source={source} to use it, or leave it unset.')
+
+
 def image_records(config: ml_collections.ConfigDict, split: str) -> ImageRecords:
   """All images of a split ('train' or 'eval') of config.data.source, in a fixed order."""
   data = config.data
   if split not in SPLITS:
     raise ValueError(f'split must be one of {SPLITS}, got {split!r}.')
+  check_fields(config)
   if data.source == 'bundled':
     return ImageRecords(bundled_files(split), FileReader(), f'bundled scikit-image {split} photos')
   if data.source == 'folder':

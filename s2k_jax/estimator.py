@@ -22,6 +22,7 @@ import numpy as np
 
 from s2k_jax import data
 from s2k_jax import degradation
+from s2k_jax import kernels as kernels_lib
 from s2k_jax import losses
 from s2k_jax import loop
 from s2k_jax import modelio
@@ -38,6 +39,28 @@ MODEL_INPUTS = ('dft', 'spatial')
 # Training.
 
 
+def check_model_fields(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError for a bad model.input, or a spectrum field that input would not read.
+
+  model.input='spatial' feeds the generator the LR luminance, so spectrum.mode (how the amplitude
+  spectrum is taken) has no effect there; only its default is accepted.
+  """
+  if config.model.input not in MODEL_INPUTS:
+    raise ValueError(f'model.input must be one of {MODEL_INPUTS}, got {config.model.input!r}.')
+  if config.model.input == 'spatial' and config.spectrum.mode != spectrum.DEFAULT_MODE:
+    raise ValueError(f"spectrum.mode={config.spectrum.mode!r} has no effect with model.input='spatial' "
+                     '(the generator reads the LR luminance, not its spectrum): leave spectrum.mode '
+                     "unset, or add --config.model.input=dft.")
+
+
+def check_fields(config: ml_collections.ConfigDict) -> None:
+  """Start-up check of an estimator config: no data, degradation, spectrum or model field that the
+  chosen mode would silently ignore (`data.check_fields`, `kernels.check_motion_bank_fields`)."""
+  data.check_fields(config)
+  kernels_lib.check_motion_bank_fields(config.degradation)
+  check_model_fields(config)
+
+
 def make_batch_fn(
     config: ml_collections.ConfigDict) -> Callable[[jax.Array, jax.Array], dict[str, jax.Array]]:
   """fn(hr uint8 (B, C, C, 3), key) → the training batch, jit-able (the caller chooses shardings).
@@ -47,8 +70,7 @@ def make_batch_fn(
   input (= spectrum for model.input='dft', `spectrum.spatial_input` for 'spatial'); noise_sigma (B,).
   Kernels and noise come from `degradation.degrade(hr, key, config.degradation)`.
   """
-  if config.model.input not in MODEL_INPUTS:
-    raise ValueError(f'model.input must be one of {MODEL_INPUTS}, got {config.model.input!r}.')
+  check_model_fields(config)
   deg = ml_collections.FrozenConfigDict(config.degradation)
   size, mode = int(config.spectrum.size), str(config.spectrum.mode)
   spatial = config.model.input == 'spatial'
@@ -167,6 +189,7 @@ def summarize_eval(out, eval_batch) -> tuple[dict[str, float], np.ndarray]:
 
 def task(config: ml_collections.ConfigDict) -> loop.Task:
   """The S2K estimator as a task of the shared training driver."""
+  check_fields(config)  # Before any image is scanned or kernel drawn.
   batch_fn = make_batch_fn(config)
   return loop.Task(
       name='s2k', kind=CHECKPOINT_KIND, meta=checkpoint_meta(config),

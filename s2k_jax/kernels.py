@@ -28,6 +28,10 @@ FAMILIES = ('gaussian', 'motion', 'disk')
 _NOT_POINT_SYMMETRIC = frozenset({'motion'})
 # A bank kernel may drift from sum 1 by float32 round-off only.
 _BANK_SUM_ATOL = 1e-3
+# Defaults of the fields that only some motion modes read (configs/common.py:FAMILY_FIELDS takes them
+# from here): a field that differs from its default where it has no effect is an error
+# (`check_motion_bank_fields`).
+MOTION_BANK_DEFAULTS = dict(motion_bank_seed=0, motion_bank_path='')
 
 
 def _check_odd_size(size: int, name: str = 'size') -> None:
@@ -420,9 +424,30 @@ def _bank_from_file(path: str, modified_ns: int) -> np.ndarray:
   return bank
 
 
+def check_motion_bank_fields(config: Any) -> None:
+  """Raises ValueError for a motion-bank field of a `degradation` config that would have no effect.
+
+  motion_bank_size 0 draws fresh kernels, so it reads neither motion_bank_seed nor motion_bank_path;
+  a bank read from motion_bank_path is not built, so it does not read motion_bank_seed.
+  """
+  if config.family != 'motion':
+    return
+  seed, path = config.motion_bank_seed, config.motion_bank_path
+  set_fields = [f'{name}={config[name]!r}' for name, default in MOTION_BANK_DEFAULTS.items()
+                if config[name] != default]
+  if config.motion_bank_size <= 0 and set_fields:
+    raise ValueError(f'degradation.{" and degradation.".join(set_fields)} has no effect with '
+                     'degradation.motion_bank_size=0 (fresh kernels, no bank): set '
+                     '--config.degradation.motion_bank_size to the bank size, or leave it unset.')
+  if path and seed != MOTION_BANK_DEFAULTS['motion_bank_seed']:
+    raise ValueError(f'degradation.motion_bank_seed={seed!r} has no effect with degradation.motion_bank_path='
+                     f'{path!r} (the bank is read from the file, not built): leave one of them unset.')
+
+
 def motion_bank(config: Any) -> np.ndarray:
   """The motion bank a `degradation` config asks for: loaded from motion_bank_path or built from
   motion_bank_seed, cached in the process so repeated calls (and jit traces) do not rebuild it."""
+  check_motion_bank_fields(config)
   if config.motion_bank_path:
     path = os.fspath(config.motion_bank_path)
     try:
@@ -457,6 +482,7 @@ def sample_kernels(key: jax.Array, batch: int, config: Any) -> jnp.ndarray:
   if family == 'disk':
     return sample_disk_kernels(key, batch, size, config.radius_range)
   if family == 'motion':
+    check_motion_bank_fields(config)
     if config.motion_bank_size > 0:
       bank = jnp.asarray(motion_bank(config))
       return bank[jax.random.randint(key, (batch,), 0, bank.shape[0])]

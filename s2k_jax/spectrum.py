@@ -30,6 +30,7 @@ _AMPLITUDE_FLOOR = 1e-4
 # Per-map standard scores are divided by this and clipped to [-1, 1] (`_normalise_log_amplitude`).
 _STANDARD_SCORE_RANGE = 3.0
 SPECTRUM_MODES = ('crop', 'welch')
+DEFAULT_MODE = 'crop'  # configs/common.py's spectrum.mode; other modes need model.input='dft'.
 
 # Stored with checkpoints so that inference decodes generator outputs the way they were trained.
 KERNEL_MAP_CONVENTION = (

@@ -570,3 +570,20 @@ def test_the_eight_symmetries_are_drawn_uniformly(coordinate_folder):
       counts[index] += 1
   assert counts.sum() == 2000
   assert scipy.stats.chisquare(counts).pvalue > 1e-3
+
+
+@pytest.mark.parametrize('field, value, source', [
+    ('train_dir', '/tmp/x', 'folder'), ('eval_dir', '/tmp/x', 'folder'),
+    ('tfds_name', 'div2k/bicubic_x4', 'tfds'), ('tfds_data_dir', '/tmp/x', 'tfds'),
+    ('tfds_image_key', 'hr', 'tfds')])
+def test_a_field_of_another_source_is_an_error_not_ignored(field, value, source):
+  other = 'bundled'
+  with pytest.raises(ValueError, match=f'add --config.data.source={source}') as info:
+    data.create_train_iterator(smoke_config(source=other, **{field: value}))
+  assert f'data.{field}={value!r}' in str(info.value)
+  with pytest.raises(ValueError, match=f'data.{field}'):
+    data.create_eval_batch(smoke_config(source=other, **{field: value}), 1)
+  wrong = 'tfds' if source == 'folder' else 'folder'
+  with pytest.raises(ValueError, match=f'data.source={wrong}: add --config.data.source={source}'):
+    data.check_fields(smoke_config(source=wrong, **{field: value}))
+  data.check_fields(smoke_config(source=source, **{field: value}))  # its own source reads it

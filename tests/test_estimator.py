@@ -66,3 +66,13 @@ def test_a_bundle_of_another_kernel_map_convention_is_refused(smoke_estimator_wo
       estimator.load(path)
     assert path in str(info.value) and spectrum.KERNEL_MAP_CONVENTION in str(info.value)
     assert not isinstance(info.value, modelio.BundleError)  # a readable bundle, of another convention
+
+
+def test_a_spectrum_mode_with_spatial_input_is_an_error_not_ignored():
+  from configs import gaussian  # pylint: disable=g-import-not-at-top
+  config = gaussian.get_config('smoke')
+  config.model.input, config.spectrum.mode = 'spatial', 'welch'
+  with pytest.raises(ValueError, match=r"spectrum.mode='welch' has no effect with model.input='spatial'"):
+    estimator.task(config)
+  config.model.input = 'dft'
+  estimator.check_fields(config)

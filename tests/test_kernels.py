@@ -675,3 +675,16 @@ def test_motion_shake_and_pull_follow_the_documented_ranges(motion_paths):
   for scale in (0.9, 1.1):
     assert scipy.stats.kstest(shake, 'uniform', args=(0, 10 * scale)).pvalue < P_REJECT
     assert scipy.stats.kstest(pull, 'uniform', args=(0, 0.7 * scale)).pvalue < P_REJECT
+
+
+@pytest.mark.parametrize('field, value', [('motion_bank_seed', 3), ('motion_bank_path', '/tmp/bank.npy')])
+def test_a_bank_field_without_a_bank_is_an_error_not_ignored(field, value):
+  config = degradation('motion', motion_bank_size=0, **{field: value})
+  with pytest.raises(ValueError, match=f'degradation.{field}=.*has no effect with degradation.motion_bank_size=0'):
+    kernels.sample_kernels(jax.random.key(0), 2, config)
+
+
+def test_a_bank_seed_with_a_bank_file_is_an_error_not_ignored():
+  config = degradation('motion', motion_bank_size=4, motion_bank_path='/tmp/bank.npy', motion_bank_seed=3)
+  with pytest.raises(ValueError, match='motion_bank_seed=3 has no effect with degradation.motion_bank_path'):
+    kernels.motion_bank(config)

@@ -412,3 +412,13 @@ def test_train_py_reports_bad_input_without_a_traceback(tmp_path):
   assert proc.returncode == 1, out
   assert 'error:' in out and 'smaller than the 1024×1024 crop' in out
   assert 'Traceback' not in out
+
+
+def test_train_py_refuses_a_folder_field_without_the_folder_source(tmp_path):
+  # Issue 14: --config.data.train_dir alone used to train on the bundled photos without a word.
+  proc = _run_train(['--config', 'configs/gaussian.py:smoke', '--workdir', str(tmp_path),
+                     '--config.data.train_dir=/tmp/x'])
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 1, out
+  assert "error: data.train_dir='/tmp/x' is read only by data.source=folder" in out
+  assert 'add --config.data.source=folder' in out and 'Traceback' not in out

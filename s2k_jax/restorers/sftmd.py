@@ -17,6 +17,7 @@ import numpy as np
 
 from s2k_jax import data
 from s2k_jax import degradation
+from s2k_jax import kernels as kernels_lib
 from s2k_jax import loop
 from s2k_jax import modelio
 from s2k_jax import pca
@@ -126,6 +127,9 @@ def checkpoint_meta(config: ml_collections.ConfigDict) -> dict:
 
 def task(config: ml_collections.ConfigDict) -> loop.Task:
   """SFTMD as a task of the shared training driver; the PCA basis is fitted once here (seeded)."""
+  # Fields the chosen mode would silently ignore stop the run before the basis is fitted.
+  data.check_fields(config)
+  kernels_lib.check_motion_bank_fields(config.degradation)
   basis = fit_basis(config)
   batch_fn = make_batch_fn(config)
   return loop.Task(
