@@ -61,14 +61,17 @@ class ImageResult:
   kernel_sigmas: tuple[float, float] | None = None  # HR pixels, major and minor
   seconds: float | None = None
   outputs: dict[str, str] = dataclasses.field(default_factory=dict)
+  models: str | None = None                   # e.g. 'gaussian kernels, ×4, SFTMD'
 
   def summary(self) -> str:
     name = os.path.basename(self.path)
     if self.error:  # Image errors name the file already; others (e.g. a failed write) get it added.
       return f'FAILED {self.error}' if self.path in self.error else f'FAILED {self.path}: {self.error}'
     (h, w), (sh, sw), (major, minor) = self.lr_size, self.sr_size, self.kernel_sigmas
-    return (f'{name}: LR {h}×{w} → SR {sh}×{sw}, kernel {self.kernel_size}×{self.kernel_size} σ '
-            f'{major:.2f}/{minor:.2f} HR px, {self.seconds:.1f} s → {self.outputs["sr"]}')
+    others = ', '.join(os.path.basename(p) for k, p in self.outputs.items() if k != 'sr')
+    return (f'{name}: LR {h}×{w} → SR {sh}×{sw} ({self.models}), kernel {self.kernel_size}×'
+            f'{self.kernel_size} σ {major:.2f}/{minor:.2f} HR px, {self.seconds:.1f} s → {self.outputs["sr"]} '
+            f'(+ {others})')
 
 
 def output_paths(path: str, out_dir: str, scale: int) -> dict[str, str]:
@@ -110,7 +113,8 @@ def _process_file(path: str, out_dir: str, est, rest, **kwargs) -> ImageResult:
   visualize.save_png(outputs['spectrum_png'], visualize.spectrum_figure(out['inputs'][0]))
   return ImageResult(path=path, lr_size=lr.shape[:2], sr_size=out['sr'].shape[1:3],
                      kernel_size=out['kernel'].shape[-1], kernel_sigmas=kernel_sigmas(out['kernel'][0]),
-                     seconds=time.perf_counter() - start, outputs=outputs)
+                     seconds=time.perf_counter() - start, outputs=outputs,
+                     models=f'{rest.family} kernels, ×{rest.scale}, {rest.name}')
 
 
 def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
@@ -159,7 +163,7 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
     except (ValueError, OSError) as e:  # images.ImageError and ImageTooSmallError are ValueErrors.
       result = ImageResult(path=path, error=str(e))
     results.append(result)
-    if progress:
+    if progress or result.error:  # Errors are printed even when quiet.
       tqdm.tqdm.write(result.summary(), file=sys.stderr if result.error else sys.stdout)
   return results
 
@@ -213,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                            'at most tile/4, which makes tiles seamless).')
   parser.add_argument('--noise-sigma', type=float, default=0.0,
                       help='LR noise σ on [0, 1], only for restorers trained with noise (default 0).')
-  parser.add_argument('--quiet', action='store_true', help='no progress bar or summary lines.')
+  parser.add_argument('--quiet', action='store_true', help='print only errors (no progress bar, per-image lines or totals).')
   return parser
 
 
@@ -231,6 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f's2k-sr: error: {e}', file=sys.stderr)
     return EXIT_USAGE
   failed = [r for r in results if r.error]
+  if not args.quiet:
+    seconds = sum(r.seconds for r in results if not r.error)
+    print(f's2k-sr: {len(results) - len(failed)} of {len(results)} images super-resolved in {seconds:.1f} s '
+          f'→ {args.out}')
   if failed:
     print(f's2k-sr: {len(failed)} of {len(results)} images failed: '
           f'{", ".join(r.path for r in failed)}', file=sys.stderr)

@@ -54,8 +54,28 @@ def test_console_script_end_to_end(photo_png, tmp_path, smoke_estimator_workdir,
   cov = np.cov(np.stack([rows.ravel(), cols.ravel()]), aweights=kernel.ravel().astype(np.float64), bias=True)
   major, minor = np.sqrt(np.linalg.eigvalsh(cov))[::-1]
   line = next(x for x in run.stdout.splitlines() if x.startswith('chelsea.png'))
-  assert line.startswith(f'chelsea.png: LR 75×113 → SR 300×452, kernel 15×15 σ {major:.2f}/{minor:.2f} HR px')
+  assert line.startswith(f'chelsea.png: LR 75×113 → SR 300×452 (gaussian kernels, ×4, SFTMD), kernel 15×15 '
+                         f'σ {major:.2f}/{minor:.2f} HR px')
+  # Where every file went, then one closing line with the totals.
+  assert line.endswith(f'→ {out / "chelsea_x4.png"} (+ chelsea_kernel.png, chelsea_kernel.npy, '
+                       'chelsea_spectrum.png)')
   assert 'moon16.png: LR 40×48 → SR 160×192' in run.stdout
+  assert run.stdout.splitlines()[-1].startswith('s2k-sr: 2 of 2 images super-resolved in ')
+  assert run.stdout.splitlines()[-1].endswith(f' s → {out}')
+
+
+def test_quiet_prints_only_errors(photo_png, tmp_path, capsys, smoke_estimator_workdir, smoke_restorer_workdir):
+  """--quiet: nothing on stdout; each failed image and the failure count still on stderr."""
+  tiny = tmp_path / 'tiny.png'
+  Image.fromarray(np.full((10, 12, 3), 128, np.uint8)).save(tiny)
+  status = cli.main([str(photo_png), str(tiny), '--out', str(tmp_path / 'out'), '--quiet',
+                     *models(smoke_estimator_workdir, smoke_restorer_workdir)])
+  assert status == 1
+  captured = capsys.readouterr()
+  assert captured.out == ''
+  assert f'FAILED {tiny}: 10×12 pixels is too small' in captured.err
+  assert 's2k-sr: 1 of 2 images failed' in captured.err
+  assert 'chelsea' not in captured.err
 
 
 def test_bad_files_are_reported_and_the_rest_still_written(photo_png, tmp_path, capsys,
@@ -126,3 +146,12 @@ def test_missing_checkpoints_and_bad_arguments_exit_2(photo_png, tmp_path, capsy
   not_a_bundle.write_text('hello')
   assert cli.main([str(photo_png), '--out', str(tmp_path), '--estimator', str(not_a_bundle)]) == 2
   assert f'estimator: {not_a_bundle}: not a readable s2k-jax model bundle' in capsys.readouterr().err
+
+
+def test_help_prints_only_the_help():
+  """`s2k-sr --help` as a newcomer runs it (no JAX_PLATFORMS): usage on stdout, nothing on stderr."""
+  env = {k: v for k, v in os.environ.items() if k not in ('JAX_PLATFORMS', 'XLA_FLAGS')}
+  run = subprocess.run([SCRIPT, '--help'], capture_output=True, text=True, timeout=120, env=env, check=False)
+  assert run.returncode == 0
+  assert run.stdout.startswith('usage: s2k-sr')
+  assert run.stderr == ''

@@ -207,3 +207,12 @@ def test_s2k_sr_runs_with_the_shipped_models(tmp_path):
   with Image.open(tmp_path / 'out' / 'coffee_x4.png') as sr:
     assert sr.size == (image.shape[1] * 4, image.shape[0] * 4)
   assert np.load(tmp_path / 'out' / 'coffee_kernel.npy').shape == (15, 15)
+
+
+def test_loading_a_checkpoint_logs_no_warnings(smoke_estimator_workdir, smoke_restorer_workdir, caplog):
+  """Restoring training checkpoints for inference (outside the driver) logs nothing at WARNING or above
+  (orbax's metadata warnings would reach every s2k-sr user who passes a workdir)."""
+  with caplog.at_level('WARNING'):
+    estimator.load(str(smoke_estimator_workdir))
+    tasks.load_restorer(str(smoke_restorer_workdir))
+  assert [r.getMessage() for r in caplog.records if r.levelno >= 30] == []

@@ -144,13 +144,17 @@ def test_bad_arguments_and_tampering_are_reported(generated, tmp_path):
 
 
 def test_command_line(tmp_path):
+  """The absl tool as a newcomer runs it (no JAX_PLATFORMS set): its one result line and nothing else —
+  no backend probing (libtpu), orbax or grain log lines at the default verbosity."""
   out = tmp_path / 'cli'
+  env = {k: v for k, v in os.environ.items() if k != 'JAX_PLATFORMS'}
   result = subprocess.run(
       [sys.executable, '-m', 's2k_jax.make_testset', '--config=configs/disk.py:smoke',
        '--config.degradation.scale=2', f'--out={out}', '--limit=1', '--hr_crop=64'],
-      cwd=ROOT, capture_output=True, text=True, timeout=120,
-      env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': ''})
+      cwd=ROOT, capture_output=True, text=True, timeout=120, env={**env, 'XLA_FLAGS': ''})
   assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stderr == ''
+  assert result.stdout.splitlines() == [f'1 images, disk kernels, ×2 → {out}']
   manifest = json.loads((out / 'manifest.json').read_text())
   assert (manifest['family'], manifest['scale'], manifest['hr_crop']) == ('disk', 2, 64)
   assert np.load(out / 'kernels' / '0000_chelsea.npy').shape == (15, 15)
