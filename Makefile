@@ -8,7 +8,10 @@ DEMO_CONFIG ?= configs/motion.py:cpu
 DEMO_WORKDIR ?= runs/motion_cpu
 DEMO_STEPS ?= 300
 
-.PHONY: setup demo test bench clean
+IMAGES ?=
+OUT ?= results
+
+.PHONY: setup demo sr test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +23,10 @@ setup: $(VENV)/.installed
 
 demo: setup
 	$(PY) train.py --config $(DEMO_CONFIG) --workdir $(DEMO_WORKDIR) --config.train.num_steps=$(DEMO_STEPS)
+
+sr: setup
+	@if [ -z "$(IMAGES)" ]; then echo 'usage: make sr IMAGES="a.jpg b.png" [OUT=results]  (super-resolves your photos with the shipped models)'; exit 2; fi
+	$(VENV)/bin/s2k-sr $(IMAGES) --out $(OUT)
 
 test: setup
 	$(PY) -m pytest -q -n 2 tests
