@@ -11,6 +11,7 @@ One module per model, all of the same shape (`restorers/sftmd.py` is its neighbo
 """
 import dataclasses
 import functools
+import os
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -163,14 +164,18 @@ def estimate_maps(state: dict[str, TrainState], inputs: jax.Array) -> jax.Array:
   return gs.apply_fn({'params': gs.params, 'batch_stats': gs.batch_stats}, inputs, train=False)
 
 
+def kernel_errors(kernels: jax.Array, true_kernels: jax.Array, flip_invariant: bool) -> jax.Array:
+  """Per-example mean |k̂ − k| (B,), over the better of the two 180° orientations if flip_invariant."""
+  if flip_invariant:
+    return spectrum.flip_invariant_l1(kernels, true_kernels)
+  return jnp.mean(jnp.abs(kernels - true_kernels), axis=(1, 2))
+
+
 def eval_step(state, batch, *, config):
   """Kernel maps → kernels, and their error against the true kernels (flip-invariant for motion)."""
   pred_map = estimate_maps(state, batch['inputs'])
   kernels = spectrum.map_to_kernel(pred_map, config.degradation.kernel_size)
-  if config.train.flip_invariant_l1:
-    err = spectrum.flip_invariant_l1(kernels, batch['kernel'])
-  else:
-    err = jnp.mean(jnp.abs(kernels - batch['kernel']), axis=(1, 2))
+  err = kernel_errors(kernels, batch['kernel'], config.train.flip_invariant_l1)
   return dict(pred_map=pred_map, kernel=kernels, kernel_mae=err)
 
 
@@ -180,11 +185,50 @@ def checkpoint_meta(config: ml_collections.ConfigDict) -> dict:
               kernel_map=spectrum.KERNEL_MAP_CONVENTION)
 
 
-def summarize_eval(out, eval_batch) -> tuple[dict[str, float], np.ndarray]:
-  """Validation kernel error and a labelled grid (spectrum | true map | estimated map | kernels)."""
+def summarize_eval(out, eval_batch, *, config: ml_collections.ConfigDict,
+                   mean_kernel: Callable[[], np.ndarray]) -> tuple[dict[str, float], np.ndarray]:
+  """Validation kernel error, the mean kernel's on the same batch (the kernel-unaware baseline) and a
+  labelled grid (input | true map | estimated map | true kernel | estimated kernel).
+
+  `mean_kernel` () → `kernels.mean_kernel(config.degradation)`, computed once by the caller.
+  """
+  true = np.asarray(eval_batch['kernel'])
+  baseline = kernel_errors(jnp.broadcast_to(mean_kernel(), true.shape), true, config.train.flip_invariant_l1)
+  first = 'LR luma' if config.model.input == 'spatial' else 'spectrum'
   grid = visualize.estimation_grid(eval_batch['inputs'], eval_batch['kernel_map'], out['pred_map'],
-                                   eval_batch['kernel'], out['kernel'])
-  return {'kernel_mae': float(np.mean(out['kernel_mae']))}, grid
+                                   true, out['kernel'], input_label=first)
+  return {'kernel_mae': float(np.mean(out['kernel_mae'])),
+          'kernel_mae_mean_kernel': float(np.mean(baseline))}, grid
+
+
+def describe_eval(scalars) -> list[str]:
+  """The closing summary's reading of the latest eval scalars: S2K's kernel error vs the mean kernel's."""
+  if 'kernel_mae' not in scalars:
+    return []
+  mae, base = scalars['kernel_mae'], scalars.get('kernel_mae_mean_kernel')
+  if base is None:
+    return [f'kernel error (mean |k̂ − k|): {mae:.4g}.']
+  lines = [f'kernel error (mean |k̂ − k|): S2K {mae:.4g}, the mean kernel {base:.4g} '
+           '(the kernel-unaware baseline, same eval batch).']
+  if 0 < mae < base:
+    lines.append(f'S2K\'s error is {base / mae:.2f}× lower than the mean kernel\'s.')
+  else:
+    lines.append('S2K is not yet better than the mean kernel: train longer (raise --config.train.num_steps).')
+  return lines
+
+
+def next_steps(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
+  """Commands to try with the estimator trained in `workdir`: evaluate it, super-resolve a photo."""
+  family, scale = config.degradation.family, int(config.degradation.scale)
+  lines = [f'python evaluate.py --estimator {workdir} --out {os.path.join(workdir, "eval")}'
+           '   # kernel errors on the held-out photos (Figure 6)']
+  sr = f's2k-sr your_photo.png --out sr_out --estimator {workdir}'
+  if (family, scale) in modelio.PRETRAINED_RESTORERS:
+    lines.append(f'{sr} --family {family}   # blind ×{scale} SR with the shipped {family} restorer')
+  else:
+    lines.append(f'{sr} --restorer RESTORER_WORKDIR   # train a {family} ×{scale} restorer first: '
+                 f'python train.py --config configs/sftmd.py:{family}_x{scale} --workdir RESTORER_WORKDIR')
+  return lines
 
 
 def task(config: ml_collections.ConfigDict) -> loop.Task:
@@ -199,7 +243,11 @@ def task(config: ml_collections.ConfigDict) -> loop.Task:
       create_state=functools.partial(create_train_state, config),
       train_step=functools.partial(train_step, config=config),
       eval_step=functools.partial(eval_step, config=config),
-      summarize_eval=summarize_eval, progress_keys=('g_loss', 'd_loss', 'l1'))
+      summarize_eval=functools.partial(
+          summarize_eval, config=config,
+          mean_kernel=functools.cache(lambda: kernels_lib.mean_kernel(config.degradation))),
+      progress_keys=('g_loss', 'd_loss', 'l1'), describe_eval=describe_eval,
+      next_steps=functools.partial(next_steps, config))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -57,6 +57,11 @@ class Task:
   # the scalars as eval/<name> and the figure to <workdir>/samples/step_<step>.png and TensorBoard.
   summarize_eval: Callable[[Any, Any], tuple[Mapping[str, float], np.ndarray | None]]
   progress_keys: tuple[str, ...]                        # metrics shown on the progress bar
+  # The closing summary the driver prints (host 0) after the paths of the run's outputs:
+  # (the latest eval scalars) → lines that read them, e.g. against a baseline on the same eval batch;
+  describe_eval: Callable[[Mapping[str, float]], list[str]] = lambda scalars: []
+  # (workdir) → the commands to try next with the model trained there.
+  next_steps: Callable[[str], list[str]] = lambda workdir: []
 
 
 class NonFiniteLossError(RuntimeError):
@@ -262,6 +267,65 @@ def write_eval(writer: MetricWriter, workdir: str, step: int, scalars: Mapping[s
 
 
 # ---------------------------------------------------------------------------------------------------
+# The closing summary.
+
+
+def last_eval(workdir: str) -> tuple[int, dict[str, float]] | None:
+  """The latest (step, eval scalars without the 'eval/' prefix) in <workdir>/metrics.jsonl, or None."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.isfile(path):
+    return None
+  found = None
+  with open(path, encoding='utf-8') as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:  # A line cut short by a crash.
+        continue
+      scalars = {k[len('eval/'):]: v for k, v in record.items() if k.startswith('eval/')}
+      if scalars:
+        found = (int(record['step']), scalars)
+  return found
+
+
+def closing_lines(task: Task, workdir: str, step: int, num_steps: int, *, start: int = 0,
+                  stopped: bool = False) -> list[str]:
+  """What a run leaves and what to do next: where its outputs are, the latest evaluation (read by the
+  task), and how to resume (after a stop) or the task's next commands."""
+  if stopped:
+    head = (f'Stopped early at step {step} of {num_steps}, after saving a checkpoint. Run the same '
+            f'command again (same --workdir) to resume from step {step}.')
+  elif start >= num_steps:
+    head = (f'Nothing to train: {workdir} is already at step {start} of train.num_steps={num_steps} '
+            '(raise --config.train.num_steps to train longer).')
+  else:
+    head = f'Trained to step {step} of {num_steps}' + (f' (resumed at step {start})' if start else '') + '.'
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  saved = sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit()) if os.path.isdir(checkpoints) else []
+  samples = os.path.join(workdir, 'samples')
+  figures = sorted(n for n in os.listdir(samples) if n.endswith('.png')) if os.path.isdir(samples) else []
+  lines = [head, f'  checkpoints  {checkpoints}' + (f' (steps {", ".join(map(str, saved))})' if saved else ''),
+           f'  metrics      {os.path.join(workdir, "metrics.jsonl")}',
+           f'  TensorBoard  {os.path.join(workdir, "tensorboard")}  '
+           f'(tensorboard --logdir {os.path.join(workdir, "tensorboard")})']
+  if figures:
+    lines.append(f'  samples      {os.path.join(samples, figures[-1])}'
+                 + (f' (latest of {len(figures)})' if len(figures) > 1 else ''))
+  evaluated = last_eval(workdir)
+  if evaluated is not None:
+    described = task.describe_eval(evaluated[1])
+    if described:
+      lines.append(f'Held-out evaluation at step {evaluated[0]}:')
+      lines += [f'  {line}' for line in described]
+  if not stopped:
+    commands = task.next_steps(workdir)
+    if commands:
+      lines.append('Next:')
+      lines += [f'  {c}' for c in commands]
+  return lines
+
+
+# ---------------------------------------------------------------------------------------------------
 # The driver.
 
 
@@ -302,6 +366,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
   pending = None  # Metrics of the previous step, checked one step late to keep dispatch asynchronous.
   bar = tqdm.tqdm(total=config.train.num_steps, initial=start, desc=task.name, unit='step',
                   disable=jax.process_index() != 0, dynamic_ncols=True)
+  step, stop = start, False
   try:
     for step in range(start + 1, config.train.num_steps + 1):
       batch = make_batch(shard_batch(next(train_iter), mesh), jax.random.fold_in(data_key, step))
@@ -337,4 +402,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
     guard.close()
     if hasattr(train_iter, 'close'):
       train_iter.close()  # Stops grain worker processes.
+  if jax.process_index() == 0:
+    print('\n'.join(closing_lines(task, workdir, step, config.train.num_steps, start=start,
+                                   stopped=stop and step < config.train.num_steps)), flush=True)
   return state

@@ -76,3 +76,18 @@ def test_a_spectrum_mode_with_spatial_input_is_an_error_not_ignored():
     estimator.task(config)
   config.model.input = 'dft'
   estimator.check_fields(config)
+
+
+def test_the_demo_closing_lines_compare_with_the_mean_kernel_and_say_what_next(smoke_estimator_workdir):
+  """After a smoke run: the last held-out kernel error beside the mean kernel's (both read back from
+  metrics.jsonl, the reference), and next commands naming this workdir."""
+  from configs import gaussian  # pylint: disable=g-import-not-at-top
+  from s2k_jax import loop  # pylint: disable=g-import-not-at-top
+  step, scalars = loop.last_eval(str(smoke_estimator_workdir))
+  assert step == 4 and {'kernel_mae', 'kernel_mae_mean_kernel'} <= set(scalars)
+  text = '\n'.join(estimator.describe_eval(scalars))
+  assert f'{scalars["kernel_mae"]:.4g}' in text or f'{scalars["kernel_mae"]:.4f}' in text
+  assert 'mean kernel' in text
+  commands = estimator.next_steps(gaussian.get_config('smoke'), str(smoke_estimator_workdir))
+  assert any(c.startswith('python evaluate.py') and str(smoke_estimator_workdir) in c for c in commands)
+  assert any(c.startswith('s2k-sr') for c in commands)

@@ -1,4 +1,5 @@
 """Tests for the shared training driver (s2k_jax/loop.py) run with a minimal task."""
+import dataclasses
 import functools
 
 import jax.numpy as jnp
@@ -50,3 +51,31 @@ def test_only_the_latest_keep_checkpoints_steps_remain(tmp_path):
   state = loop.run(task, config, str(tmp_path))
   assert int(state['step']) == 9  # Resumed from step 7, not started afresh.
   assert checkpoint_steps(tmp_path) == [8, 9]
+
+
+def test_a_run_ends_by_saying_where_things_are_and_what_next(tmp_path, capsys):
+  """The closing lines (reference: the files the run wrote): paths that exist, the task's evaluation
+  summary and next commands; a re-run with nothing to train says so."""
+  config = gaussian.get_config('smoke')
+  config.train.num_steps, config.train.checkpoint_every, config.train.eval_every = 3, 2, 2
+  task = dataclasses.replace(counting_task(config),
+                             summarize_eval=lambda out, batch: ({'mean': 0.5}, None),
+                             describe_eval=lambda scalars: [f'mean {scalars["mean"]:.2f}'],
+                             next_steps=lambda workdir: [f'evaluate {workdir}'])
+  loop.run(task, config, str(tmp_path))
+  out = capsys.readouterr().out
+  assert 'Trained to step 3 of 3.' in out
+  assert f'checkpoints  {tmp_path / "checkpoints"} (steps 2, 3)' in out
+  assert f'metrics      {tmp_path / "metrics.jsonl"}' in out and (tmp_path / 'metrics.jsonl').is_file()
+  assert 'Held-out evaluation at step 3:\n  mean 0.50' in out
+  assert out.rstrip().endswith(f'Next:\n  evaluate {tmp_path}')
+  loop.run(task, config, str(tmp_path))
+  assert 'Nothing to train' in capsys.readouterr().out
+
+
+def test_a_stopped_run_says_how_to_resume(tmp_path):
+  task = counting_task(gaussian.get_config('smoke'))
+  lines = loop.closing_lines(task, str(tmp_path), 3, 10, start=2, stopped=True)
+  assert lines[0] == ('Stopped early at step 3 of 10, after saving a checkpoint. Run the same command '
+                      'again (same --workdir) to resume from step 3.')
+  assert not any(line.startswith('Next:') for line in lines)

@@ -6,6 +6,7 @@ basis of the kernel code, `pca.restorer_code`), the step (L1, as IKC) and the ev
 the true kernel). `load` returns the `base.Restorer` the pipeline and evaluation use.
 """
 import functools
+import os
 from typing import Any
 
 from flax import struct
@@ -106,19 +107,50 @@ def train_step(state: RestorerState, batch: dict[str, jax.Array], key: jax.Array
 
 
 def eval_step(state: RestorerState, batch: dict[str, jax.Array], *, config) -> dict[str, jax.Array]:
+  """SR with the true kernels, its PSNR, and the PSNR of bicubic upsampling (the kernel-free baseline)."""
   code = kernel_codes(state, batch['kernel'], batch['noise_sigma'], config)
   sr = state.apply_fn({'params': state.params}, batch['lr'], code)
-  return dict(sr=sr, psnr=psnr_rgb(sr, batch['hr']))
+  # As evaluation.bicubic_upsample (Table 1's Bicubic row).
+  bicubic = jnp.clip(jax.image.resize(batch['lr'], batch['hr'].shape, 'bicubic'), 0.0, 1.0)
+  return dict(sr=sr, psnr=psnr_rgb(sr, batch['hr']), psnr_bicubic=psnr_rgb(bicubic, batch['hr']))
 
 
 def summarize_eval(out, eval_batch) -> tuple[dict[str, float], np.ndarray]:
-  """Validation PSNR (true kernels) and a figure of LR (nearest-upscaled) | SR | HR rows."""
-  hr, lr = np.asarray(eval_batch['hr']), np.asarray(eval_batch['lr'])
-  s = hr.shape[1] // lr.shape[1]
-  rows = [np.concatenate([np.repeat(np.repeat(lr[i], s, 0), s, 1), out['sr'][i], hr[i]], axis=1)
-          for i in range(min(4, hr.shape[0]))]
-  return ({'psnr_true_kernel': float(np.mean(out['psnr']))},
-          visualize.to_uint8(np.concatenate(rows, axis=0)))
+  """Validation PSNR (true kernels) and bicubic's on the same batch, and a labelled figure of
+  LR (nearest-upscaled) | SR | HR rows."""
+  grid = visualize.restoration_grid(eval_batch['lr'], out['sr'], eval_batch['hr'],
+                                    sr_label=f'{NAME} (true kernel)')
+  return ({'psnr_true_kernel': float(np.mean(out['psnr'])),
+           'psnr_bicubic': float(np.mean(out['psnr_bicubic']))}, grid)
+
+
+def describe_eval(scalars) -> list[str]:
+  """The closing summary's reading of the latest eval scalars: PSNR with the true kernel vs bicubic."""
+  if 'psnr_true_kernel' not in scalars:
+    return []
+  line = f'PSNR (RGB) of {NAME} with the true kernels: {scalars["psnr_true_kernel"]:.2f} dB'
+  if 'psnr_bicubic' in scalars:
+    gain = scalars['psnr_true_kernel'] - scalars['psnr_bicubic']
+    line += f'; bicubic upsampling: {scalars["psnr_bicubic"]:.2f} dB ({gain:+.2f} dB).'
+    if gain <= 0:
+      return [line, f'{NAME} is not yet better than bicubic: train longer (raise --config.train.num_steps).']
+    return [line]
+  return [line + '.']
+
+
+def next_steps(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
+  """Commands to try with the restorer trained in `workdir`: evaluate it, super-resolve a photo."""
+  family, scale = config.degradation.family, int(config.degradation.scale)
+  lines = [f'python evaluate.py --restorer {workdir} --out {os.path.join(workdir, "eval")}'
+           f'   # PSNR/SSIM: bicubic, {NAME} with the mean and the true kernels (Table 1)']
+  sr = f's2k-sr your_photo.png --out sr_out --restorer {workdir}'
+  if family in modelio.PRETRAINED_ESTIMATORS and scale == 4:  # The shipped estimators see ×4 LR spectra.
+    lines.append(f'{sr} --family {family}   # blind ×{scale} SR with the shipped {family} estimator')
+  else:
+    lines.append(f'{sr} --estimator ESTIMATOR_WORKDIR   # train a {family} ×{scale} estimator first: '
+                 f'python train.py --config configs/{family}.py --config.degradation.scale={scale} '
+                 '--workdir ESTIMATOR_WORKDIR')
+  return lines
 
 
 def checkpoint_meta(config: ml_collections.ConfigDict) -> dict:
@@ -140,7 +172,8 @@ def task(config: ml_collections.ConfigDict) -> loop.Task:
       create_state=functools.partial(create_train_state, config, basis),
       train_step=functools.partial(train_step, config=config),
       eval_step=functools.partial(eval_step, config=config),
-      summarize_eval=summarize_eval, progress_keys=('l1', 'psnr'))
+      summarize_eval=summarize_eval, progress_keys=('l1', 'psnr'), describe_eval=describe_eval,
+      next_steps=functools.partial(next_steps, config))
 
 
 # ---------------------------------------------------------------------------------------------------
