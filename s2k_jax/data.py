@@ -342,18 +342,46 @@ def create_train_iterator(config: ml_collections.ConfigDict, *, process_index: i
   return iter(train_dataset(config, process_index=process_index, process_count=process_count))
 
 
-def create_eval_batch(config: ml_collections.ConfigDict, n: int) -> dict[str, np.ndarray]:
-  """A fixed validation batch {'hr': uint8 (n, C, C, 3)}: centre crops of the eval images in order.
+# Where the r-th crop of one eval image lies, as (top, left) fractions of the free range: the centre,
+# the four corners, the four edge midpoints; later ones follow the 2-D Halton sequence (bases 2, 3).
+_SPREAD = ((0.5, 0.5), (0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (1.0, 0.0),
+           (0.0, 0.5), (1.0, 0.5), (0.5, 0.0), (0.5, 1.0))
 
-  Element j is image j mod N (N usable eval images), so n may exceed N; every call, host and worker
-  count gives the same batch.
+
+def _radical_inverse(i: int, base: int) -> float:
+  out, f = 0.0, 1.0 / base
+  while i:
+    i, digit = divmod(i, base)
+    out += digit * f
+    f /= base
+  return out
+
+
+def spread_crop(image: np.ndarray, size: int, r: int) -> np.ndarray:
+  """The r-th of a fixed sequence of size×size crops spread over the image; r = 0 is `centre_crop`."""
+  height, width = image.shape[:2]
+  if height < size or width < size:
+    raise ValueError(f'image {height}×{width} is smaller than the {size}×{size} crop.')
+  fy, fx = _SPREAD[r] if r < len(_SPREAD) else (_radical_inverse(r, 2), _radical_inverse(r, 3))
+  top, left = int(fy * (height - size)), int(fx * (width - size))  # floor: r = 0 is centre_crop's
+  return np.ascontiguousarray(image[top:top + size, left:left + size])
+
+
+def create_eval_batch(config: ml_collections.ConfigDict, n: int) -> dict[str, np.ndarray]:
+  """A fixed validation batch {'hr': uint8 (n, C, C, 3)} of crops of the eval images in order.
+
+  Element j is crop r = j // N of image j mod N (N usable eval images): the centre crop first, then
+  the other crops of `spread_crop` (corners, edge midpoints, …), so an n larger than a small eval split
+  shows more of each image rather than repeating it. Every call, host and worker count gives the same
+  batch, and the batch of n is the first n elements of any larger one.
   """
   if n <= 0:
     raise ValueError(f'eval batch size must be positive, got {n}.')
   crop = hr_crop_size(config)
   records = check_records(image_records(config, 'eval'), config)
-  crops = {}
+  decoded = {}
   for i in range(min(n, len(records))):
     name, payload = records.reader(records.records[i])
-    crops[i] = centre_crop(images.to_uint8(images.decode_payload(payload, name)), crop)
-  return {'hr': np.stack([crops[j % len(records)] for j in range(n)])}
+    decoded[i] = images.to_uint8(images.decode_payload(payload, name))
+  return {'hr': np.stack([spread_crop(decoded[j % len(records)], crop, j // len(records))
+                          for j in range(n)])}

@@ -32,9 +32,24 @@ def _kernel_tile(kernel: np.ndarray, size: int) -> np.ndarray:
   return out
 
 
+ESTIMATION_COLUMNS = ('true map', 'estimated map', 'true kernel', 'estimated kernel')
+LABEL_HEIGHT = 14  # Pixels of the column-label strip above a grid.
+
+
+def _with_column_labels(grid: np.ndarray, names, tile: int, border: int) -> np.ndarray:
+  """`grid` (H, W, 3) in [0, 1] under a strip naming its columns (each `tile` px, `border` apart)."""
+  header = np.ones((LABEL_HEIGHT, grid.shape[1], 3))
+  for j, name in enumerate(names):
+    left = j * (tile + border)
+    header[:, left:left + tile] = _label(name, tile, LABEL_HEIGHT)[..., None]
+  spacer = np.ones((border, grid.shape[1], 3))
+  return np.concatenate([header, spacer, grid], axis=0)
+
+
 def estimation_grid(inputs, true_maps, pred_maps, true_kernels, est_kernels, max_rows: int = 8,
-                    border: int = 2) -> np.ndarray:
-  """One row per example: input | true map | estimated map | true kernel | estimated kernel (uint8 RGB)."""
+                    border: int = 2, input_label: str = 'spectrum') -> np.ndarray:
+  """One row per example: input | true map | estimated map | true kernel | estimated kernel (uint8 RGB),
+  under a strip of column labels (`input_label` names the first column)."""
   n = min(max_rows, inputs.shape[0])
   size = inputs.shape[1]
   rows = []
@@ -52,7 +67,30 @@ def estimation_grid(inputs, true_maps, pred_maps, true_kernels, est_kernels, max
     grid[i * (size + border):i * (size + border) + size] = r
   rep = -(-128 // size)  # Small (CPU-preset) maps are enlarged so tiles are at least 128 px.
   grid = np.kron(grid, np.ones((rep, rep))) if rep > 1 else grid
-  return np.repeat(to_uint8(grid)[..., None], 3, axis=-1)
+  grid = _with_column_labels(np.repeat(grid[..., None], 3, axis=-1), (input_label,) + ESTIMATION_COLUMNS,
+                             size * rep, border * rep)
+  return to_uint8(grid)
+
+
+def restoration_grid(lrs, srs, hrs, max_rows: int = 4, border: int = 2,
+                     sr_label: str = 'SR') -> np.ndarray:
+  """One row per example: LR (nearest-enlarged to the HR size) | SR | HR, under column labels.
+
+  Images are (B, H, W, 3) in [0, 1] (LR at H/s × W/s); tiles under 128 px are enlarged (nearest) to
+  at least 128 px so the labels fit. Returns uint8 RGB.
+  """
+  hrs, lrs, srs = (np.clip(np.asarray(x, np.float64), 0, 1) for x in (hrs, lrs, srs))
+  n, height, width = min(max_rows, hrs.shape[0]), hrs.shape[1], hrs.shape[2]
+  s = height // lrs.shape[1]
+  rep = -(-128 // min(height, width))
+  up = lambda x, f: np.repeat(np.repeat(x, f, 0), f, 1)
+  tile_w = width * rep
+  grid = np.ones((n * (height * rep + border) - border, 3 * (tile_w + border) - border, 3))
+  for i in range(n):
+    for j, t in enumerate((up(lrs[i], s), srs[i], hrs[i])):
+      top, left = i * (height * rep + border), j * (tile_w + border)
+      grid[top:top + height * rep, left:left + tile_w] = up(t, rep)
+  return to_uint8(_with_column_labels(grid, ('LR', sr_label, 'HR'), tile_w, border))
 
 
 def _enlarge(unit: np.ndarray) -> np.ndarray:

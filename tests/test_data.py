@@ -333,7 +333,7 @@ def test_processes_get_disjoint_shards_of_half_the_batch(coordinate_folder):
   assert ids[0].isdisjoint(ids[1]) and ids[0] | ids[1] == {10, 20, 30, 40, 50, 60}
 
 
-def test_bundled_split_and_eval_batch_are_centre_crops():
+def test_bundled_split_and_eval_batch_are_spread_crops():
   assert len(data.bundled_files('train')) == 11 and len(data.bundled_files('eval')) == 2
   assert set(data.BUNDLED_TRAIN).isdisjoint(data.BUNDLED_EVAL)
   config = smoke_config()
@@ -342,8 +342,11 @@ def test_bundled_split_and_eval_batch_are_centre_crops():
   chelsea, coffee = skimage.data.chelsea(), skimage.data.coffee()  # 300×451, 400×600.
   np.testing.assert_array_equal(batch[0], chelsea[86:214, 161:289])
   np.testing.assert_array_equal(batch[1], coffee[136:264, 236:364])
-  np.testing.assert_array_equal(batch[2], batch[0])
+  np.testing.assert_array_equal(batch[2], chelsea[:128, :128])  # Chelsea's 2nd crop: the top-left corner.
   np.testing.assert_array_equal(data.create_eval_batch(config, 3)['hr'], batch)
+  eight = data.create_eval_batch(config, 8)['hr']
+  np.testing.assert_array_equal(eight[:3], batch)  # A smaller batch is a prefix of a larger one.
+  assert len({row.tobytes() for row in eight}) == 8  # 8 different crops of the 2 photos.
 
 
 def test_grayscale_bundled_images_arrive_as_equal_channels():

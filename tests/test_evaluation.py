@@ -155,8 +155,12 @@ def test_estimation_grid_layout():
   k = np.asarray(spectrum.map_to_kernel(maps, 15))
   grid = visualize.estimation_grid(maps, maps, maps, k, k)
   rep = 4  # 32-px tiles are enlarged to 128.
-  assert grid.shape == (rep * (n * (size + 2) - 2), rep * (5 * (size + 2) - 2), 3)
+  label = 14 + 2 * rep  # The column-label strip and its spacer.
+  assert grid.shape == (label + rep * (n * (size + 2) - 2), rep * (5 * (size + 2) - 2), 3)
   assert grid.dtype == np.uint8
+  assert (grid[:14, :size * rep] < 128).any() and (grid[:14, -size * rep:] < 128).any()  # Labelled.
+  rest = visualize.restoration_grid(np.zeros((2, 8, 8, 3)), np.zeros((2, 32, 32, 3)), np.ones((2, 32, 32, 3)))
+  assert rest.shape == (14 + 2 + 2 * 128 + 2, 3 * 128 + 4, 3) and (rest[:14, :128] < 128).any()
 
 
 def test_histogram_and_sr_grid_render():
