@@ -24,6 +24,7 @@ Every image is checked once at start-up (see `s2k_jax.images`); a bad one stops 
 """
 from collections.abc import Callable, Sequence
 import dataclasses
+import functools
 import os
 from typing import Any
 
@@ -35,6 +36,7 @@ import ml_collections
 import numpy as np
 
 from s2k_jax import images
+from s2k_jax import kernels
 
 SOURCES = ('bundled', 'folder', 'tfds')
 SPLITS = ('train', 'eval')
@@ -385,3 +387,15 @@ def create_eval_batch(config: ml_collections.ConfigDict, n: int) -> dict[str, np
     decoded[i] = images.to_uint8(images.decode_payload(payload, name))
   return {'hr': np.stack([spread_crop(decoded[j % len(records)], crop, j // len(records))
                           for j in range(n)])}
+
+
+def task_inputs(config: ml_collections.ConfigDict) -> dict[str, Callable[[], Any]]:
+  """The host side every training task hands the driver (`loop.Task.train_iterator`, `eval_data`).
+
+  Checks first, before any image is scanned or kernel drawn, that no data or motion-bank field would be
+  silently ignored (`check_fields`, `kernels.check_motion_bank_fields`).
+  """
+  check_fields(config)
+  kernels.check_motion_bank_fields(config.degradation)
+  return dict(train_iterator=functools.partial(create_train_iterator, config),
+              eval_data=functools.partial(create_eval_batch, config, config.train.eval_batch_size))

@@ -54,14 +54,6 @@ def check_model_fields(config: ml_collections.ConfigDict) -> None:
                      "unset, or add --config.model.input=dft.")
 
 
-def check_fields(config: ml_collections.ConfigDict) -> None:
-  """Start-up check of an estimator config: no data, degradation, spectrum or model field that the
-  chosen mode would silently ignore (`data.check_fields`, `kernels.check_motion_bank_fields`)."""
-  data.check_fields(config)
-  kernels_lib.check_motion_bank_fields(config.degradation)
-  check_model_fields(config)
-
-
 def make_batch_fn(
     config: ml_collections.ConfigDict) -> Callable[[jax.Array, jax.Array], dict[str, jax.Array]]:
   """fn(hr uint8 (B, C, C, 3), key) → the training batch, jit-able (the caller chooses shardings).
@@ -233,12 +225,10 @@ def next_steps(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
 
 def task(config: ml_collections.ConfigDict) -> loop.Task:
   """The S2K estimator as a task of the shared training driver."""
-  check_fields(config)  # Before any image is scanned or kernel drawn.
+  inputs = data.task_inputs(config)  # Checks the config before any image is scanned or kernel drawn.
   batch_fn = make_batch_fn(config)
   return loop.Task(
-      name='s2k', kind=CHECKPOINT_KIND, meta=checkpoint_meta(config),
-      train_iterator=functools.partial(data.create_train_iterator, config),
-      eval_data=functools.partial(data.create_eval_batch, config, config.train.eval_batch_size),
+      name='s2k', kind=CHECKPOINT_KIND, meta=checkpoint_meta(config), **inputs,
       make_batch=lambda host, key: batch_fn(host['hr'], key),
       create_state=functools.partial(create_train_state, config),
       train_step=functools.partial(train_step, config=config),

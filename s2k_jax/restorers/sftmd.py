@@ -18,7 +18,6 @@ import numpy as np
 
 from s2k_jax import data
 from s2k_jax import degradation
-from s2k_jax import kernels as kernels_lib
 from s2k_jax import loop
 from s2k_jax import modelio
 from s2k_jax import pca
@@ -159,15 +158,11 @@ def checkpoint_meta(config: ml_collections.ConfigDict) -> dict:
 
 def task(config: ml_collections.ConfigDict) -> loop.Task:
   """SFTMD as a task of the shared training driver; the PCA basis is fitted once here (seeded)."""
-  # Fields the chosen mode would silently ignore stop the run before the basis is fitted.
-  data.check_fields(config)
-  kernels_lib.check_motion_bank_fields(config.degradation)
+  inputs = data.task_inputs(config)  # Checks the config before the basis is fitted.
   basis = fit_basis(config)
   batch_fn = make_batch_fn(config)
   return loop.Task(
-      name='sftmd', kind=CHECKPOINT_KIND, meta=checkpoint_meta(config),
-      train_iterator=functools.partial(data.create_train_iterator, config),
-      eval_data=functools.partial(data.create_eval_batch, config, config.train.eval_batch_size),
+      name='sftmd', kind=CHECKPOINT_KIND, meta=checkpoint_meta(config), **inputs,
       make_batch=lambda host, key: batch_fn(host['hr'], key),
       create_state=functools.partial(create_train_state, config, basis),
       train_step=functools.partial(train_step, config=config),
