@@ -26,6 +26,9 @@ FAMILY_FIELDS = {
                    motion_max_length=60, motion_anxiety=0.005, motion_bank_size=500,
                    **kernels.MOTION_BANK_DEFAULTS),  # motion_bank_seed=0, motion_bank_path=''
 }
+# Each kernel from one of the three families, equally likely, all on the motion canvas (23×23; a
+# Gaussian or disk of the ranges above has no mass outside 15×15, so it is the same kernel padded).
+FAMILY_FIELDS[kernels.MIXED] = {**FAMILY_FIELDS['gaussian'], **FAMILY_FIELDS['disk'], **FAMILY_FIELDS['motion']}
 
 
 def get_degradation_config(family: str) -> ml_collections.ConfigDict:
@@ -33,7 +36,7 @@ def get_degradation_config(family: str) -> ml_collections.ConfigDict:
   if family not in FAMILY_FIELDS:
     raise ValueError(f'unknown kernel family {family!r}; choose one of {sorted(FAMILY_FIELDS)}.')
   d = ml_collections.ConfigDict()
-  d.family = family                # 'gaussian' | 'motion' | 'disk'
+  d.family = family                # 'gaussian' | 'motion' | 'disk' | 'mixed' (all three, equally)
   d.scale = 4                      # 2, 3 or 4
   d.downsample = 'direct'          # 'direct' (s-fold subsampling) | 'bicubic' (MATLAB imresize)
   d.noise_max = 0.0                # σ ~ U[0, noise_max] per image, on the [0, 1] scale
@@ -67,6 +70,7 @@ def get_data_config() -> ml_collections.ConfigDict:
   d.rot90 = True                   # random quarter turns
   d.scan = 'full'                  # start-up check of every image: 'full' (decode) | 'header' (fast)
   d.skip_small_images = False      # True: leave out (and log) images smaller than hr_crop, else fail
+  d.grayscale = 'keep'             # 'keep' | 'skip' (leave out, and log, R = G = B images; restorers)
   d.num_workers = 4                # grain worker processes (0 = load in the training process)
   d.read_threads = 4               # threads per process reading and decoding images
   d.prefetch = 2                   # batches buffered per worker; read-ahead is max(prefetch, read_threads)
@@ -129,6 +133,7 @@ def get_restorer_config(family: str, scale: int) -> ml_collections.ConfigDict:
   config = get_common_config(family)
   config.task = 'restorer'
   config.degradation.scale = scale
+  config.data.grayscale = 'skip'       # gray photos teach a restorer to desaturate (docs/conventions.md)
   r = config.restorer = ml_collections.ConfigDict()
   r.lr_patch = 64                      # LR patch side (IKC: 64²); the HR crop follows it and the scale
   config.data.hr_crop = r.get_ref('lr_patch') * config.degradation.get_ref('scale')
@@ -139,11 +144,42 @@ def get_restorer_config(family: str, scale: int) -> ml_collections.ConfigDict:
   r.pca_center = True                  # see docs/conventions.md, "Centring"
   r.pca_samples = 10_000
   r.pca_seed = 0
-  t = config.train = get_train_config(family)
+  config.train = get_restorer_train_config(family, b2=0.99)
+  return config
+
+
+def get_restorer_train_config(family: str, b2: float) -> ml_collections.ConfigDict:
+  """A restorer's optimisation: L1 with Adam 1e-4 (β2 0.99 as IKC, 0.999 as USRNet), cosine decay."""
+  t = get_train_config(family)
   t.learning_rate = 1e-4
-  t.b1, t.b2 = 0.9, 0.99
+  t.b1, t.b2 = 0.9, b2
   t.schedule = 'cosine'
   t.num_steps = 500_000
+  del t['loss_weights'], t['flip_invariant_l1']  # the estimator's GAN loss; restorers' is L1
+  return t
+
+
+def get_usrnet_config(family: str) -> ml_collections.ConfigDict:
+  """USRNet (deep unfolding, models/usrnet.py): one model for the scales in restorer.scales and every
+  noise level up to degradation.noise_max, trained on (LR, true kernel, σ) triples."""
+  config = get_common_config(family)
+  config.task = 'usrnet'
+  config.data.grayscale = 'skip'       # gray photos teach a restorer to desaturate (docs/conventions.md)
+  del config.degradation['scale']   # restorer.scales instead: every batch is degraded at each
+  config.degradation.noise_max = 0.05  # σ ~ U[0, 5%] (on the [0, 1] scale), then 8-bit rounding
+  config.degradation.quantize = True
+  if 'motion_bank_size' in config.degradation:
+    config.degradation.motion_bank_size = 0  # fresh trajectories: a user's camera shake is in no bank
+  r = config.restorer = ml_collections.ConfigDict()
+  r.scales = (2, 3, 4)                 # one step per scale in turn
+  r.hr_patch = 96                      # HR crop side, a multiple of every scale (LR 48/32/24)
+  config.data.hr_crop = r.get_ref('hr_patch')
+  r.iterations = 8                     # data/prior rounds (USRNet: 8)
+  r.features = (64, 128, 256, 512)     # ResUNet widths per level (USRNet)
+  r.num_blocks = 2                     # residual blocks per level
+  r.border = 16                        # LR pixels of reflect padding around the image
+  r.hyper_features = 64
+  config.train = get_restorer_train_config(family, b2=0.999)
   return config
 
 
@@ -169,23 +205,35 @@ RESTORER_PRESETS = {
     'smoke': {**_SMOKE_LOOP, 'restorer.lr_patch': 16, 'restorer.num_blocks': 1, 'restorer.features': 8,
               'restorer.pca_samples': 200},
 }
+USRNET_PRESETS = {
+    # 4 rounds of a 4-level ResUNet of width 16–128: a few hundred ms per step on 2 cores.
+    'cpu': {**_CPU_LOOP, 'train.num_steps': 3000, 'train.eval_every': 500, 'train.learning_rate': 3e-4,
+            'restorer.iterations': 4, 'restorer.features': (16, 32, 64, 128), 'restorer.num_blocks': 1,
+            'restorer.border': 8},
+    'smoke': {**_SMOKE_LOOP, 'restorer.hr_patch': 48, 'restorer.iterations': 2,
+              'restorer.features': (4, 8), 'restorer.num_blocks': 1, 'restorer.border': 4,
+              'restorer.hyper_features': 8},
+}
 # Motion kernels, on top of the task's preset: a smaller bank (and shorter trajectories for smoke).
 MOTION_PRESETS = {
     'cpu': {'degradation.motion_bank_size': 100},
     'smoke': {'degradation.motion_bank_size': 8, 'degradation.motion_samples': 500},
 }
+# USRNet draws fresh trajectories (no bank) at every preset; smoke shortens them.
+USRNET_MOTION_PRESETS = {'cpu': {}, 'smoke': {'degradation.motion_samples': 500}}
 
 
 def apply_preset(config: ml_collections.ConfigDict, preset: str | None) -> ml_collections.ConfigDict:
   """Applies a preset by config argument (`configs/motion.py:cpu`): '' = paper scale, 'cpu', 'smoke'."""
   if not preset:
     return config
-  tables = ESTIMATOR_PRESETS if config.task == 'estimator' else RESTORER_PRESETS
+  tables = {'estimator': ESTIMATOR_PRESETS, 'restorer': RESTORER_PRESETS,
+            'usrnet': USRNET_PRESETS}[config.task]
   if preset not in tables:
     raise ValueError(f"unknown config preset {preset!r}: use '', {', '.join(map(repr, tables))}")
   changes = dict(tables[preset])
-  if config.degradation.family == 'motion':
-    changes.update(MOTION_PRESETS[preset])
+  if config.degradation.family in ('motion', kernels.MIXED):
+    changes.update((USRNET_MOTION_PRESETS if config.task == 'usrnet' else MOTION_PRESETS)[preset])
   for dotted, value in changes.items():
     section, field = dotted.split('.')
     setattr(config[section], field, value)

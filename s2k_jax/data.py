@@ -200,13 +200,40 @@ def image_records(config: ml_collections.ConfigDict, split: str) -> ImageRecords
 # Start-up checks.
 
 
+GRAYSCALE_MODES = ('keep', 'skip')
+
+
 def hr_crop_size(config: ml_collections.ConfigDict) -> int:
-  """data.hr_crop, checked: a positive multiple of the scale so HR and LR pixels align exactly."""
-  crop, scale = int(config.data.hr_crop), int(config.degradation.scale)
-  if crop <= 0 or crop % scale:
-    raise ValueError(f'data.hr_crop={crop} must be a positive multiple of degradation.scale={scale} '
-                     f'(e.g. {256 * scale} = 256·scale for the paper\'s 256² LR spectra).')
+  """data.hr_crop, checked: a positive multiple of the scale (of every scale of a multi-scale
+  restorer, restorer.scales) so HR and LR pixels align exactly."""
+  crop = int(config.data.hr_crop)
+  if 'scale' in config.degradation:
+    scales, name = (int(config.degradation.scale),), 'degradation.scale'
+  else:
+    scales, name = tuple(int(s) for s in config.restorer.scales), 'every scale in restorer.scales'
+  if crop <= 0 or any(crop % s for s in scales):
+    raise ValueError(f'data.hr_crop={crop} must be a positive multiple of {name}={scales if len(scales) > 1 else scales[0]} '
+                     f'(e.g. {256 * max(scales)} = 256·scale for the paper\'s 256² LR spectra).')
   return crop
+
+
+def _leave_out_grayscale(records: ImageRecords, report: images.ScanReport,
+                         config: ml_collections.ConfigDict) -> list[int]:
+  """Indices of the usable images, without grayscale ones when data.grayscale='skip' (logged)."""
+  usable = report.usable()
+  if config.data.grayscale not in GRAYSCALE_MODES:
+    raise ValueError(f'data.grayscale must be one of {GRAYSCALE_MODES}, got {config.data.grayscale!r}.')
+  if config.data.grayscale == 'keep':
+    return usable
+  if config.data.scan != 'full':
+    raise ValueError("data.grayscale='skip' needs data.scan='full' (telling gray from colour means decoding "
+                     "each image); set --config.data.scan=full or --config.data.grayscale=keep.")
+  gray = [i for i in usable if report.gray[i]]
+  if gray:
+    logging.warning("Leaving out %d grayscale image(s) of %s (data.grayscale='skip': a restorer trained on "
+                    'gray photos learns to desaturate colour ones):\n%s', len(gray), records.description,
+                    images.format_problems(str(records.records[i]) for i in gray))
+  return [i for i in usable if i not in gray]
 
 
 def check_records(records: ImageRecords, config: ml_collections.ConfigDict) -> ImageRecords:
@@ -232,9 +259,12 @@ def check_records(records: ImageRecords, config: ml_collections.ConfigDict) -> I
           f'--config.data.skip_small_images=True to leave them out.{hint}')
     logging.warning('Leaving out %d image(s) of %s smaller than data.hr_crop=%d:\n%s',
                     len(report.too_small), records.description, crop, problems)
-  usable = report.usable()
-  if not usable:
+  if not report.usable():
     raise images.ImageError(f'no image of {records.description} is at least {crop}×{crop}.')
+  usable = _leave_out_grayscale(records, report, config)
+  if not usable:
+    raise images.ImageError(f"every usable image of {records.description} is grayscale and "
+                            "data.grayscale='skip'; add colour photos or set --config.data.grayscale=keep.")
   return records.subset(usable)
 
 

@@ -108,7 +108,7 @@ def _reflect_indices(size: int, pad: int, length: int) -> np.ndarray:
   return np.where(j < size, j, period - j)
 
 
-def _reflect_canvas(images: jnp.ndarray, pad: int, rows: int, cols: int) -> jnp.ndarray:
+def reflect_canvas(images: jnp.ndarray, pad: int, rows: int, cols: int) -> jnp.ndarray:
   """(B, H, W, C) -> (B, C, rows, cols) reflect-padded planes in one gather.
 
   Channels first because XLA:CPU computes FFTs over the two minor axes ~20x faster than over axes
@@ -125,7 +125,7 @@ def _blur(images, kernels):
   _, height, width, _ = images.shape
   pad = kernels.shape[-1] // 2
   fft_shape = (fast_fft_size(height + 2 * pad), fast_fft_size(width + 2 * pad))
-  canvas = _reflect_canvas(images, pad, *fft_shape)
+  canvas = reflect_canvas(images, pad, *fft_shape)
   # Correlation = product with the conjugate kernel spectrum (convolution with the flipped kernel).
   kernel_spectrum = jnp.conj(jnp.fft.rfft2(kernels.astype(jnp.float32), s=fft_shape))
   product = jnp.fft.rfft2(canvas) * kernel_spectrum[:, None]
@@ -187,7 +187,7 @@ def _blur_downsample(images, kernels, scale):
   _, height, width, _ = images.shape
   pad = kernels.shape[-1] // 2
   fft_width = fast_fft_size(width + 2 * pad, multiple_of=scale)
-  canvas = _reflect_canvas(images, pad, height + 2 * pad, fft_width)
+  canvas = reflect_canvas(images, pad, height + 2 * pad, fft_width)
   row_spectra = jnp.fft.rfft(canvas, axis=-1)
   kernel_spectra = jnp.conj(jnp.fft.rfft(kernels.astype(jnp.float32), n=fft_width, axis=-1))
   out_rows, out_cols = -(-height // scale), -(-width // scale)

@@ -226,6 +226,7 @@ class ScanReport:
   sizes: list[tuple[int, int] | None]
   errors: list[str]       # 'name: reason' for unreadable/unsupported images (always fatal).
   too_small: list[str]    # 'name: reason' for readable images smaller than the crop.
+  gray: list[bool | None] = dataclasses.field(default_factory=list)  # R = G = B (decoded scans only)
 
   def usable(self) -> list[int]:
     return [i for i, s in enumerate(self.sizes) if s is not None]
@@ -243,21 +244,25 @@ def scan(items: Sequence[Any], read: Callable[[Any], tuple[str, Any]], *, min_si
     name = str(item)
     try:
       name, payload = read(item)
+      gray = None
       if decode:
-        height, width = decode_payload(payload, name).shape[:2]
+        pixels = decode_payload(payload, name)
+        height, width = pixels.shape[:2]
+        gray = bool(np.array_equal(pixels[..., 0], pixels[..., 1])
+                    and np.array_equal(pixels[..., 1], pixels[..., 2]))
       else:
         height, width = payload_size(payload, name)
     except ImageError as e:
-      return None, str(e), None
+      return None, str(e), None, None
     if min(height, width) < min_size:
-      return None, None, (f'{name}: {height}×{width} is smaller than the {min_size}×{min_size} crop.')
-    return (height, width), None, None
+      return None, None, (f'{name}: {height}×{width} is smaller than the {min_size}×{min_size} crop.'), gray
+    return (height, width), None, None, gray
 
   with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
     results = list(pool.map(check, items))
   return ScanReport(sizes=[r[0] for r in results],
                     errors=[r[1] for r in results if r[1]],
-                    too_small=[r[2] for r in results if r[2]])
+                    too_small=[r[2] for r in results if r[2]], gray=[r[3] for r in results])
 
 
 def format_problems(problems: Iterable[str]) -> str:

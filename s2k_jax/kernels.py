@@ -23,9 +23,13 @@ from jax import lax
 import numpy as np
 
 FAMILIES = ('gaussian', 'motion', 'disk')
+# 'mixed' draws each kernel from one of FAMILIES with equal probability (one restorer for any blur);
+# its config holds every family's fields on one canvas.
+MIXED = 'mixed'
+FAMILY_CHOICES = FAMILIES + (MIXED,)
 # Families whose kernels are not their own 180° rotation: the amplitude spectrum cannot tell k from
 # rot180(k) (§3.2), so their losses and metrics must be flip-invariant (`flip_invariant`).
-_NOT_POINT_SYMMETRIC = frozenset({'motion'})
+_NOT_POINT_SYMMETRIC = frozenset({'motion', MIXED})
 # A bank kernel may drift from sum 1 by float32 round-off only.
 _BANK_SUM_ATOL = 1e-3
 # Defaults of the fields that only some motion modes read (configs/common.py:FAMILY_FIELDS takes them
@@ -430,7 +434,7 @@ def check_motion_bank_fields(config: Any) -> None:
   motion_bank_size 0 draws fresh kernels, so it reads neither motion_bank_seed nor motion_bank_path;
   a bank read from motion_bank_path is not built, so it does not read motion_bank_seed.
   """
-  if config.family != 'motion':
+  if config.family not in ('motion', MIXED):
     return
   seed, path = config.motion_bank_seed, config.motion_bank_path
   set_fields = [f'{name}={config[name]!r}' for name, default in MOTION_BANK_DEFAULTS.items()
@@ -467,36 +471,47 @@ def motion_bank(config: Any) -> np.ndarray:
                          float(config.motion_max_length), float(config.motion_anxiety))
 
 
-def sample_kernels(key: jax.Array, batch: int, config: Any) -> jnp.ndarray:
-  """Draws `batch` kernels of the family in a `degradation` config; (batch, k, k) float32.
-
-  Motion kernels come uniformly from the fixed bank when config.motion_bank_size > 0, otherwise they
-  are generated fresh. To jit, bind the static arguments first:
-  `jax.jit(functools.partial(sample_kernels, batch=16, config=config))(key)`.
-  """
-  if batch < 1:
-    raise ValueError(f'batch must be >= 1, got {batch}.')
-  family, size = config.family, config.kernel_size
+def _sample_family(key: jax.Array, batch: int, config: Any, family: str) -> jnp.ndarray:
+  size = config.kernel_size
   if family == 'gaussian':
     return sample_gaussian_kernels(key, batch, size, config.sigma_range)
   if family == 'disk':
     return sample_disk_kernels(key, batch, size, config.radius_range)
-  if family == 'motion':
-    check_motion_bank_fields(config)
-    if config.motion_bank_size > 0:
-      bank = jnp.asarray(motion_bank(config))
-      return bank[jax.random.randint(key, (batch,), 0, bank.shape[0])]
-    return sample_motion_kernels(
-        key, batch, size, exposure_range=config.exposure_range, canvas=config.motion_canvas,
-        samples=config.motion_samples, max_length=config.motion_max_length,
-        anxiety=config.motion_anxiety)
-  raise ValueError(f'unknown kernel family {family!r}; choose one of {FAMILIES}.')
+  check_motion_bank_fields(config)
+  if config.motion_bank_size > 0:
+    bank = jnp.asarray(motion_bank(config))
+    return bank[jax.random.randint(key, (batch,), 0, bank.shape[0])]
+  return sample_motion_kernels(
+      key, batch, size, exposure_range=config.exposure_range, canvas=config.motion_canvas,
+      samples=config.motion_samples, max_length=config.motion_max_length,
+      anxiety=config.motion_anxiety)
+
+
+def sample_kernels(key: jax.Array, batch: int, config: Any) -> jnp.ndarray:
+  """Draws `batch` kernels of the family in a `degradation` config; (batch, k, k) float32.
+
+  Motion kernels come uniformly from the fixed bank when config.motion_bank_size > 0, otherwise they
+  are generated fresh. Family 'mixed' draws a batch of each family and keeps, per image, the one of a
+  uniformly chosen family. To jit, bind the static arguments first:
+  `jax.jit(functools.partial(sample_kernels, batch=16, config=config))(key)`.
+  """
+  if batch < 1:
+    raise ValueError(f'batch must be >= 1, got {batch}.')
+  family = config.family
+  if family in FAMILIES:
+    return _sample_family(key, batch, config, family)
+  if family == MIXED:
+    choice_key, *family_keys = jax.random.split(key, len(FAMILIES) + 1)
+    draws = jnp.stack([_sample_family(k, batch, config, f) for k, f in zip(family_keys, FAMILIES)])
+    choice = jax.random.randint(choice_key, (batch,), 0, len(FAMILIES))
+    return draws[choice, jnp.arange(batch)]
+  raise ValueError(f'unknown kernel family {family!r}; choose one of {FAMILY_CHOICES}.')
 
 
 def flip_invariant(family: str) -> bool:
   """True for families whose losses and metrics must ignore 180° rotations (see `_NOT_POINT_SYMMETRIC`)."""
-  if family not in FAMILIES:
-    raise ValueError(f'unknown kernel family {family!r}; choose one of {FAMILIES}.')
+  if family not in FAMILY_CHOICES:
+    raise ValueError(f'unknown kernel family {family!r}; choose one of {FAMILY_CHOICES}.')
   return family in _NOT_POINT_SYMMETRIC
 
 

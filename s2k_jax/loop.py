@@ -8,6 +8,7 @@ differs (its data, batch function, state, step and evaluation), so this module i
 model module.
 """
 import dataclasses
+import functools
 import json
 import logging as std_logging
 import os
@@ -62,6 +63,9 @@ class Task:
   describe_eval: Callable[[Mapping[str, float]], list[str]] = lambda scalars: []
   # (workdir) → the commands to try next with the model trained there.
   next_steps: Callable[[str], list[str]] = lambda workdir: []
+  # > 1: train_step takes a static `variant` keyword, cycled as step mod train_variants (USRNet: one
+  # scale per step). Each variant compiles once; XLA:CPU ran a lax.switch over them 20x slower.
+  train_variants: int = 1
 
 
 class NonFiniteLossError(RuntimeError):
@@ -85,8 +89,12 @@ def exit_on_user_error(fn: Callable[[], Any]) -> Any:
 
 
 def maybe_initialize_distributed(enabled: bool) -> None:
-  """Multi-host start-up (TPU pods, multi-node GPU): one call per host before any other jax call."""
-  if enabled and jax.process_count() == 1 and not jax.distributed.is_initialized():
+  """Multi-host start-up (TPU pods, multi-node GPU): one call per host before any other jax call.
+
+  Asks nothing of the backend first (jax.process_count() would start it, after which initialize()
+  refuses to run); a second call is a no-op.
+  """
+  if enabled and not jax.distributed.is_initialized():
     jax.distributed.initialize()
 
 
@@ -357,9 +365,10 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
       print(f'Resuming from step {start} in {mngr.directory}', flush=True)
     state = restore_checkpoint(mngr, start, abstract_like(state, state_sharding), train_iter)
 
-  step_fn = jax.jit(task.train_step, donate_argnums=0,
-                    in_shardings=(state_sharding, batch_sharding, state_sharding),
-                    out_shardings=(state_sharding, state_sharding))
+  variants = [functools.partial(task.train_step, variant=v) for v in range(task.train_variants)] \
+      if task.train_variants > 1 else [task.train_step]
+  step_fns = [jax.jit(fn, donate_argnums=0, in_shardings=(state_sharding, batch_sharding, state_sharding),
+                      out_shardings=(state_sharding, state_sharding)) for fn in variants]
   eval_fn = jax.jit(task.eval_step)
   writer = MetricWriter(workdir)
   guard = PreemptionGuard()
@@ -370,7 +379,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
   try:
     for step in range(start + 1, config.train.num_steps + 1):
       batch = make_batch(shard_batch(next(train_iter), mesh), jax.random.fold_in(data_key, step))
-      state, metrics = step_fn(state, batch, train_key)
+      state, metrics = step_fns[step % len(step_fns)](state, batch, train_key)
       if pending is not None:
         check_finite(jax.device_get(pending[1]), pending[0], mngr)
       pending = (step, metrics)

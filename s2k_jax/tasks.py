@@ -14,11 +14,12 @@ from s2k_jax import loop
 from s2k_jax import modelio
 from s2k_jax.restorers import base
 from s2k_jax.restorers import sftmd
+from s2k_jax.restorers import usrnet
 
 # config.task → the model module whose `task(config)` the driver runs.
-TASKS: dict[str, ModuleType] = {'estimator': estimator, 'restorer': sftmd}
+TASKS: dict[str, ModuleType] = {'estimator': estimator, 'restorer': sftmd, 'usrnet': usrnet}
 # Checkpoint/bundle kind → the restorer module whose `load(source, step)` reads it.
-RESTORERS: dict[str, ModuleType] = {sftmd.CHECKPOINT_KIND: sftmd}
+RESTORERS: dict[str, ModuleType] = {sftmd.CHECKPOINT_KIND: sftmd, usrnet.CHECKPOINT_KIND: usrnet}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
@@ -35,7 +36,7 @@ def load_restorer(source: str, step: int | None = None) -> base.Restorer:
   kind = modelio.read_kind(source)
   if kind not in RESTORERS:
     raise ValueError(f'{source} holds a {kind!r} model, not a restorer ({", ".join(sorted(RESTORERS))}); '
-                     'pass a restorer trained with configs/sftmd.py or its bundle.')
+                     'pass a restorer trained with configs/usrnet.py or configs/sftmd.py, or its bundle.')
   return RESTORERS[kind].load(source, step)
 
 

@@ -29,6 +29,16 @@ def smoke_restorer_workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
+def smoke_usrnet_workdir(tmp_path_factory):
+  """A mixed-family USRNet (×2/×3/×4) trained for the :smoke preset's 4 steps, shared per worker."""
+  from configs import usrnet  # pylint: disable=g-import-not-at-top
+  from s2k_jax import tasks  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path_factory.mktemp('smoke_usrnet')
+  tasks.train_and_evaluate(usrnet.get_config('mixed,smoke'), str(workdir))
+  return workdir
+
+
+@pytest.fixture(scope='session')
 def kernel_aware_restorer_workdir(tmp_path_factory):
   """A small ×4 Gaussian SFTMD trained long enough (2000 steps) to use the kernel code.
 

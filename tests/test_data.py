@@ -227,6 +227,46 @@ def test_small_images_fail_or_are_left_out_with_a_log(coordinate_folder, caplog)
   assert set(np.unique(batch['hr'][..., 2])) <= {30, 40, 50, 60}  # Ids of the images ≥ 48 rows.
 
 
+def test_grayscale_images_are_left_out_for_restorers_with_a_log(tmp_path, caplog):
+  """data.grayscale='skip' (the restorer configs): R = G = B photos are left out and named; colour
+  photos stay; 'keep' keeps them; the check needs decoded scans."""
+  folder = tmp_path / 'mixed'
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(2):
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f'colour{i}.png')
+  Image.fromarray(np.full((40, 40), 77, np.uint8)).save(folder / 'gray_l.png')          # mode L
+  Image.fromarray(np.full((40, 40, 3), 99, np.uint8)).save(folder / 'gray_rgb.png')   # RGB, equal channels
+  config = smoke_config(source='folder', train_dir=str(folder), hr_crop=32, grayscale='skip')
+  config.train.batch_size = 8
+  with caplog.at_level(logging.WARNING):
+    batch = next(data.create_train_iterator(config))
+  assert 'Leaving out 2 grayscale image(s)' in caplog.text
+  assert 'gray_l.png' in caplog.text and 'gray_rgb.png' in caplog.text and 'colour0' not in caplog.text
+  assert all(not np.array_equal(x[..., 0], x[..., 1]) for x in batch['hr'])
+  config.data.grayscale = 'keep'
+  records = data.check_records(data.image_records(config, 'train'), config)
+  assert len(records) == 4
+  config.data.grayscale, config.data.scan = 'skip', 'header'
+  with pytest.raises(ValueError, match="needs data.scan='full'"):
+    data.create_train_iterator(config)
+  config.data.scan, config.data.train_dir = 'full', str(tmp_path / 'grays')
+  (tmp_path / 'grays').mkdir()
+  Image.fromarray(np.full((40, 40), 77, np.uint8)).save(tmp_path / 'grays' / 'g.png')
+  with pytest.raises(images.ImageError, match='every usable image .* is grayscale'):
+    data.create_train_iterator(config)
+  config.data.grayscale = 'sometimes'
+  with pytest.raises(ValueError, match='data.grayscale must be one of'):
+    data.create_train_iterator(config)
+
+
+def test_restorer_configs_leave_out_grayscale_photos():
+  from configs import sftmd, usrnet  # pylint: disable=g-import-not-at-top
+  assert sftmd.get_config('gaussian_x4').data.grayscale == 'skip'
+  assert usrnet.get_config('mixed').data.grayscale == 'skip'
+  assert gaussian.get_config('cpu').data.grayscale == 'keep'  # the estimator reads luminance spectra
+
+
 def test_config_errors_are_clear(tmp_path):
   with pytest.raises(ValueError, match='needs data.train_dir'):
     data.create_train_iterator(smoke_config(source='folder'))

@@ -2,6 +2,7 @@
 import dataclasses
 import functools
 
+import jax
 import jax.numpy as jnp
 
 from configs import gaussian
@@ -79,3 +80,16 @@ def test_a_stopped_run_says_how_to_resume(tmp_path):
   assert lines[0] == ('Stopped early at step 3 of 10, after saving a checkpoint. Run the same command '
                       'again (same --workdir) to resume from step 3.')
   assert not any(line.startswith('Next:') for line in lines)
+
+
+def test_distributed_start_up_touches_no_backend_first(monkeypatch):
+  """jax.distributed.initialize() must run before anything starts a backend (process_count does)."""
+  calls = []
+  monkeypatch.setattr(jax.distributed, 'is_initialized', lambda: bool(calls))
+  monkeypatch.setattr(jax.distributed, 'initialize', lambda: calls.append('initialize'))
+  monkeypatch.setattr(jax, 'process_count', lambda: calls.append('process_count') or 1)
+  loop.maybe_initialize_distributed(False)
+  assert calls == []
+  loop.maybe_initialize_distributed(True)
+  loop.maybe_initialize_distributed(True)  # the driver calls it again: a no-op
+  assert calls == ['initialize']

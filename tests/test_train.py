@@ -22,10 +22,12 @@ from jax.sharding import Mesh
 from configs import gaussian
 from configs import motion
 from configs import sftmd
+from configs import usrnet
 from s2k_jax import data
 from s2k_jax import loop
 from s2k_jax import tasks
 from s2k_jax.restorers import sftmd as sftmd_restorer
+from s2k_jax.restorers import usrnet as usrnet_restorer
 from s2k_jax import estimator
 from s2k_jax.models import unet
 from s2k_jax import modelio
@@ -235,6 +237,9 @@ def persistent_compilation_cache(tmp_path):
 def resume_config(model, num_steps):
   if model == 'estimator':
     config = gaussian.get_config('smoke')
+  elif model == 'usrnet':  # Steps cycle over its 3 scales: the resumed run must pick up the cycle.
+    config = usrnet.get_config('gaussian,smoke')
+    config.train.schedule = 'constant'
   else:
     config = sftmd.get_config('gaussian_x4,smoke')
     # A cosine schedule is a function of num_steps: a run stopped cleanly at 2 of 2 steps took its
@@ -280,7 +285,7 @@ def assert_trees_equal(actual, expected):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('model', ['estimator', 'restorer'])
+@pytest.mark.parametrize('model', ['estimator', 'restorer', 'usrnet'])
 def test_resume_after_a_clean_stop_and_a_sigterm_is_exact(model, tmp_path, monkeypatch,
                                                           persistent_compilation_cache):
   """Stopped cleanly at step 2 and by SIGTERM at step 3, resumed twice: the 4-step run's exact state.
@@ -321,6 +326,8 @@ def test_resume_after_a_clean_stop_and_a_sigterm_is_exact(model, tmp_path, monke
     assert meta['kind'] == estimator.CHECKPOINT_KIND
     assert meta['config']['model']['generator'] == 'unet-5-8'
     assert 'kernel_map' in meta
+  elif model == 'usrnet':
+    assert meta['kind'] == usrnet_restorer.CHECKPOINT_KIND
   else:
     assert meta['kind'] == sftmd_restorer.CHECKPOINT_KIND
 

@@ -1,7 +1,8 @@
 """What every restorer offers inference: restore LR images given their kernels and noise level (§3.4).
 
 `Restorer` is the one interface the blind SR pipeline, the evaluation and the CLI use, whatever the
-network (SFTMD today); each restorer module's `load` returns one.
+network (SFTMD, one family and scale per model; USRNet, any family and scale); each restorer module's
+`load` returns one.
 """
 import dataclasses
 from typing import Any, Callable
@@ -21,11 +22,14 @@ class Restorer:
     state: what `apply` reads (parameters, a kernel-code basis, ...), replicated over the devices.
     step: training step the parameters come from.
     directory: the checkpoints directory or bundle file it was loaded from.
-    apply: jitted (state, lr (B, h, w, 3), kernels (B, k, k), noise_sigma (B,)) → SR (B, h·s, w·s, 3).
+    apply: jitted (state, lr (B, h, w, 3), kernels (B, k, k), noise_sigma (B,), scale) → SR
+      (B, h·s, w·s, 3); `scale` is static, one of `scales`.
     receptive_field: LR pixels on each side that one output pixel depends on; tiles overlapping by
       this much reproduce the untiled result.
     kernel_size: the largest kernel side the restorer represents without cutting tails.
     takes_noise: whether it reads the noise level (trained with noise).
+    scales: the scale factors it restores.
+    families: the kernel families it was trained on.
   """
   name: str
   config: ml_collections.ConfigDict
@@ -36,20 +40,40 @@ class Restorer:
   receptive_field: int
   kernel_size: int
   takes_noise: bool
+  scales: tuple[int, ...]
+  families: tuple[str, ...]
 
   @property
-  def scale(self) -> int:
-    return int(self.config.degradation.scale)
+  def scale(self) -> int | None:
+    """The one scale of a single-scale restorer, None for one that serves several."""
+    return self.scales[0] if len(self.scales) == 1 else None
 
   @property
   def family(self) -> str:
     return str(self.config.degradation.family)
 
-  def restore(self, lr: Any, kernels: Any, noise_sigma: Any = None) -> jax.Array:
+  def describe(self, scale: int) -> str:
+    """'gaussian kernels, ×4, SFTMD' / 'gaussian, motion, disk kernels, ×2, USRNet'."""
+    return f'{", ".join(self.families)} kernels, ×{scale}, {self.name}'
+
+  def resolve_scale(self, scale: int | None) -> int:
+    """The scale to restore at: `scale` if this restorer serves it, its only scale if None."""
+    if scale is None:
+      if self.scale is None:
+        raise ValueError(f'the {self.name} restorer in {self.directory} serves scales '
+                         f'{", ".join(f"×{s}" for s in self.scales)}: say which one.')
+      return self.scale
+    if int(scale) not in self.scales:
+      raise ValueError(f'the {self.name} restorer in {self.directory} restores '
+                       f'{", ".join(f"×{s}" for s in self.scales)}, not ×{scale}.')
+    return int(scale)
+
+  def restore(self, lr: Any, kernels: Any, noise_sigma: Any = None, scale: int | None = None) -> jax.Array:
     """Non-blind SR: LR (B, h, w, 3) in [0, 1] (uint8 is rescaled), kernels (B, k, k) of any odd k,
-    noise σ (B,) on the [0, 1] scale (None = 0) → (B, h·s, w·s, 3) in [0, 1]."""
+    noise σ (B,) on the [0, 1] scale (None = 0), scale (None: the only one) → (B, h·s, w·s, 3) in [0, 1]."""
+    scale = self.resolve_scale(scale)
     lr = jnp.asarray(lr)
     if lr.dtype == jnp.uint8:
       lr = lr.astype(jnp.float32) / 255.0
     sigma = jnp.zeros((lr.shape[0],), jnp.float32) if noise_sigma is None else jnp.asarray(noise_sigma)
-    return self.apply(self.state, lr, jnp.asarray(kernels, jnp.float32), sigma)
+    return self.apply(self.state, lr, jnp.asarray(kernels, jnp.float32), sigma, scale)

@@ -143,7 +143,7 @@ def next_steps(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   lines = [f'python evaluate.py --restorer {workdir} --out {os.path.join(workdir, "eval")}'
            f'   # PSNR/SSIM: bicubic, {NAME} with the mean and the true kernels (Table 1)']
   sr = f's2k-sr your_photo.png --out sr_out --restorer {workdir}'
-  if family in modelio.PRETRAINED_ESTIMATORS and scale == 4:  # The shipped estimators see ×4 LR spectra.
+  if family in modelio.PRETRAINED_ESTIMATORS and scale == modelio.ESTIMATOR_SCALE:
     lines.append(f'{sr} --family {family}   # blind ×{scale} SR with the shipped {family} estimator')
   else:
     lines.append(f'{sr} --estimator ESTIMATOR_WORKDIR   # train a {family} ×{scale} estimator first: '
@@ -183,8 +183,9 @@ def _basis_shapes(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
               variance=np.zeros((r.pca_components,), np.float32))
 
 
-@functools.partial(jax.jit, static_argnames=('config',))
-def _restore(state, lr, kernels, noise_sigma, config):
+@functools.partial(jax.jit, static_argnames=('scale', 'config'))
+def _restore(state, lr, kernels, noise_sigma, scale, config):
+  del scale  # One per model: Restorer.resolve_scale has checked it.
   code = kernel_codes(state, kernels, noise_sigma, config)
   return state.apply_fn({'params': state.params}, lr, code)
 
@@ -196,7 +197,8 @@ def from_state(config: ml_collections.ConfigDict, state: Any, step: int = 0,
       name=NAME, config=config, state=state, step=step, directory=directory,
       apply=functools.partial(_restore, config=ml_collections.FrozenConfigDict(config)),
       receptive_field=sftmd.receptive_field_radius(config.degradation.scale, config.restorer.num_blocks),
-      kernel_size=int(config.restorer.kernel_size), takes_noise=with_noise(config))
+      kernel_size=int(config.restorer.kernel_size), takes_noise=with_noise(config),
+      scales=(int(config.degradation.scale),), families=(str(config.degradation.family),))
 
 
 def load(source: str, step: int | None = None) -> base.Restorer:

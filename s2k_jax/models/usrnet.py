@@ -1,0 +1,218 @@
+"""USRNet: a deep-unfolding non-blind restorer (Zhang, Van Gool & Timofte, CVPR 2020), the kernel-exact
+restorer S2K's estimates go into (paper §3.4; DPSR, the paper's ref. [34], is its plug-and-play form).
+
+The degradation y = (x ⊗ k)↓s + n (paper Eq. 1, direct s-fold subsampling) is inverted by alternating,
+for `iterations` rounds (USRNet Eq. 6–7):
+
+    data step   x_i = argmin_x ‖y − (x ⊗ k)↓s‖² + α_i ‖x − z_{i−1}‖²   (closed form, Fourier domain)
+    prior step  z_i = x_i + ResUNet(x_i, β_i)                          (a learned denoiser)
+
+starting from z_0 = nearest-neighbour upsampling of y. A small hyper-network maps (noise σ, scale s) to
+the per-round α_i and β_i, so one set of weights serves every kernel, kernel size, scale and noise level.
+
+The data step (`data_step`) is the analytic solution of Zhao et al. (TIP 2016) for circular
+convolution: with B the blur, S the s-fold subsampling, F the 2-D DFT and ⇓s the mean of the s×s
+blocks of a spectrum (the DFT of S·Sᵀ-aliasing),
+
+    x = F⁻¹[ (R − B̄ ⊙ ((B ⊙ R)⇓s / (|B|²⇓s + α))⇑s) / α ],   R = B̄ ⊙ F(Sᵀy) + α F(z),
+
+where ⇑s tiles an LR-sized spectrum s×s times. Blur here is cross-correlation with k, as
+`degradation.blur` (PyTorch `conv2d` convention), so B = conj(F(k centred at the origin)).
+
+Borders: the data step is exact for circular blur, real photos are not circular. `USRNet` reflect-pads
+the LR image by `border` pixels (then up to an FFT-friendly size), restores the padded canvas and crops
+it: the wrap-around seam sits in the padding, where its ringing decays before reaching the photo.
+
+Design choices beyond the USRNet paper (docs/conventions.md, "USRNet"): the prior is residual
+(z = x + net) rather than direct, so an untrained prior leaves the data step's output (and its
+colours) untouched; the ResUNet's 2×2 stride-2 down/up convolutions are written as space-to-depth /
+depth-to-space around 1×1 convolutions (the same linear maps; XLA:CPU runs them as matrix products).
+"""
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from s2k_jax import degradation
+
+# ---------------------------------------------------------------------------------------------------
+# The closed-form data step (planes: (B, C, H, W), FFTs over the two minor axes).
+
+
+def kernel_spectrum(kernels: jax.Array, height: int, width: int) -> jax.Array:
+  """B of the data step: (B, k, k) kernels → (B, 1, H, W) complex, the DFT of cross-correlation with
+  k on an H×W circular canvas (k centred at the origin, `psf2otf` with a flip)."""
+  k = kernels.shape[-1]
+  if k > height or k > width:
+    raise ValueError(f'a {k}×{k} kernel does not fit an HR canvas of {height}×{width}.')
+  dtype = jnp.promote_types(kernels.dtype, jnp.float32)  # float64 kernels stay float64 (tests)
+  canvas = jnp.zeros((kernels.shape[0], height, width), dtype).at[:, :k, :k].set(kernels.astype(dtype))
+  canvas = jnp.roll(canvas, (-(k // 2), -(k // 2)), axis=(1, 2))
+  return jnp.conj(jnp.fft.fft2(canvas))[:, None]
+
+
+def block_mean(spectra: jax.Array, scale: int) -> jax.Array:
+  """⇓s: (…, s·h, s·w) → (…, h, w), the mean of the s×s blocks (the spectrum of S after aliasing)."""
+  *lead, height, width = spectra.shape
+  h, w = height // scale, width // scale
+  return spectra.reshape(*lead, scale, h, scale, w).mean(axis=(-4, -2))
+
+
+def zero_upsample(planes: jax.Array, scale: int) -> jax.Array:
+  """Sᵀ: (B, C, h, w) → (B, C, s·h, s·w) with the LR pixels at (s·i, s·j) and zeros elsewhere."""
+  b, c, h, w = planes.shape
+  out = jnp.zeros((b, c, h, scale, w, scale), planes.dtype)
+  return out.at[:, :, :, 0, :, 0].set(planes).reshape(b, c, h * scale, w * scale)
+
+
+def data_step(z: jax.Array, fb: jax.Array, fbfy: jax.Array, alpha: jax.Array, scale: int) -> jax.Array:
+  """argmin_x ‖y − S B x‖² + α ‖x − z‖² for circular blur, exactly (USRNet Eq. 7).
+
+  z (B, C, H, W) real, fb = `kernel_spectrum` (B, 1, H, W), fbfy = conj(fb)·F(Sᵀy) (B, C, H, W),
+  alpha (B,) > 0 → x (B, C, H, W) real.
+  """
+  alpha = alpha.reshape(-1, 1, 1, 1).astype(z.dtype)
+  fr = fbfy + alpha * jnp.fft.fft2(z)
+  lr_term = block_mean(fb * fr, scale) / (block_mean(jnp.abs(fb) ** 2, scale) + alpha)
+  fx = (fr - jnp.conj(fb) * jnp.tile(lr_term, (1, 1, scale, scale))) / alpha
+  return jnp.real(jnp.fft.ifft2(fx))
+
+
+def degrade_circular(planes: jax.Array, fb: jax.Array, scale: int) -> jax.Array:
+  """S B x with circular blur: the forward model the data step inverts ((B, C, H, W) → (B, C, h, w))."""
+  return jnp.real(jnp.fft.ifft2(fb * jnp.fft.fft2(planes)))[:, :, ::scale, ::scale]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The learned parts.
+
+
+def space_to_depth(x: jax.Array) -> jax.Array:
+  """(B, H, W, C) → (B, H/2, W/2, 4C), each 2×2 block's pixels in (row, column) order."""
+  b, h, w, c = x.shape
+  x = x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, h // 2, w // 2, 4 * c)
+
+
+def depth_to_space(x: jax.Array) -> jax.Array:
+  """Inverse of `space_to_depth`."""
+  b, h, w, c4 = x.shape
+  c = c4 // 4
+  x = x.reshape(b, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, 2 * h, 2 * w, c)
+
+
+class ResBlock(nn.Module):
+  """x + conv3×3(relu(conv3×3(x))), no bias (USRNet's ResUNet block)."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = nn.Conv(self.features, (3, 3), padding='SAME', use_bias=False)(x)
+    y = nn.Conv(self.features, (3, 3), padding='SAME', use_bias=False)(nn.relu(y))
+    return x + y
+
+
+class ResUNet(nn.Module):
+  """The prior: a U-Net of residual blocks (USRNet's ResUNet), residual on its first `out_channels`
+  inputs. Input (B, H, W, C_in) with H, W multiples of 2^(len(features)−1)."""
+  features: Sequence[int] = (64, 128, 256, 512)
+  num_blocks: int = 2
+  out_channels: int = 3
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    h = nn.Conv(self.features[0], (3, 3), padding='SAME', use_bias=False, name='head')(x)
+    skips = [h]
+    for level, width in enumerate(self.features[1:]):
+      for i in range(self.num_blocks):
+        h = ResBlock(self.features[level], name=f'down{level}_block{i}')(h)
+      h = nn.Dense(width, use_bias=False, name=f'down{level}')(space_to_depth(h))  # 2×2 stride-2 conv
+      skips.append(h)
+    for i in range(self.num_blocks):
+      h = ResBlock(self.features[-1], name=f'body_block{i}')(h)
+    for level in reversed(range(len(self.features) - 1)):
+      h = h + skips.pop()
+      h = depth_to_space(nn.Dense(4 * self.features[level], use_bias=False, name=f'up{level}')(h))
+      for i in range(self.num_blocks):
+        h = ResBlock(self.features[level], name=f'up{level}_block{i}')(h)
+    h = h + skips.pop()
+    out = nn.Conv(self.out_channels, (3, 3), padding='SAME', use_bias=False, name='tail',
+                  kernel_init=nn.initializers.zeros)(h)  # Starts as the identity prior.
+    return x[..., :self.out_channels] + out
+
+
+# Kernels up to this side are restored whole (the HR canvas of the smallest accepted LR, 16 px plus
+# the border, at ×2 is larger); tests use up to 31×31, the families here 15–23.
+MAX_KERNEL_SIZE = 63
+
+# Where the hyper-network starts: α (data step weight) and β (prior strength) of every round.
+ALPHA_INIT = 0.01
+BETA_INIT = 0.02
+ALPHA_MIN = 1e-4   # Keeps 1/α finite in float32 (the data step divides by it).
+NOISE_UNIT = 0.05  # σ is fed as σ / NOISE_UNIT (the 5% noise the release is trained up to → 1).
+
+
+def _inverse_softplus(y: float) -> float:
+  return math.log(math.expm1(y))
+
+
+class HyperNet(nn.Module):
+  """(σ, s) → (α_1..α_n, β_1..β_n) > 0: three 1×1 layers (USRNet's HyperNet), softplus outputs."""
+  iterations: int
+  features: int = 64
+
+  @nn.compact
+  def __call__(self, noise_sigma: jax.Array, scale: int) -> tuple[jax.Array, jax.Array]:
+    inputs = jnp.stack([noise_sigma / NOISE_UNIT, jnp.full_like(noise_sigma, scale / 4.0)], axis=-1)
+    h = nn.relu(nn.Dense(self.features)(inputs))
+    h = nn.relu(nn.Dense(self.features)(h))
+    bias = jnp.array([_inverse_softplus(ALPHA_INIT)] * self.iterations
+                     + [_inverse_softplus(BETA_INIT)] * self.iterations, jnp.float32)
+    out = nn.softplus(nn.Dense(2 * self.iterations, kernel_init=nn.initializers.zeros,
+                               bias_init=lambda *_: bias)(h))
+    return out[:, :self.iterations] + ALPHA_MIN, out[:, self.iterations:]
+
+
+def padded_lr_size(size: int, border: int) -> int:
+  """LR canvas side for an LR side `size`: ≥ size + 2·border, a multiple of 8 (so every s·side fits
+  the ResUNet's three halvings) and FFT-friendly (2^a·3^b·5^c)."""
+  return degradation.fast_fft_size(size + 2 * border, multiple_of=8)
+
+
+class USRNet(nn.Module):
+  """lr (B, h, w, 3) in [0, 1], kernels (B, k, k), noise σ (B,), static scale → SR (B, s·h, s·w, 3).
+
+  One set of weights for every scale in {2, 3, 4}, kernel and noise level (σ on the [0, 1] scale).
+  """
+  iterations: int = 8
+  features: Sequence[int] = (64, 128, 256, 512)
+  num_blocks: int = 2
+  border: int = 16
+  hyper_features: int = 64
+
+  @nn.compact
+  def __call__(self, lr: jax.Array, kernels: jax.Array, noise_sigma: jax.Array, scale: int,
+               clip: bool = True) -> jax.Array:
+    degradation.check_scale(scale)
+    b, h, w, _ = lr.shape
+    pad = self.border
+    rows, cols = padded_lr_size(h, pad), padded_lr_size(w, pad)
+    y = degradation.reflect_canvas(lr, pad, rows, cols)  # (B, C, rows, cols)
+    hr_rows, hr_cols = scale * rows, scale * cols
+    fb = kernel_spectrum(kernels, hr_rows, hr_cols)
+    fbfy = jnp.conj(fb) * jnp.fft.fft2(zero_upsample(y, scale))
+    alphas, betas = HyperNet(self.iterations, self.hyper_features)(noise_sigma.astype(jnp.float32), scale)
+
+    z = jnp.repeat(jnp.repeat(y, scale, axis=2), scale, axis=3)  # nearest-neighbour start
+    prior = ResUNet(self.features, self.num_blocks, out_channels=lr.shape[-1], name='prior')
+    for i in range(self.iterations):
+      x = data_step(z, fb, fbfy, alphas[:, i], scale)
+      x = jnp.transpose(x, (0, 2, 3, 1))  # NHWC for the convolutions
+      strength = jnp.broadcast_to(betas[:, i].reshape(b, 1, 1, 1), x.shape[:3] + (1,))
+      z = jnp.transpose(prior(jnp.concatenate([x, strength], axis=-1)), (0, 3, 1, 2))
+    top, left = scale * pad, scale * pad
+    sr = jnp.transpose(z[:, :, top:top + scale * h, left:left + scale * w], (0, 2, 3, 1))
+    return jnp.clip(sr, 0.0, 1.0) if clip else sr

@@ -1,0 +1,228 @@
+"""USRNet as a restorer: one model for every scale, kernel family and noise level (paper §3.4; the
+network is `s2k_jax/models/usrnet.py`).
+
+Same shape as `restorers/sftmd.py`. The batch function degrades each HR crop once per scale with the
+same kernel and noise σ (an HR crop side divisible by 2, 3 and 4); each training step trains one scale,
+in turn (the driver's `train_variants`: step mod the number of scales, one compiled step per scale), so
+every scale gets the same number of updates. The loss is L1 (as USRNet). Evaluation reports,
+per scale, PSNR with the true kernel, with the family's mean kernel and of bicubic upsampling: the
+true − mean gap is the value of an accurate kernel, which S2K's estimate should recover.
+"""
+import functools
+import os
+from typing import Any
+
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from s2k_jax import data
+from s2k_jax import degradation
+from s2k_jax import kernels as kernels_lib
+from s2k_jax import loop
+from s2k_jax import modelio
+from s2k_jax import visualize
+from s2k_jax.models import usrnet
+from s2k_jax.restorers import base
+
+CHECKPOINT_KIND = 'usrnet_restorer'
+NAME = 'USRNet'
+MEAN_KERNEL_SAMPLES = 4000  # Kernels averaged for the eval's mean-kernel baseline (seeded).
+
+
+def scales(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  return tuple(int(s) for s in config.restorer.scales)
+
+
+def check_fields(config: ml_collections.ConfigDict) -> None:
+  """The settings USRNet cannot honour, refused with what to do."""
+  r, d = config.restorer, config.degradation
+  if not scales(config) or any(s not in degradation.SCALES for s in scales(config)):
+    raise ValueError(f'restorer.scales must be a non-empty subset of {degradation.SCALES}, got {r.scales}.')
+  if len(set(scales(config))) != len(scales(config)):
+    raise ValueError(f'restorer.scales lists a scale twice: {r.scales}.')
+  if d.downsample != 'direct':
+    raise ValueError(f"degradation.downsample={d.downsample!r}: USRNet's data step inverts direct s-fold "
+                     "subsampling only; use --config.degradation.downsample=direct (or train SFTMD, "
+                     'configs/sftmd.py, for bicubic downsampling).')
+  for s in scales(config):
+    if r.hr_patch % s:
+      raise ValueError(f'restorer.hr_patch={r.hr_patch} must be a multiple of every scale in '
+                       f'restorer.scales={r.scales} (e.g. 96 for 2, 3 and 4).')
+  if r.iterations < 1 or r.border < 0:
+    raise ValueError(f'restorer.iterations must be ≥ 1 and restorer.border ≥ 0, got {r.iterations}, {r.border}.')
+
+
+def degradation_at(config: ml_collections.ConfigDict, scale: int) -> ml_collections.FrozenConfigDict:
+  """The degradation section with `scale` set (USRNet's config lists scales in restorer.scales)."""
+  d = config.degradation.to_dict()
+  d['scale'] = int(scale)
+  return ml_collections.FrozenConfigDict(d)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training.
+
+
+def make_batch_fn(config: ml_collections.ConfigDict):
+  """fn(hr uint8 (B, C, C, 3), key) → dict(hr, kernel, noise_sigma, lr_x2, lr_x3, ...) float32.
+
+  Every scale's LR comes from the same HR crop, kernel and noise key (so the same σ).
+  """
+  degs = {s: degradation_at(config, s) for s in scales(config)}
+
+  def batch_fn(hr_uint8: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+    hr = jnp.asarray(hr_uint8).astype(jnp.float32) / 255.0
+    kernel_key, noise_key = jax.random.split(key)
+    kernels = kernels_lib.sample_kernels(kernel_key, hr.shape[0], next(iter(degs.values())))
+    out = dict(hr=hr, kernel=kernels)
+    for s, deg in degs.items():
+      degraded = degradation.degrade_with_kernels(hr, kernels, noise_key, deg)
+      out[f'lr_x{s}'] = degraded['lr']
+      out['noise_sigma'] = degraded['noise_sigma']
+    return out
+
+  return batch_fn
+
+
+def create_model(config: ml_collections.ConfigDict) -> usrnet.USRNet:
+  r = config.restorer
+  return usrnet.USRNet(iterations=r.iterations, features=tuple(r.features), num_blocks=r.num_blocks,
+                       border=r.border, hyper_features=r.hyper_features)
+
+
+def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> train_state.TrainState:
+  model = create_model(config)
+  params = model.init(key, jnp.zeros((1, 8, 8, 3), jnp.float32), jnp.full((1, 3, 3), 1 / 9, jnp.float32),
+                      jnp.zeros((1,), jnp.float32), scales(config)[0])['params']
+  return train_state.TrainState.create(apply_fn=model.apply, params=params,
+                                       tx=loop.create_optimizer(config))
+
+
+def psnr_rgb(a: jax.Array, b: jax.Array) -> jax.Array:
+  """Per-image PSNR (dB) on [0, 1] RGB; the training monitor (paper-style Y-channel metrics: evaluation)."""
+  mse = jnp.mean((a - b) ** 2, axis=(1, 2, 3))
+  return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
+
+
+def train_step(state: train_state.TrainState, batch: dict[str, jax.Array], key: jax.Array, *,
+               config: ml_collections.ConfigDict, variant: int = 0):
+  """One L1 step at scale scales[variant] with the true kernels and noise level (the driver cycles
+  `variant` over the scales, one per step)."""
+  del key  # No dropout; the batch carries all randomness.
+  scale = scales(config)[variant]
+
+  def loss_fn(params):
+    sr = state.apply_fn({'params': params}, batch[f'lr_x{scale}'], batch['kernel'], batch['noise_sigma'],
+                        scale, clip=False)
+    return jnp.mean(jnp.abs(sr - batch['hr'])), sr
+
+  (loss, sr), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  state = state.apply_gradients(grads=grads)
+  psnr = jnp.mean(psnr_rgb(jnp.clip(jax.lax.stop_gradient(sr), 0.0, 1.0), batch['hr']))
+  return state, dict(l1=loss, psnr=psnr, scale=jnp.asarray(scale, jnp.float32))
+
+
+def eval_step(state, batch: dict[str, jax.Array], *, config, mean_kernel: np.ndarray) -> dict[str, jax.Array]:
+  """Per scale: SR with the true kernels, with the family's mean kernel, and bicubic; their PSNRs."""
+  out = {}
+  b = batch['hr'].shape[0]
+  mean = jnp.broadcast_to(jnp.asarray(mean_kernel), (b,) + mean_kernel.shape)
+  for s in scales(config):
+    lr = batch[f'lr_x{s}']
+    true_sr = state.apply_fn({'params': state.params}, lr, batch['kernel'], batch['noise_sigma'], s)
+    mean_sr = state.apply_fn({'params': state.params}, lr, mean, batch['noise_sigma'], s)
+    bicubic = jnp.clip(jax.image.resize(lr, batch['hr'].shape, 'bicubic'), 0.0, 1.0)
+    out[f'psnr_true_kernel_x{s}'] = psnr_rgb(true_sr, batch['hr'])
+    out[f'psnr_mean_kernel_x{s}'] = psnr_rgb(mean_sr, batch['hr'])
+    out[f'psnr_bicubic_x{s}'] = psnr_rgb(bicubic, batch['hr'])
+    out[f'sr_x{s}'] = true_sr
+  return out
+
+
+def summarize_eval(out, eval_batch, *, config) -> tuple[dict[str, float], np.ndarray]:
+  """Mean PSNR per scale and kernel (true / mean) and bicubic's; a labelled LR | SR | HR figure at the
+  largest scale."""
+  scalars = {k: float(np.mean(v)) for k, v in out.items() if k.startswith('psnr_')}
+  s = max(scales(config))
+  grid = visualize.restoration_grid(eval_batch[f'lr_x{s}'], out[f'sr_x{s}'], eval_batch['hr'],
+                                    sr_label=f'{NAME} ×{s} (true kernel)')
+  return scalars, grid
+
+
+def describe_eval(scalars) -> list[str]:
+  """The closing summary's reading: per scale, true kernel vs mean kernel vs bicubic."""
+  lines = []
+  for s in degradation.SCALES:
+    if f'psnr_true_kernel_x{s}' not in scalars:
+      continue
+    true, mean = scalars[f'psnr_true_kernel_x{s}'], scalars[f'psnr_mean_kernel_x{s}']
+    bicubic = scalars[f'psnr_bicubic_x{s}']
+    lines.append(f'×{s}: PSNR (RGB) of {NAME} with the true kernels {true:.2f} dB, with the mean kernel '
+                 f'{mean:.2f} dB ({true - mean:+.2f} dB for knowing the kernel), bicubic {bicubic:.2f} dB.')
+  return lines
+
+
+def next_steps(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
+  lines = [f'python evaluate.py --restorer {workdir} --out {os.path.join(workdir, "eval")}'
+           f'   # PSNR/SSIM: bicubic, {NAME} with the mean and the true kernels (Table 1)']
+  lines.append(f's2k-sr your_photo.png --out sr_out --restorer {workdir} --family gaussian   '
+               f'# blind SR with a shipped estimator')
+  return lines
+
+
+def checkpoint_meta(config: ml_collections.ConfigDict) -> dict:
+  return dict(kind=CHECKPOINT_KIND, config=config.to_dict())
+
+
+def task(config: ml_collections.ConfigDict) -> loop.Task:
+  """USRNet as a task of the shared training driver."""
+  check_fields(config)
+  inputs = data.task_inputs(config)
+  batch_fn = make_batch_fn(config)
+  mean = kernels_lib.mean_kernel(degradation_at(config, scales(config)[0]), n=MEAN_KERNEL_SAMPLES,
+                                 seed=config.seed + 7)
+  return loop.Task(
+      name='usrnet', kind=CHECKPOINT_KIND, meta=checkpoint_meta(config), **inputs,
+      make_batch=lambda host, key: batch_fn(host['hr'], key),
+      create_state=functools.partial(create_train_state, config),
+      train_step=functools.partial(train_step, config=config),
+      eval_step=functools.partial(eval_step, config=config, mean_kernel=mean),
+      summarize_eval=functools.partial(summarize_eval, config=config), progress_keys=('l1', 'psnr'),
+      describe_eval=describe_eval, next_steps=functools.partial(next_steps, config),
+      train_variants=len(scales(config)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inference.
+
+
+@functools.partial(jax.jit, static_argnames=('scale',))
+def _restore(state, lr, kernels, noise_sigma, scale):
+  return state.apply_fn({'params': state.params}, lr, kernels, noise_sigma, scale)
+
+
+def receptive_field(config: ml_collections.ConfigDict) -> int:
+  """LR pixels each side that matter to an output pixel (to float32 round-off on photos: the data
+  step is global, but its influence decays; measured in tests/test_restorers_usrnet.py)."""
+  return int(config.restorer.border) + 16
+
+
+def from_state(config: ml_collections.ConfigDict, state: Any, step: int = 0,
+               directory: str = '') -> base.Restorer:
+  family = str(config.degradation.family)
+  return base.Restorer(
+      name=NAME, config=config, state=state, step=step, directory=directory, apply=_restore,
+      receptive_field=receptive_field(config), kernel_size=usrnet.MAX_KERNEL_SIZE,
+      takes_noise=config.degradation.noise_max > 0, scales=scales(config),
+      families=kernels_lib.FAMILIES if family == kernels_lib.MIXED else (family,))
+
+
+def load(source: str, step: int | None = None) -> base.Restorer:
+  """Loads USRNet from a model bundle (`python -m s2k_jax.export`), a training workdir or its
+  `checkpoints/` directory (latest step unless `step` is given)."""
+  config, state, step, path, _ = modelio.load_for_inference(
+      source, CHECKPOINT_KIND, lambda config: functools.partial(create_train_state, config), step)
+  return from_state(config, state, step, path)
