@@ -26,6 +26,7 @@ from s2k_jax import estimator as estimator_lib
 from s2k_jax import images
 from s2k_jax import loop
 from s2k_jax import modelio
+from s2k_jax import noise
 from s2k_jax import pipeline
 from s2k_jax import tasks
 from s2k_jax import visualize
@@ -62,6 +63,7 @@ class ImageResult:
   seconds: float | None = None
   outputs: dict[str, str] = dataclasses.field(default_factory=dict)
   models: str | None = None                   # e.g. 'gaussian kernels, ×4, SFTMD'
+  noise: str | None = None                    # e.g. 'noise σ 1.2% (estimated)'
 
   def summary(self) -> str:
     name = os.path.basename(self.path)
@@ -69,9 +71,10 @@ class ImageResult:
       return f'FAILED {self.error}' if self.path in self.error else f'FAILED {self.path}: {self.error}'
     (h, w), (sh, sw), (major, minor) = self.lr_size, self.sr_size, self.kernel_sigmas
     others = ', '.join(os.path.basename(p) for k, p in self.outputs.items() if k != 'sr')
+    noise = f', {self.noise}' if self.noise else ''
     return (f'{name}: LR {h}×{w} → SR {sh}×{sw} ({self.models}), kernel {self.kernel_size}×'
-            f'{self.kernel_size} σ {major:.2f}/{minor:.2f} HR px, {self.seconds:.1f} s → {self.outputs["sr"]} '
-            f'(+ {others})')
+            f'{self.kernel_size} σ {major:.2f}/{minor:.2f} HR px{noise}, {self.seconds:.1f} s → '
+            f'{self.outputs["sr"]} (+ {others})')
 
 
 def output_paths(path: str, out_dir: str, scale: int) -> dict[str, str]:
@@ -101,12 +104,29 @@ def _load(kind: str, model: Any, loader):
     raise type(e)(f'{kind}: {e}') from e
 
 
-def _process_file(path: str, out_dir: str, est, rest, **kwargs) -> ImageResult:
+def noise_level(lr: np.ndarray, rest, noise_sigma: float | None) -> tuple[float, str]:
+  """The σ given to the restorer and how it was found: given, or estimated from the LR photo
+  (`noise.estimate_sigma`) and clipped to the noise range the restorer was trained on."""
+  if noise_sigma is not None:
+    return noise_sigma, f'noise σ {100 * noise_sigma:.2f}% (given)'
+  estimate = noise.estimate_sigma(lr)
+  if not rest.takes_noise:
+    return 0.0, f'noise σ ≈ {100 * estimate:.2f}% (estimated; {rest.name} here has no noise input)'
+  trained_max = float(rest.config.degradation.noise_max)
+  used = min(estimate, trained_max)
+  clipped = f', clipped to the trained {100 * trained_max:.1f}%' if used < estimate else ''
+  return used, f'noise σ {100 * estimate:.2f}% (estimated{clipped})'
+
+
+def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None = None,
+                  **kwargs) -> ImageResult:
   start = time.perf_counter()
   lr = images.load_image(path)
   pipeline.check_image_size(lr.shape, est, path)
-  out = pipeline.super_resolve_batch(lr[None], est, rest, **kwargs)
-  outputs = output_paths(path, out_dir, rest.scale)
+  sigma, noise_text = noise_level(lr, rest, noise_sigma)
+  out = pipeline.super_resolve_batch(lr[None], est, rest, noise_sigma=sigma, **kwargs)
+  scale = int(est.config.degradation.scale)
+  outputs = output_paths(path, out_dir, scale)
   visualize.save_png(outputs['sr'], visualize.to_uint8(out['sr'][0]))
   visualize.save_png(outputs['kernel_png'], visualize.kernel_figure(out['kernel'][0]))
   np.save(outputs['kernel_npy'], out['kernel'][0].astype(np.float32))
@@ -114,13 +134,14 @@ def _process_file(path: str, out_dir: str, est, rest, **kwargs) -> ImageResult:
   return ImageResult(path=path, lr_size=lr.shape[:2], sr_size=out['sr'].shape[1:3],
                      kernel_size=out['kernel'].shape[-1], kernel_sigmas=kernel_sigmas(out['kernel'][0]),
                      seconds=time.perf_counter() - start, outputs=outputs,
-                     models=f'{rest.family} kernels, ×{rest.scale}, {rest.name}')
+                     models=f'{est.config.degradation.family} kernels, ×{scale}, {rest.name}',
+                     noise=noise_text)
 
 
 def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                         estimator_dir: Any, restorer_dir: Any, scale: int | None = None, *,
                         spectrum_mode: str | None = None, tile: int | None = None,
-                        overlap: int | None = None, noise_sigma: float = 0.0,
+                        overlap: int | None = None, noise_sigma: float | None = None,
                         progress: bool = True) -> list[ImageResult]:
   """Super-resolves image files one by one and writes, per `<stem>` of each input, to `out_dir`:
 
@@ -138,7 +159,8 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
     out_dir: created if missing; existing outputs are overwritten.
     estimator_dir, restorer_dir: training workdirs (or their checkpoints/), or loaded models.
     scale: the SR factor wanted; None = the restorer's. Must equal the restorer's scale.
-    spectrum_mode, tile, overlap, noise_sigma: see `pipeline.super_resolve`.
+    spectrum_mode, tile, overlap: see `pipeline.super_resolve`.
+    noise_sigma: LR noise σ on [0, 1] for every image; None = estimated per image (`noise_level`).
     progress: print summaries and a tqdm bar.
 
   Returns:
@@ -151,7 +173,8 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
   est = _load('estimator', estimator_dir, estimator_lib.load)
   rest = _load('restorer', restorer_dir, tasks.load_restorer)
   pipeline.check_compatible(est, rest, scale)
-  pipeline.check_noise_sigma(rest, noise_sigma)
+  if noise_sigma is not None:
+    pipeline.check_noise_sigma(rest, noise_sigma)
   est, rest = pipeline.on_one_device(est), pipeline.on_one_device(rest)
   os.makedirs(out_dir, exist_ok=True)
   results = []
@@ -182,7 +205,8 @@ def _non_negative_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='s2k-sr',
-      description='Blind super-resolution (S2K kernel estimation + SFTMD) of image files. Writes '
+      description='Blind super-resolution (S2K kernel estimation + a kernel-aware restorer, USRNet or '
+                  'SFTMD) of image files. Writes '
                   '<stem>_x<s>.png (8-bit RGB), <stem>_kernel.png / .npy (the estimated blur kernel at HR '
                   'resolution) and <stem>_spectrum.png (the estimator\'s input) for each image.',
       epilog='Exit status: 0 success; 1 some images failed (the others are written); 2 bad arguments or '
@@ -197,15 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
                            'or model bundle (.npz, python -m s2k_jax.export). Default: the shipped '
                            'estimator of --family.')
   parser.add_argument('--restorer', default=None, metavar='MODEL',
-                      help='a trained SFTMD restorer of the same family and scale: training workdir '
-                           '(train.py --config configs/sftmd.py:<family>_x<s>) or model bundle. Default: the '
-                           'shipped restorer of --family and --scale.')
+                      help='usrnet or sftmd (the shipped models of that name), or a trained restorer: '
+                           'training workdir (train.py --config configs/usrnet.py, or configs/sftmd.py:'
+                           f'<family>_x<s>) or model bundle. Default: {modelio.DEFAULT_RESTORER}, the shipped '
+                           'restorer that measures best.')
   parser.add_argument('--family', choices=sorted(modelio.PRETRAINED_ESTIMATORS), default='gaussian',
                       help='kernel family of the shipped models used when --estimator/--restorer are not '
                            'given (default: gaussian).')
   parser.add_argument('--scale', type=int, default=None,
-                      help='SR factor; must be the restorer\'s (default: the restorer\'s; 4 for the shipped '
-                           'models).')
+                      help='SR factor, 2, 3 or 4: one the estimator reads and the restorer serves (default: '
+                           f'the estimator\'s; {modelio.ESTIMATOR_SCALE} for the shipped estimators).')
   parser.add_argument('--spectrum-mode', choices=('crop', 'welch'), default=None,
                       help='crop: centred S×S crop; welch: average over the whole image (default: the mode '
                            'the estimator was trained with, crop for every shipped and config-built model).')
@@ -215,8 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument('--overlap', type=_non_negative_int, default=None,
                       help='LR pixels dropped at inner tile edges (default: the restorer\'s receptive field, '
                            'at most tile/4, which makes tiles seamless).')
-  parser.add_argument('--noise-sigma', type=float, default=0.0,
-                      help='LR noise σ on [0, 1], only for restorers trained with noise (default 0).')
+  parser.add_argument('--noise-sigma', type=float, default=None,
+                      help=f'LR noise σ on [0, {noise.SIGMA_MAX}] (0.01 = 1%%), for restorers trained with noise '
+                           '(default: estimated from each photo and printed).')
   parser.add_argument('--quiet', action='store_true', help='print only errors (no progress bar, per-image lines or totals).')
   return parser
 
@@ -225,8 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   loop.quiet_library_logs()
   try:
-    estimator = args.estimator or modelio.pretrained_estimator(args.family)
-    restorer = args.restorer or modelio.pretrained_restorer(args.family, args.scale or 4)
+    estimator = args.estimator or modelio.pretrained_estimator(args.family, args.scale or modelio.ESTIMATOR_SCALE)
+    restorer = args.restorer or modelio.DEFAULT_RESTORER
+    if restorer in modelio.PRETRAINED_RESTORERS:
+      restorer = modelio.pretrained_restorer(args.family, args.scale or modelio.ESTIMATOR_SCALE, restorer)
     results = super_resolve_files(
         args.images, args.out, estimator, restorer, args.scale,
         spectrum_mode=args.spectrum_mode, tile=args.tile, overlap=args.overlap,

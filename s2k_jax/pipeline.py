@@ -21,6 +21,7 @@ import numpy as np
 
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import images
+from s2k_jax import noise
 from s2k_jax import spectrum
 from s2k_jax.restorers import base
 
@@ -66,21 +67,27 @@ def check_compatible(est: estimator_lib.Estimator, rest: base.Restorer,
   """Raises IncompatibleModelsError, saying what to do, unless the two models can run together."""
   e, r = est.config.degradation, rest.config.degradation
   where = f'estimator {est.directory}, restorer {rest.directory}'
-  if scale is not None and int(scale) != rest.scale:
+  served = ', '.join(f'×{s}' for s in rest.scales)
+  if scale is not None and int(scale) not in rest.scales:
     raise IncompatibleModelsError(
-        f'the restorer in {rest.directory} was trained for ×{rest.scale}, not ×{scale}: ask for ×{rest.scale} '
-        f'(--scale {rest.scale}) or train a ×{scale} restorer (python train.py --config '
-        f'configs/sftmd.py:{r.family}_x{scale} --workdir ...) and an estimator for ×{scale}.')
-  if int(e.scale) != rest.scale:
+        f'the restorer in {rest.directory} restores {served}, not ×{scale}: ask for one of those '
+        f'(--scale) or train a restorer for ×{scale} (python train.py --config configs/usrnet.py '
+        '--workdir ..., every scale) and an estimator for ×{scale}.')
+  if scale is not None and int(scale) != int(e.scale):
     raise IncompatibleModelsError(
-        f'{where}: the estimator was trained on ×{e.scale} LR images but the restorer is ×{rest.scale}. '
+        f'the estimator in {est.directory} reads ×{e.scale} LR spectra, not ×{scale}: pass an estimator '
+        f'trained for ×{scale} (python train.py --config configs/{e.family}.py '
+        f'--config.degradation.scale={scale} --workdir ...) with --estimator.')
+  if int(e.scale) not in rest.scales:
+    raise IncompatibleModelsError(
+        f'{where}: the estimator was trained on ×{e.scale} LR images but the restorer restores {served}. '
         'Kernels live at HR resolution and the LR spectrum shows them decimated by the scale, so use an '
-        'estimator trained for the restorer\'s scale.')
-  if e.family != r.family:
+        'estimator trained for a scale the restorer serves.')
+  if e.family not in rest.families:
     raise IncompatibleModelsError(
-        f'{where}: the estimator knows {e.family} kernels but the restorer was trained on {r.family} '
-        'kernels, whose PCA code represents other families poorly (13–79% reconstruction error); use '
-        'two models of the same family.')
+        f'{where}: the estimator knows {e.family} kernels but the restorer was trained on '
+        f'{", ".join(rest.families)} kernels only; use a restorer trained on {e.family} kernels (the '
+        'USRNet trained on all families, configs/usrnet.py, serves every estimator).')
   if e.downsample != r.downsample:
     raise IncompatibleModelsError(
         f'{where}: the estimator was trained with {e.downsample!r} downsampling, the restorer with '
@@ -93,8 +100,7 @@ def check_compatible(est: estimator_lib.Estimator, rest: base.Restorer,
 
 
 def check_noise_sigma(rest: base.Restorer, noise_sigma: float) -> None:
-  if not 0.0 <= noise_sigma <= 1.0:
-    raise ValueError(f'noise_sigma is the LR noise σ on the [0, 1] scale, got {noise_sigma}.')
+  noise.check_sigma(noise_sigma, 'noise_sigma')
   if noise_sigma > 0 and not rest.takes_noise:
     raise ValueError(f'noise_sigma = {noise_sigma}, but the restorer in {rest.directory} was trained '
                      'without noise and has no noise input; leave it at 0.')
@@ -142,17 +148,18 @@ def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, int
 
 
 def restore_tiled(rest: base.Restorer, lr: jax.Array, kernels: jax.Array, tile: int,
-                  overlap: int, noise_sigma: jax.Array | None = None) -> np.ndarray:
+                  overlap: int, noise_sigma: jax.Array | None = None,
+                  scale: int | None = None) -> np.ndarray:
   """The restorer on overlapping tile×tile LR tiles (all one shape: one compilation), seams cropped.
 
   Equal to the untiled result (up to float round-off) when overlap ≥ `rest.receptive_field`.
   """
   batch, height, width, _ = lr.shape
-  s = rest.scale
+  s = rest.resolve_scale(scale)
   out = np.zeros((batch, height * s, width * s, 3), np.float32)
   for r0, r1, kr0, kr1 in tile_spans(height, tile, overlap):
     for c0, c1, kc0, kc1 in tile_spans(width, tile, overlap):
-      sr = np.asarray(rest.restore(lr[:, r0:r1, c0:c1], kernels, noise_sigma))
+      sr = np.asarray(rest.restore(lr[:, r0:r1, c0:c1], kernels, noise_sigma, s))
       out[:, kr0 * s:kr1 * s, kc0 * s:kc1 * s] = sr[:, (kr0 - r0) * s:(kr1 - r0) * s,
                                                     (kc0 - c0) * s:(kc1 - c0) * s]
   return out
@@ -209,12 +216,13 @@ def super_resolve_batch(lr: Any, est: estimator_lib.Estimator, rest: base.Restor
   lr = jnp.asarray(lr, jnp.float32)
   kernels, inputs = estimate(est, lr, spectrum_mode)
   sigma = jnp.full((lr.shape[0],), noise_sigma, jnp.float32)
+  scale = int(est.config.degradation.scale)  # check_compatible: the restorer serves it
   tile = _auto_tile(lr.shape[1], lr.shape[2], tile)
   if tile and max(lr.shape[1:3]) > tile:
     overlap = default_overlap(rest, tile) if overlap is None else overlap
-    sr = restore_tiled(rest, lr, kernels, tile, overlap, sigma)
+    sr = restore_tiled(rest, lr, kernels, tile, overlap, sigma, scale)
   else:
-    sr = np.asarray(rest.restore(lr, kernels, sigma))
+    sr = np.asarray(rest.restore(lr, kernels, sigma, scale))
   return dict(sr=sr, kernel=np.asarray(kernels), inputs=np.asarray(inputs))
 
 

@@ -64,6 +64,31 @@ def test_console_script_end_to_end(photo_png, tmp_path, smoke_estimator_workdir,
   assert run.stdout.splitlines()[-1].endswith(f' s → {out}')
 
 
+def test_usrnet_restorer_and_the_noise_level(photo_png, tmp_path, capsys, smoke_estimator_workdir,
+                                             smoke_usrnet_workdir):
+  """The multi-scale USRNet runs at the estimator's scale; the noise σ is estimated per photo and
+  printed (clipped to the trained range), or taken as given; out-of-range values exit 2."""
+  args = [str(photo_png), '--out', str(tmp_path / 'out'), *models(smoke_estimator_workdir, smoke_usrnet_workdir)]
+  assert cli.main(args) == 0
+  line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith('chelsea.png'))
+  assert 'LR 75×113 → SR 300×452 (gaussian kernels, ×4, USRNet)' in line
+  assert ', noise σ ' in line and '% (estimated' in line
+  assert cli.main(args + ['--noise-sigma', '0.01']) == 0
+  assert 'noise σ 1.00% (given)' in capsys.readouterr().out
+  assert cli.main(args + ['--noise-sigma', '0.3']) == 2
+  assert 'must be in [0, 0.2]' in capsys.readouterr().err
+
+
+def test_noise_level_is_clipped_to_the_trained_range(smoke_usrnet_workdir, smoke_restorer_workdir):
+  from s2k_jax import tasks  # pylint: disable=g-import-not-at-top
+  rest = tasks.load_restorer(str(smoke_usrnet_workdir))
+  noisy = np.clip(0.5 + 0.1 * np.random.default_rng(0).standard_normal((64, 64, 3)), 0, 1)
+  sigma, text = cli.noise_level(noisy, rest, None)
+  assert sigma == pytest.approx(0.05) and 'clipped to the trained 5.0%' in text
+  sigma, text = cli.noise_level(noisy, tasks.load_restorer(str(smoke_restorer_workdir)), None)
+  assert sigma == 0.0 and 'has no noise input' in text
+
+
 def test_quiet_prints_only_errors(photo_png, tmp_path, capsys, smoke_estimator_workdir, smoke_restorer_workdir):
   """--quiet: nothing on stdout; each failed image and the failure count still on stderr."""
   tiny = tmp_path / 'tiny.png'
@@ -124,7 +149,7 @@ def test_a_scale_the_restorer_was_not_trained_for_exits_2(photo_png, tmp_path, c
   status = cli.main([str(photo_png), '--scale', '2', '--out', str(tmp_path / 'out'),
                      *models(smoke_estimator_workdir, smoke_restorer_workdir)])
   assert status == 2
-  assert 'was trained for ×4, not ×2: ask for ×4 (--scale 4)' in capsys.readouterr().err
+  assert 'restores ×4, not ×2: ask for one of those (--scale)' in capsys.readouterr().err
 
 
 def test_missing_checkpoints_and_bad_arguments_exit_2(photo_png, tmp_path, capsys):

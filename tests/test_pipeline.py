@@ -221,16 +221,30 @@ def test_minimum_side_is_a_quarter_of_the_spectrum_size_above_the_floor(est, res
 
 
 def test_a_scale_the_restorer_was_not_trained_for_is_refused(est, rest):
-  with pytest.raises(pipeline.IncompatibleModelsError, match=r'trained for ×4, not ×2.*--scale 4'):
+  with pytest.raises(pipeline.IncompatibleModelsError, match=r'restores ×4, not ×2: ask for one of those \(--scale\)'):
     pipeline.check_compatible(est, rest, scale=2)
   pipeline.check_compatible(est, rest, scale=4)
-  with pytest.raises(pipeline.IncompatibleModelsError, match=r'trained on ×4 LR images but the restorer is ×2'):
+  with pytest.raises(pipeline.IncompatibleModelsError, match=r'trained on ×4 LR images but the restorer restores ×2'):
     pipeline.check_compatible(est, untrained_restorer('gaussian_x2,smoke'))
+
+
+def test_a_multi_scale_restorer_runs_at_the_estimators_scale(est):
+  """USRNet serves ×2/×3/×4 and every family; asking for a scale the estimator does not read is refused."""
+  from configs import usrnet as usrnet_config  # pylint: disable=g-import-not-at-top
+  from s2k_jax.restorers import usrnet as usrnet_restorer  # pylint: disable=g-import-not-at-top
+  config = usrnet_config.get_config('mixed,smoke')
+  rest = usrnet_restorer.from_state(config, usrnet_restorer.create_train_state(config, jax.random.key(0)))
+  pipeline.check_compatible(est, rest)
+  pipeline.check_compatible(est, rest, scale=4)
+  with pytest.raises(pipeline.IncompatibleModelsError, match=r'reads ×4 LR spectra, not ×2'):
+    pipeline.check_compatible(est, rest, scale=2)
+  lr = np.random.default_rng(0).random((1, 20, 24, 3)).astype(np.float32)
+  assert pipeline.super_resolve_batch(lr, est, rest, tile=0)['sr'].shape == (1, 80, 96, 3)
 
 
 def test_other_families_and_smaller_kernel_canvases_are_refused(est, rest):
   with pytest.raises(pipeline.IncompatibleModelsError, match='knows gaussian kernels but the restorer was '
-                     'trained on disk kernels'):
+                     'trained on disk kernels only'):
     pipeline.check_compatible(est, untrained_restorer('disk_x4,smoke'))
   with pytest.raises(pipeline.IncompatibleModelsError, match=r'15×15 kernels.*covers only 11×11'):
     pipeline.check_compatible(est, untrained_restorer('gaussian_x4,smoke', kernel_size=11))
