@@ -25,7 +25,8 @@ from s2k_jax import testsets
 FLAGS = flags.FLAGS
 flags.DEFINE_string('estimator', None, 'Training workdir (or checkpoints dir) of an S2K estimator.')
 flags.DEFINE_alias('workdir', 'estimator')
-flags.DEFINE_string('restorer', None, 'Training workdir (or checkpoints dir) or bundle of a restorer.')
+flags.DEFINE_multi_string('restorer', None, 'Training workdir (or checkpoints dir) or bundle of a restorer; '
+                          'repeat it to compare restorers side by side (e.g. USRNet and SFTMD).')
 flags.DEFINE_string('testset', None, 'A saved test set; default: generate one in <out>/testset.')
 config_flags.DEFINE_config_file(
     'config', None, 'Config whose data source, family and scale generate the test set (default: the '
@@ -51,21 +52,33 @@ def main(argv):
   loop.exit_on_user_error(evaluate_and_report)
 
 
+def testset_config(est, rests):
+  """The config a generated test set is drawn from: the estimator's, else a single-scale restorer's."""
+  if est is not None:
+    return est.config
+  for rest in rests:
+    if rest.scale is not None and rest.family != 'mixed':
+      return rest.config
+  raise ValueError(f'{rests[0].directory} restores {", ".join(f"×{s}" for s in rests[0].scales)} and '
+                   f'{", ".join(rests[0].families)} kernels: say which test set to make, e.g. --config '
+                   'configs/gaussian.py:cpu --config.degradation.scale=2, or pass --testset.')
+
+
 def evaluate_and_report():
   """Loads the models, generates or loads the test set, evaluates and writes the report."""
   est = estimator_lib.load(FLAGS.estimator) if FLAGS.estimator else None
-  rest = tasks.load_restorer(FLAGS.restorer) if FLAGS.restorer else None
+  rests = [tasks.load_restorer(r) for r in FLAGS.restorer or []]
   testset_dir = FLAGS.testset
   if testset_dir is None:
     testset_dir = os.path.join(FLAGS.out, 'testset')
     if not os.path.exists(testset_dir):
-      # The restorer's config fixes the scale when there is one.
-      config = FLAGS.config if FLAGS.config is not None else (rest or est).config
+      # The estimator's or the (single-scale) restorer's config fixes family and scale.
+      config = FLAGS.config if FLAGS.config is not None else testset_config(est, rests)
       testsets.generate(config, testset_dir, seed=FLAGS.seed, limit=FLAGS.limit, hr_crop=FLAGS.hr_crop,
                         copies=FLAGS.copies)
   testset = testsets.load(testset_dir)
-  result = evaluation.evaluate(testset, FLAGS.out, est, rest, FLAGS.batch_size, FLAGS.spectrum_mode)
-  summary = evaluation.summarize(result, testset, est, rest)
+  result = evaluation.evaluate(testset, FLAGS.out, est, rests, FLAGS.batch_size, FLAGS.spectrum_mode)
+  summary = evaluation.summarize(result, testset, est, rests)
   evaluation.write_report(result, summary, FLAGS.out)
   with open(os.path.join(FLAGS.out, 'results.md')) as f:
     print(f.read())

@@ -1,4 +1,5 @@
-"""Colour conversion used by SR papers (§3.3 spectrum input and §4 PSNR/SSIM on the Y channel).
+"""Colour conversion used by SR papers (§3.3 spectrum input and §4 PSNR/SSIM on the Y channel), and
+the chroma and saturation a restorer must keep (its colour fidelity).
 
 The luma is ITU-R BT.601 as MATLAB's `rgb2ycbcr` computes it, which is what SR benchmarks
 (and the S2K comparison tables) report: Y = 16 + 65.481 R + 128.553 G + 24.966 B for RGB in [0, 1],
@@ -31,3 +32,24 @@ def rgb_to_y(x: jnp.ndarray) -> jnp.ndarray:
   # equal pixels could get lumas 1e-5 apart (which shows as a finite PSNR of identical images).
   r, g, b = x[..., 0], x[..., 1], x[..., 2]
   return (Y_WEIGHTS[0] * r + Y_WEIGHTS[1] * g + Y_WEIGHTS[2] * b + Y_OFFSET) / 255.0
+
+
+# The Cb and Cr rows of MATLAB's rgb2ycbcr (offset 128), for RGB in [0, 1] (on the 0..255 scale).
+CB_WEIGHTS = (-37.797, -74.203, 112.0)
+CR_WEIGHTS = (112.0, -93.786, -18.214)
+
+
+def rgb_to_cbcr(x: jnp.ndarray) -> jnp.ndarray:
+  """BT.601 chroma (MATLAB `rgb2ycbcr(x)(:, :, 2:3)`) on the 0..255 scale, of RGB in [0, 1]: (..., 2)."""
+  x = jnp.asarray(x, jnp.float32)
+  r, g, b = x[..., 0], x[..., 1], x[..., 2]
+  cb = 128.0 + CB_WEIGHTS[0] * r + CB_WEIGHTS[1] * g + CB_WEIGHTS[2] * b
+  cr = 128.0 + CR_WEIGHTS[0] * r + CR_WEIGHTS[1] * g + CR_WEIGHTS[2] * b
+  return jnp.stack([cb, cr], axis=-1)
+
+
+def saturation(x: jnp.ndarray) -> jnp.ndarray:
+  """HSV saturation (max − min) / max of RGB in [0, 1], 0 for black: (...)."""
+  x = jnp.asarray(x, jnp.float32)
+  high, low = jnp.max(x, axis=-1), jnp.min(x, axis=-1)
+  return jnp.where(high > 0, (high - low) / jnp.maximum(high, 1e-12), 0.0)

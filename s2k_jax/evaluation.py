@@ -13,14 +13,18 @@ run keeps what it finished.
 """
 import collections
 import csv
+import functools
 import json
 import os
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import tqdm
 
+from s2k_jax import degradation
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import kernels as kernels_lib
 from s2k_jax import loop
@@ -34,19 +38,36 @@ BICUBIC = 'Bicubic'
 # Row labels of the restorer's methods: format with the restorer's name (`sr_labels`).
 MEAN, S2K, TRUE = '{} + mean kernel', '{} + S2K kernel', '{} + true kernel'
 KERNEL_METHODS = ('S2K', 'mean kernel')
+# Per SR method and image: PSNR / SSIM on Y (Table 1), chroma error vs HR (levels), saturation / HR's,
+# and the LR consistency of restorer outputs (dB; NaN for bicubic).
+SR_SCORES = ('psnr', 'ssim', 'chroma', 'saturation', 'lr_psnr')
+
+
+def restorer_list(rest: base.Restorer | Sequence[base.Restorer] | None) -> list[base.Restorer]:
+  """None, one restorer or several → a list; several must have different names (their row labels)."""
+  rests = [] if rest is None else [rest] if isinstance(rest, base.Restorer) else list(rest)
+  names = [r.name for r in rests]
+  if len(set(names)) != len(names):
+    raise ValueError(f'restorers to compare side by side need different names, got {names}: evaluate them '
+                     'one at a time (one --restorer each).')
+  return rests
 
 
 def check_compatible(testset: testsets.TestSet, est: estimator_lib.Estimator | None,
-                     rest: base.Restorer | None) -> None:
+                     rest: base.Restorer | Sequence[base.Restorer] | None) -> None:
   """Refuses, with what to do, models that do not fit the test set (scale, family, kernel size)."""
+  for r in restorer_list(rest)[1:]:
+    check_compatible(testset, est, r)
+  rest = (restorer_list(rest) or [None])[0]
   family = testset.manifest.get('family')
   for name, model in (('estimator', est), ('restorer', rest)):
     if model is None:
       continue
     deg = model.config.degradation
-    if family is not None and family != deg.family:
+    families = model.families if name == 'restorer' else (deg.family,)
+    if family is not None and family not in families:
       raise ValueError(f'{testset.directory} is a {family} test set but the {name} in {model.directory} '
-                       f'was trained on {deg.family} kernels; use a {family} {name}.')
+                       f'was trained on {", ".join(families)} kernels; use a {family} {name}.')
   if est is not None and est.config.degradation.scale != testset.scale:
     raise ValueError(f'{testset.directory} is a ×{testset.scale} test set but the estimator in '
                      f'{est.directory} was trained on ×{est.config.degradation.scale} spectra; use a '
@@ -54,9 +75,10 @@ def check_compatible(testset: testsets.TestSet, est: estimator_lib.Estimator | N
   if est is not None and testset.kernels.shape[-1] != est.config.degradation.kernel_size:
     raise ValueError(f'{testset.directory}: test kernels are {testset.kernels.shape[-1]}² but the estimator '
                      f'was trained on {est.config.degradation.kernel_size}² kernels.')
-  if rest is not None and rest.scale != testset.scale:
+  if rest is not None and testset.scale not in rest.scales:
     raise ValueError(f'{testset.directory} is a ×{testset.scale} test set but the restorer in '
-                     f'{rest.directory} was trained for ×{rest.scale}; use a ×{testset.scale} restorer.')
+                     f'{rest.directory} restores {", ".join(f"×{s}" for s in rest.scales)}; use a '
+                     f'×{testset.scale} restorer.')
   if est is not None and rest is not None:
     pipeline.check_compatible(est, rest, testset.scale)  # The two must also fit each other.
 
@@ -122,29 +144,34 @@ class _RowWriter:
 
 
 def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimator | None = None,
-             rest: base.Restorer | None = None, batch_size: int = 8,
+             rest: base.Restorer | Sequence[base.Restorer] | None = None, batch_size: int = 8,
              spectrum_mode: str | None = None) -> dict[str, Any]:
   """Runs every method the given models allow on `testset`; writes `<out_dir>/per_image.csv` as it goes.
 
+  `rest` may be several restorers: each gets its mean / S2K / true-kernel rows, side by side.
   Returns per-image arrays: kernel metrics per kernel method ('kernels'), PSNR/SSIM per SR method
   ('sr'), the S2K estimates, and a few examples for figures.
   """
-  if est is None and rest is None:
+  rests = restorer_list(rest)
+  if est is None and not rests:
     raise ValueError('nothing to evaluate: give an estimator, a restorer, or both.')
-  check_compatible(testset, est, rest)
+  check_compatible(testset, est, rests)
   os.makedirs(out_dir, exist_ok=True)
   scale, n = testset.scale, len(testset)
-  family = (est or rest).config.degradation.family
+  # The test set's own kernels define the family and its mean kernel (a mixed-family restorer
+  # evaluated on a Gaussian set is compared with the Gaussian mean).
+  test_degradation = ml_collections.ConfigDict(testset.manifest['degradation'])
+  family = test_degradation.family
   flip = kernels_lib.flip_invariant(family)
-  mean_k = kernels_lib.mean_kernel((est or rest).config.degradation)
-  mean_m, s2k_m, true_m = sr_labels(rest) if rest is not None else (None, None, None)
-  sr_methods = [BICUBIC] + ([mean_m] + ([s2k_m] if est else []) + [true_m] if rest else [])
+  mean_k = kernels_lib.mean_kernel(test_degradation)
+  labels = {r.name: sr_labels(r) for r in rests}
+  sr_methods = [BICUBIC] + [m for r in rests for m in labels[r.name] if est or m != labels[r.name][1]]
   kernel_scores = {m: collections.defaultdict(lambda: np.zeros(n, np.float32)) for m in KERNEL_METHODS}
-  sr_scores = {m: {'psnr': np.zeros(n, np.float32), 'ssim': np.zeros(n, np.float32)} for m in sr_methods}
+  sr_scores = {m: {k: np.full(n, np.nan, np.float32) for k in SR_SCORES} for m in sr_methods}
   estimates = np.zeros_like(testset.kernels)
   examples = {}
   fields = ['image'] + [f'{m}: {k}' for m in KERNEL_METHODS if est for k in ('D_v', 'D_s', 'psnr')] + \
-      [f'{m}: {k}' for m in sr_methods for k in ('psnr', 'ssim')]
+      [f'{m}: {k}' for m in sr_methods for k in SR_SCORES]
   rows = _RowWriter(os.path.join(out_dir, 'per_image.csv'), fields)
   mesh = loop.make_mesh()
   try:
@@ -161,15 +188,23 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
             for name, v in metrics.kernel_metrics(k, true_k, flip_invariant=flip).items():
               kernel_scores[method][name][idx] = np.asarray(v)
         out[BICUBIC] = bicubic_upsample(lr, scale)
-        if rest is not None:
-          sigma = testset.noise_sigma[idx]
+        sigma = testset.noise_sigma[idx]
+        for r in rests:
+          mean_m, s2k_m, true_m = labels[r.name]
+          restore = functools.partial(r.restore, scale=scale)
           for method, k in ((mean_m, np.broadcast_to(mean_k, true_k.shape)), (s2k_m, estimates[idx]),
                             (true_m, true_k)):
             if method != s2k_m or est is not None:
-              out[method] = _run_sharded(rest.restore, mesh, lr, k, sigma)
+              out[method] = _run_sharded(restore, mesh, lr, k, sigma)
         for method, sr in out.items():
           p, s = _image_scores(sr, hr, scale)
           sr_scores[method]['psnr'][idx], sr_scores[method]['ssim'][idx] = p, s
+          for name, value in _colour_scores(sr, hr, scale).items():
+            sr_scores[method][name][idx] = value
+        for r in rests:  # LR consistency: each SR re-degraded with the kernel it was given
+          for method, k in zip(labels[r.name], (np.broadcast_to(mean_k, true_k.shape), estimates[idx], true_k)):
+            if method in out:
+              sr_scores[method]['lr_psnr'][idx] = lr_consistency(out[method], lr, k, test_degradation)
         if len(examples.get('lr', [])) < 4:
           examples.setdefault('lr', []).extend(lr[:4])
           examples.setdefault('hr', []).extend(hr[:4])
@@ -181,7 +216,7 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
           if est is not None:
             row.update({f'{m}: {k}': float(kernel_scores[m][k][i]) for m in KERNEL_METHODS
                         for k in ('D_v', 'D_s', 'psnr')})
-          row.update({f'{m}: {k}': float(sr_scores[m][k][i]) for m in sr_methods for k in ('psnr', 'ssim')})
+          row.update({f'{m}: {k}': float(sr_scores[m][k][i]) for m in sr_methods for k in SR_SCORES})
           rows.write(row)
         bar.update(len(idx))
   finally:
@@ -190,18 +225,43 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
               estimates=estimates, examples=examples, flip_invariant=flip, family=family)
 
 
+def _colour_scores(sr: np.ndarray, hr: np.ndarray, scale: int) -> dict[str, np.ndarray]:
+  """Chroma error vs HR (8-bit levels) and saturation relative to HR, border of the scale cropped."""
+  return dict(chroma=np.asarray(metrics.chroma_error(jnp.asarray(sr), jnp.asarray(hr, jnp.float32) / 255,
+                                                     crop_border=scale)),
+              saturation=np.asarray(metrics.saturation_ratio(jnp.asarray(sr), jnp.asarray(hr, jnp.float32) / 255,
+                                                             crop_border=scale)))
+
+
+def lr_consistency(sr: np.ndarray, lr: np.ndarray, kernels: np.ndarray,
+                   config: ml_collections.ConfigDict) -> np.ndarray:
+  """PSNR (dB, RGB) of the SR image degraded again with the kernel it was restored with (no noise)
+  against the LR input: how exactly the output explains what was observed. (B,)."""
+  again = degradation.blur_downsample(jnp.asarray(sr), jnp.asarray(kernels, jnp.float32), int(config.scale)) \
+      if config.downsample == 'direct' else degradation.downsample(
+          degradation.blur(jnp.asarray(sr), jnp.asarray(kernels, jnp.float32)), int(config.scale), config.downsample)
+  mse = np.mean((np.asarray(again) - lr) ** 2, axis=(1, 2, 3))
+  return (10 * np.log10(1 / np.maximum(mse, 1e-12))).astype(np.float32)
+
+
 def _finite_mean(x: np.ndarray) -> float:
-  """Mean over images; identical images (PSNR = inf) are left out and counted in the JSON."""
+  """Mean over images; identical images (PSNR = inf) are left out and counted in the JSON; NaN if the
+  score does not apply (bicubic's LR consistency)."""
+  if np.isnan(x).all():
+    return float('nan')
   finite = np.isfinite(x)
   return float(np.mean(x[finite])) if finite.any() else float('inf')
 
 
 def summarize(result: dict[str, Any], testset: testsets.TestSet, est, rest) -> dict[str, Any]:
+  rests = restorer_list(rest)
+  rest = rests[0] if rests else None
   return dict(
       family=result['family'], scale=testset.scale, images=len(testset), testset=testset.directory,
       estimator=None if est is None else dict(directory=est.directory, step=est.step,
                                                 generator=est.config.model.generator),
       restorer=None if rest is None else dict(name=rest.name, directory=rest.directory, step=rest.step),
+      restorers=[dict(name=r.name, directory=r.directory, step=r.step) for r in rests],
       flip_invariant=result['flip_invariant'],
       kernels={m: {k: _finite_mean(v) for k, v in scores.items()} for m, scores in result['kernels'].items()},
       sr={m: {k: _finite_mean(v) for k, v in scores.items()} for m, scores in result['sr'].items()},
@@ -218,6 +278,13 @@ def write_report(result: dict[str, Any], summary: dict[str, Any], out_dir: str) 
     lines += ['PSNR (dB) / SSIM on the Y channel, border of the scale cropped (paper Table 1 protocol).', '',
               f'| Method | Kernel | ×{s} |', '|---|---|---|']
     lines += [f'| {m} | {fam} | {v["psnr"]:.2f} / {v["ssim"]:.4f} |' for m, v in summary['sr'].items()]
+    lines += ['', 'Colour and consistency: chroma error vs HR (mean |ΔCb|, |ΔCr|, 8-bit levels), saturation '
+              'relative to HR, and PSNR (RGB) of the SR image re-degraded with the kernel it was given vs '
+              'the LR input.', '', '| Method | chroma error | saturation / HR | LR consistency (dB) |',
+              '|---|---|---|---|']
+    lines += [f'| {m} | {v["chroma"]:.2f} | {v["saturation"]:.3f} | '
+              + ('–' if not np.isfinite(v['lr_psnr']) else f'{v["lr_psnr"]:.2f}') + ' |'
+              for m, v in summary['sr'].items()]
     lines.append('')
   if summary['kernels']:
     note = ' (flip-invariant)' if summary['flip_invariant'] else ''

@@ -142,6 +142,21 @@ def psnr(a: jnp.ndarray, b: jnp.ndarray, *, crop_border: int = 0,
   return out if batched else out[0]
 
 
+@functools.partial(jax.jit, static_argnames=('crop_border',))
+def chroma_error(a: jnp.ndarray, b: jnp.ndarray, *, crop_border: int = 0) -> jnp.ndarray:
+  """Mean |ΔCb| and |ΔCr| (BT.601, 8-bit levels, averaged over both) of (B, H, W, 3) RGB in [0, 1]: (B,)."""
+  a, b = (x[:, crop_border:x.shape[1] - crop_border, crop_border:x.shape[2] - crop_border] for x in (a, b))
+  return jnp.mean(jnp.abs(color.rgb_to_cbcr(a) - color.rgb_to_cbcr(b)), axis=(1, 2, 3))
+
+
+@functools.partial(jax.jit, static_argnames=('crop_border',))
+def saturation_ratio(a: jnp.ndarray, b: jnp.ndarray, *, crop_border: int = 0) -> jnp.ndarray:
+  """Mean HSV saturation of a over that of b ((B, H, W, 3) RGB in [0, 1]): (B,); 1 = colours as vivid."""
+  a, b = (x[:, crop_border:x.shape[1] - crop_border, crop_border:x.shape[2] - crop_border] for x in (a, b))
+  return jnp.mean(color.saturation(a), axis=(1, 2)) / jnp.maximum(jnp.mean(color.saturation(b), axis=(1, 2)),
+                                                                    1e-12)
+
+
 def _gaussian_valid(x: jnp.ndarray) -> jnp.ndarray:
   """(..., H, W) → (..., H − 10, W − 10): the separable 11×11 Gaussian at every valid position."""
   n = len(_SSIM_TAPS)

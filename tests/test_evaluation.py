@@ -122,6 +122,28 @@ def test_true_kernel_upper_bound_beats_the_mean_kernel(tmp_path, kernel_aware_re
   assert (per_image > 0).sum() >= 6, per_image  # Ahead on most images, not on one outlier alone.
 
 
+def test_two_restorers_side_by_side(tmp_path, small_testset, smoke_estimator_workdir, smoke_restorer_workdir,
+                                    smoke_usrnet_workdir):
+  """SFTMD (Gaussian ×4) and the mixed-family USRNet on one Gaussian ×4 set: each gets its mean / S2K /
+  true rows, the mean kernel is the test set's family's (15×15 Gaussian, not the 23×23 mixed one), and
+  a USRNet row equals USRNet run by hand."""
+  est = estimator.load(str(smoke_estimator_workdir))
+  sftmd_rest = tasks.load_restorer(str(smoke_restorer_workdir))
+  usrnet_rest = tasks.load_restorer(str(smoke_usrnet_workdir))
+  result = evaluation.evaluate(small_testset, str(tmp_path), est, [sftmd_rest, usrnet_rest], batch_size=4)
+  summary = evaluation.summarize(result, small_testset, est, [sftmd_rest, usrnet_rest])
+  methods = list(summary['sr'])
+  assert methods == [evaluation.BICUBIC] + [label.format(name) for name in ('SFTMD', 'USRNet')
+                                            for label in (evaluation.MEAN, evaluation.S2K, evaluation.TRUE)]
+  assert [r['name'] for r in summary['restorers']] == ['SFTMD', 'USRNet']
+  lr = np.stack(small_testset.lr).astype(np.float32) / 255
+  by_hand = np.asarray(usrnet_rest.restore(lr, small_testset.kernels, small_testset.noise_sigma, scale=4))
+  psnr, _ = evaluation._image_scores(by_hand, np.stack(small_testset.hr), 4)
+  np.testing.assert_allclose(result['sr'][evaluation.TRUE.format('USRNet')]['psnr'], psnr, atol=1e-4)
+  with pytest.raises(ValueError, match='different names'):
+    evaluation.evaluate(small_testset, str(tmp_path / 'twice'), est, [sftmd_rest, sftmd_rest])
+
+
 def test_mismatched_models_are_refused(tmp_path, small_testset, smoke_estimator_workdir):
   est = estimator.load(str(smoke_estimator_workdir))
   testsets.generate(motion.get_config('smoke'), str(tmp_path / 'motion'), seed=0, hr_crop=64, limit=1)
