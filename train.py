@@ -27,6 +27,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   loop.quiet_library_logs()
+  # Before any other jax call (the log line below starts the backend).
+  loop.exit_on_user_error(lambda: loop.maybe_initialize_distributed(FLAGS.config.train.distributed))
   logging.info('JAX process %d/%d, local devices: %s', jax.process_index(), jax.process_count(),
                jax.local_devices())
   loop.exit_on_user_error(lambda: tasks.train_and_evaluate(FLAGS.config, FLAGS.workdir))

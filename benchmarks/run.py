@@ -31,6 +31,7 @@ import jax.numpy as jnp  # noqa: E402
 from configs import common  # noqa: E402
 from configs import gaussian  # noqa: E402
 from configs import sftmd as sftmd_config  # noqa: E402
+from configs import usrnet as usrnet_config  # noqa: E402
 from s2k_jax import degradation  # noqa: E402
 from s2k_jax import estimator  # noqa: E402
 from s2k_jax import evaluation  # noqa: E402
@@ -39,6 +40,7 @@ from s2k_jax import pipeline  # noqa: E402
 from s2k_jax import tasks  # noqa: E402
 from s2k_jax.restorers import base  # noqa: E402
 from s2k_jax.restorers import sftmd as sftmd_restorer  # noqa: E402
+from s2k_jax.restorers import usrnet as usrnet_restorer  # noqa: E402
 from s2k_jax import testsets  # noqa: E402
 
 
@@ -179,9 +181,53 @@ def bench_evaluate(args: argparse.Namespace) -> dict[str, Any]:
               images_per_s=1e3 * n / ms, **peak_memory_mb())
 
 
+def _usrnet_inputs(args: argparse.Namespace):
+  config = usrnet_config.get_config('mixed' + (f',{args.usrnet_preset}' if args.usrnet_preset else ''))
+  state = usrnet_restorer.create_train_state(config, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  k = rng.random((args.batch, args.ksize, args.ksize), np.float32)
+  lr = jnp.asarray(rng.random((args.batch, args.lr_size, args.lr_size, 3), np.float32))
+  return config, state, lr, jnp.asarray(k / k.sum(axis=(1, 2), keepdims=True)), jnp.full((args.batch,), 0.01)
+
+
+def _gflops(fn, *inputs) -> float:
+  """XLA's own FLOP count of the compiled function (its cost analysis), in GFLOP."""
+  cost = jax.jit(fn).lower(*inputs).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get('flops', float('nan'))) / 1e9
+
+
+def bench_usrnet_forward(args: argparse.Namespace) -> dict[str, Any]:
+  """USRNet inference at ×s (models/usrnet.py; --usrnet-preset cpu = the shipped size, '' = USRNet's
+  8 rounds of a 64–512 ResUNet): ms and GFLOP/s by XLA's FLOP count (2-core CPU peak ≈ 190)."""
+  config, state, lr, k, sigma = _usrnet_inputs(args)
+  fn = lambda params, lr, k, sigma: state.apply_fn({'params': params}, lr, k, sigma, args.scale)
+  gflop = _gflops(fn, state.params, lr, k, sigma)
+  ms = median_ms(lambda: jax.jit(fn)(state.params, lr, k, sigma), args.warmup, args.runs)
+  return dict(workload='usrnet_forward', preset=args.usrnet_preset or 'paper', batch=args.batch,
+              lr_size=args.lr_size, scale=args.scale, ms=ms, gflop=gflop, gflop_per_s=gflop / (ms / 1e3),
+              **peak_memory_mb())
+
+
+def bench_usrnet_step(args: argparse.Namespace) -> dict[str, Any]:
+  """`usrnet_restorer.train_step` at ×s (L1 + Adam, jitted, donated), with its GFLOP/s."""
+  config, state, lr, k, sigma = _usrnet_inputs(args)
+  hr = jnp.asarray(np.random.default_rng(1).random((args.batch, args.lr_size * args.scale,
+                                                    args.lr_size * args.scale, 3), np.float32))
+  batch = {'hr': hr, f'lr_x{args.scale}': lr, 'kernel': k, 'noise_sigma': sigma}
+  variant = usrnet_restorer.scales(config).index(args.scale)
+  step = functools.partial(usrnet_restorer.train_step, config=config, variant=variant)
+  gflop = _gflops(step, state, batch, jax.random.key(1))
+  ms = step_ms(step, state, batch, args)
+  return dict(workload='usrnet_step', preset=args.usrnet_preset or 'paper', batch=args.batch,
+              lr_size=args.lr_size, scale=args.scale, ms=ms, gflop=gflop, gflop_per_s=gflop / (ms / 1e3),
+              **peak_memory_mb())
+
+
 WORKLOADS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     'degrade': bench_degrade, 's2k_step': bench_s2k_step, 'sftmd_step': bench_sftmd_step,
-    'blind_sr': bench_blind_sr, 'evaluate': bench_evaluate}
+    'blind_sr': bench_blind_sr, 'evaluate': bench_evaluate, 'usrnet_forward': bench_usrnet_forward,
+    'usrnet_step': bench_usrnet_step}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -195,6 +241,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument('--scale', type=int, default=4)
   p.add_argument('--warmup', type=int, default=1)
   p.add_argument('--runs', type=int, default=3)
+  p.add_argument('--usrnet-preset', default='cpu', choices=('cpu', ''),
+                 help="USRNet workloads: 'cpu' (the shipped size) or '' (USRNet's paper size)")
   p.add_argument('--noise-max', type=float, default=0.02,
                  help='degrade: σ ~ U[0, noise_max] (not a torch_reference flag; it adds σ = 0.01)')
   return p.parse_args(argv)

@@ -215,8 +215,8 @@ def next_steps(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   lines = [f'python evaluate.py --estimator {workdir} --out {os.path.join(workdir, "eval")}'
            '   # kernel errors on the held-out photos (Figure 6)']
   sr = f's2k-sr your_photo.png --out sr_out --estimator {workdir}'
-  if (family, scale) in modelio.PRETRAINED_RESTORERS:
-    lines.append(f'{sr} --family {family}   # blind ×{scale} SR with the shipped {family} restorer')
+  if (family, scale) in modelio.PRETRAINED_RESTORERS[modelio.DEFAULT_RESTORER]:
+    lines.append(f'{sr} --family {family}   # blind ×{scale} SR with the shipped restorer')
   else:
     lines.append(f'{sr} --restorer RESTORER_WORKDIR   # train a {family} ×{scale} restorer first: '
                  f'python train.py --config configs/sftmd.py:{family}_x{scale} --workdir RESTORER_WORKDIR')
@@ -284,6 +284,10 @@ def estimate_kernels(est: Estimator, lr: np.ndarray | jax.Array, mode: str | Non
   if lr.dtype == jnp.uint8:
     lr = lr.astype(jnp.float32) / 255.0
   c = est.config
+  if mode is not None and c.model.input == 'spatial':
+    raise ValueError(f'a spectrum mode ({mode!r}) has no effect on the estimator in {est.directory}: it reads '
+                     "the LR image itself (model.input='spatial', the Table 3 ablation), not its spectrum; "
+                     'leave --spectrum-mode out.')
   kernels, maps, inputs = _estimate(est.state, lr, size=int(c.spectrum.size),
                                     mode=str(mode or c.spectrum.mode), ksize=int(c.degradation.kernel_size),
                                     spatial=c.model.input == 'spatial')

@@ -262,7 +262,13 @@ def load_for_inference(source: str, kind: str,
 
 # Name → file in s2k_jax/weights/. What they were trained on: s2k_jax/weights/README.md.
 PRETRAINED_ESTIMATORS = {f: f'{f}_estimator.npz' for f in ('gaussian', 'motion', 'disk')}
-PRETRAINED_RESTORERS = {('gaussian', 4): 'sftmd_gaussian_x4.npz', ('motion', 4): 'sftmd_motion_x4.npz'}
+ESTIMATOR_SCALE = 4  # the shipped estimators read ×4 LR spectra
+# Restorers by name: SFTMD one per (family, scale); USRNet one for every family and scale.
+PRETRAINED_RESTORERS = {
+    'sftmd': {('gaussian', 4): 'sftmd_gaussian_x4.npz', ('motion', 4): 'sftmd_motion_x4.npz'},
+    'usrnet': {(f, s): 'usrnet_mixed.npz' for f in ('gaussian', 'motion', 'disk') for s in (2, 3, 4)},
+}
+DEFAULT_RESTORER = 'usrnet'  # the one that measures best on held-out photos (docs/results.md)
 
 
 def pretrained_path(filename: str) -> str:
@@ -273,17 +279,25 @@ def pretrained_path(filename: str) -> str:
   return path
 
 
-def pretrained_estimator(family: str) -> str:
+def pretrained_estimator(family: str, scale: int = ESTIMATOR_SCALE) -> str:
   if family not in PRETRAINED_ESTIMATORS:
     raise ValueError(f'no shipped estimator for the {family!r} family; shipped: '
                      f'{", ".join(sorted(PRETRAINED_ESTIMATORS))}.')
+  if scale != ESTIMATOR_SCALE:
+    raise ValueError(f'the shipped estimators read ×{ESTIMATOR_SCALE} LR images; for ×{scale} train one '
+                     f'(python train.py --config configs/{family}.py:cpu --config.degradation.scale={scale} '
+                     '--workdir runs/est) and pass it with --estimator.')
   return pretrained_path(PRETRAINED_ESTIMATORS[family])
 
 
-def pretrained_restorer(family: str, scale: int) -> str:
-  if (family, scale) not in PRETRAINED_RESTORERS:
-    shipped = ', '.join(f'{f} ×{s}' for f, s in sorted(PRETRAINED_RESTORERS))
-    raise ValueError(f'no shipped restorer for {family} kernels at ×{scale}; shipped: {shipped}. Train one '
-                     f'with `python train.py --config configs/sftmd.py:{family}_x{scale}` and pass it with '
-                     '--restorer.')
-  return pretrained_path(PRETRAINED_RESTORERS[(family, scale)])
+def pretrained_restorer(family: str, scale: int, name: str = DEFAULT_RESTORER) -> str:
+  """The shipped restorer `name` ('usrnet' or 'sftmd') for a family and scale."""
+  if name not in PRETRAINED_RESTORERS:
+    raise ValueError(f'no shipped restorer named {name!r}; shipped: {", ".join(sorted(PRETRAINED_RESTORERS))}.')
+  table = PRETRAINED_RESTORERS[name]
+  if (family, scale) not in table:
+    shipped = ', '.join(f'{f} ×{s}' for f, s in sorted(table))
+    raise ValueError(f'no shipped {name} restorer for {family} kernels at ×{scale}; shipped: {shipped}. Use '
+                     f'--restorer usrnet (every family and scale), or train one with `python train.py --config '
+                     f'configs/sftmd.py:{family}_x{scale}` and pass it with --restorer.')
+  return pretrained_path(table[(family, scale)])

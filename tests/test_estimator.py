@@ -80,6 +80,19 @@ def test_a_spectrum_mode_with_spatial_input_is_an_error_not_ignored():
   estimator.check_model_fields(config)
 
 
+def test_a_spectrum_mode_at_inference_with_spatial_input_is_an_error(smoke_estimator_workdir):
+  """--spectrum-mode / estimate_kernels(mode=...) would be silently ignored by a spatial-input estimator."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  est = estimator.load(str(smoke_estimator_workdir))
+  config = est.config.copy_and_resolve_references()
+  config.model.input = 'spatial'
+  spatial = dataclasses.replace(est, config=config)
+  lr = np.zeros((1, 40, 40, 3), np.float32)
+  with pytest.raises(ValueError, match=r"spectrum mode \('welch'\) has no effect .* leave --spectrum-mode out"):
+    estimator.estimate_kernels(spatial, lr, mode='welch')
+  assert estimator.estimate_kernels(est, lr, mode='welch')['kernel'].shape == (1, 15, 15)
+
+
 def test_the_demo_closing_lines_compare_with_the_mean_kernel_and_say_what_next(smoke_estimator_workdir):
   """After a smoke run: the last held-out kernel error beside the mean kernel's (both read back from
   metrics.jsonl, the reference), and next commands naming this workdir."""
