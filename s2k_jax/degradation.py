@@ -10,6 +10,9 @@ Images are float32 NHWC in [0, 1]; every image in a batch has its own kernel.
 * `blur_downsample` = `downsample(blur(x, k), s, 'direct')`, computing only the kept rows and columns.
 * `add_noise` adds Gaussian noise with σ ~ U[0, noise_max] per image, clips to [0, 1] and can round
   to uint8 levels.
+* `jpeg` is baseline JPEG as libjpeg (Pillow) does it, batched, jittable, one traced quality per image;
+  `add_jpeg` applies it with probability jpeg_prob, quality ~ U{jpeg_quality_range}: LR =
+  JPEG_q((HR ⊗ k)↓s + n), the LR images users have (off by default, the paper's setting).
 * `degrade` draws kernels (`kernels.sample_kernels`) and runs the whole pipeline in one jitted call;
   `degrade_with_kernels` does the same for given kernels (saved test sets, true-kernel evaluation).
 
@@ -280,43 +283,83 @@ def add_noise(lr: jnp.ndarray, key: jax.Array, noise_max: float,
   return noisy, sigma
 
 
+JPEG_DEFAULTS = dict(jpeg_prob=0.0, jpeg_quality_range=(50, 95))
+
+
+def _jpeg_fields(config: ml_collections.ConfigDict) -> tuple[float, tuple[int, int]]:
+  """(probability, (q_min, q_max)) of the JPEG step, checked; configs without the fields: no JPEG."""
+  prob = float(config.get('jpeg_prob', 0.0))
+  low, high = (int(q) for q in config.get('jpeg_quality_range', JPEG_DEFAULTS['jpeg_quality_range']))
+  if not 0.0 <= prob <= 1.0:
+    raise ValueError(f'jpeg_prob must be in [0, 1] (the share of LR images saved as JPEG), got {prob}.')
+  if not JPEG_QUALITIES[0] <= low <= high <= JPEG_QUALITIES[1]:
+    raise ValueError(f'jpeg_quality_range must be (q_min, q_max) with {JPEG_QUALITIES[0]} ≤ q_min ≤ q_max ≤ '
+                     f'{JPEG_QUALITIES[1]}, got {config.get("jpeg_quality_range")}.')
+  if prob == 0 and (low, high) != JPEG_DEFAULTS['jpeg_quality_range']:
+    raise ValueError(f'degradation.jpeg_quality_range={(low, high)} has no effect with degradation.jpeg_prob=0 '
+                     '(no LR image is compressed): set --config.degradation.jpeg_prob, or leave the range unset.')
+  return prob, (low, high)
+
+
 def _static_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The settings that change the computed graph, checked, as hashable jit arguments."""
   _check_downsample(config.scale, config.downsample)
   if not config.noise_max >= 0:
     raise ValueError(f'noise_max must be ≥ 0 (σ on the [0, 1] scale), got {config.noise_max}.')
-  return dict(scale=int(config.scale), method=str(config.downsample), quantize=bool(config.quantize))
+  prob, quality_range = _jpeg_fields(config)
+  return dict(scale=int(config.scale), method=str(config.downsample), quantize=bool(config.quantize),
+              jpeg_range=quality_range if prob > 0 else None)
 
 
-@functools.partial(jax.jit, static_argnames=('scale', 'method', 'quantize'))
-def _degrade_with_kernels(hr, kernels, key, noise_max, *, scale, method, quantize):
+def add_jpeg(lr: jnp.ndarray, key: jax.Array, prob: float,
+             quality_range: tuple[int, int]) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Saves each LR image as JPEG with probability `prob`, quality ~ U{q_min..q_max}: (images, (B,)
+  quality, 0 where not compressed)."""
+  quality_key, use_key = jax.random.split(key)
+  quality = jax.random.randint(quality_key, (lr.shape[0],), quality_range[0], quality_range[1] + 1)
+  use = jax.random.uniform(use_key, (lr.shape[0],)) < prob
+  out = jnp.where(use[:, None, None, None], _jpeg(lr, jnp.where(use, quality, 100)), lr)
+  return out, jnp.where(use, quality, 0)
+
+
+@functools.partial(jax.jit, static_argnames=('scale', 'method', 'quantize', 'jpeg_range'))
+def _degrade_with_kernels(hr, kernels, key, noise_max, jpeg_prob=0.0, *, scale, method, quantize,
+                          jpeg_range=None):
   kernels = kernels.astype(jnp.float32)
   if method == 'direct':
     lr = _blur_downsample(hr, kernels, scale)
   else:
     lr = _downsample(_blur(hr, kernels), scale, method)
-  lr, sigma = add_noise(lr, key, noise_max, quantize)
-  return {'lr': lr, 'kernel': kernels, 'noise_sigma': sigma}
+  if jpeg_range is None:  # The paper's setting: the noise key alone, as before JPEG existed.
+    lr, sigma = add_noise(lr, key, noise_max, quantize)
+    return {'lr': lr, 'kernel': kernels, 'noise_sigma': sigma}
+  noise_key, jpeg_key = jax.random.split(key)
+  lr, sigma = add_noise(lr, noise_key, noise_max, quantize)
+  lr, quality = add_jpeg(lr, jpeg_key, jpeg_prob, jpeg_range)
+  return {'lr': lr, 'kernel': kernels, 'noise_sigma': sigma, 'jpeg_quality': quality}
 
 
 def degrade_with_kernels(hr: jnp.ndarray, kernels: jnp.ndarray, key: jax.Array,
                          config: ml_collections.ConfigDict) -> dict[str, jnp.ndarray]:
   """Eq. 1 with given kernels, jitted: hr (B, H, W, C) in [0, 1], kernels (B, k, k) -> dict of float32.
 
-  lr (B, ceil(H/s), ceil(W/s), C) in [0, 1], kernel (B, k, k) (the input), noise_sigma (B,). Reads
-  config.scale, .downsample, .noise_max and .quantize; `key` drives the noise only.
+  lr (B, ceil(H/s), ceil(W/s), C) in [0, 1], kernel (B, k, k) (the input), noise_sigma (B,), and with
+  JPEG on, jpeg_quality (B,) (0 = not compressed). Reads config.scale, .downsample, .noise_max,
+  .quantize, .jpeg_prob and .jpeg_quality_range; `key` drives the noise (and the JPEG draws).
   """
   _check_images(hr)
   check_kernels(kernels)
   _check_blur_shapes(hr.shape, kernels.shape)
-  return _degrade_with_kernels(hr, kernels, key, float(config.noise_max), **_static_fields(config))
+  return _degrade_with_kernels(hr, kernels, key, float(config.noise_max), _jpeg_fields(config)[0],
+                               **_static_fields(config))
 
 
 @functools.partial(jax.jit, static_argnames=('config',))
 def _degrade(hr, key, config):
   kernel_key, noise_key = jax.random.split(key)
   kernels = kernels_lib.sample_kernels(kernel_key, hr.shape[0], config)
-  return _degrade_with_kernels(hr, kernels, noise_key, config.noise_max, **_static_fields(config))
+  return _degrade_with_kernels(hr, kernels, noise_key, config.noise_max, _jpeg_fields(config)[0],
+                               **_static_fields(config))
 
 
 def degrade(hr: jnp.ndarray, key: jax.Array,
@@ -330,3 +373,114 @@ def degrade(hr: jnp.ndarray, key: jax.Array,
   _check_blur_shapes(hr.shape, (hr.shape[0],) + (config.kernel_size,) * 2)
   _static_fields(config)
   return _degrade(hr, key, ml_collections.FrozenConfigDict(config))
+
+
+# ---------------------------------------------------------------------------------------------------
+# JPEG (baseline, as libjpeg writes and reads it), for LR images "as users have them".
+
+# ITU-T T.81 Annex K tables (natural order), scaled by quality as libjpeg's jpeg_quality_scaling.
+_JPEG_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], np.float32).reshape(8, 8)
+_JPEG_CHROMA = np.array([
+    17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
+    47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32, np.float32).reshape(8, 8)
+JPEG_QUALITIES = (1, 100)
+
+
+def _dct_matrix() -> np.ndarray:
+  """The orthonormal 8-point DCT-II: the JPEG FDCT is C @ block @ Cᵀ (T.81 A.3.3)."""
+  n = np.arange(8)
+  c = np.sqrt(2 / 8) * np.cos((2 * n[None, :] + 1) * n[:, None] * np.pi / 16)
+  c[0] /= np.sqrt(2)
+  return c.astype(np.float32)
+
+
+def jpeg_quant_tables(quality: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """(B,) integer qualities → luma and chroma tables (B, 8, 8), libjpeg's scaling, baseline-clamped."""
+  q = jnp.clip(jnp.asarray(quality).astype(jnp.int32), *JPEG_QUALITIES)
+  scale = jnp.where(q < 50, 5000 // q, 200 - 2 * q)[:, None, None]
+  return tuple(jnp.clip((jnp.asarray(t, jnp.int32)[None] * scale + 50) // 100, 1, 255).astype(jnp.float32)
+               for t in (_JPEG_LUMA, _JPEG_CHROMA))
+
+
+def _blocks(planes: jnp.ndarray) -> jnp.ndarray:
+  b, h, w = planes.shape
+  return planes.reshape(b, h // 8, 8, w // 8, 8).transpose(0, 1, 3, 2, 4)
+
+
+def _unblocks(blocks: jnp.ndarray) -> jnp.ndarray:
+  b, bh, bw = blocks.shape[:3]
+  return blocks.transpose(0, 1, 3, 2, 4).reshape(b, bh * 8, bw * 8)
+
+
+def _code_plane(plane: jnp.ndarray, table: jnp.ndarray) -> jnp.ndarray:
+  """Level shift, FDCT, quantise (round to nearest), dequantise, IDCT, shift back, round, clamp."""
+  c = jnp.asarray(_dct_matrix())
+  blocks = _blocks(plane - 128.0)
+  coef = jnp.einsum('ij,bxyjk,lk->bxyil', c, blocks, c, precision=jax.lax.Precision.HIGHEST)
+  table = table[:, None, None]
+  coef = jnp.round(coef / table) * table
+  out = jnp.einsum('ji,bxyjk,kl->bxyil', c, coef, c, precision=jax.lax.Precision.HIGHEST)
+  return jnp.clip(jnp.round(_unblocks(out) + 128.0), 0.0, 255.0)
+
+
+def _downsample_h2v2(plane: jnp.ndarray) -> jnp.ndarray:
+  """libjpeg's h2v2_downsample: (a + b + c + d + bias) >> 2, bias 1, 2, 1, 2, … along each row."""
+  b, h, w = plane.shape
+  s = plane.reshape(b, h // 2, 2, w // 2, 2).sum(axis=(2, 4))
+  bias = jnp.where(jnp.arange(w // 2) % 2 == 0, 1.0, 2.0)
+  return jnp.floor((s + bias) / 4.0)
+
+
+def _upsample_h2v2_fancy(plane: jnp.ndarray) -> jnp.ndarray:
+  """libjpeg's h2v2_fancy_upsample (triangle filter, 3/4 · nearer + 1/4 · farther on each axis, the
+  edge samples replicated) with its rounding: (3·this + other + 8 or 7) >> 4 on column sums."""
+  up = jnp.concatenate([plane[:, :1], plane[:, :-1]], axis=1)
+  down = jnp.concatenate([plane[:, 1:], plane[:, -1:]], axis=1)
+  rows = jnp.stack([3 * plane + up, 3 * plane + down], axis=2)  # (B, h, 2, w): output rows 2r, 2r+1
+  left = jnp.concatenate([rows[..., :1], rows[..., :-1]], axis=-1)
+  right = jnp.concatenate([rows[..., 1:], rows[..., -1:]], axis=-1)
+  even = jnp.floor((3 * rows + left + 8) / 16)
+  odd = jnp.floor((3 * rows + right + 7) / 16)
+  b, h, _, w = rows.shape
+  return jnp.stack([even, odd], axis=-1).reshape(b, 2 * h, 2 * w)
+
+
+@jax.jit
+def _jpeg(images, quality):
+  b, height, width, _ = images.shape
+  rows, cols = -(-height // 16) * 16, -(-width // 16) * 16  # whole 4:2:0 MCUs, edges replicated
+  x = jnp.round(jnp.clip(images.astype(jnp.float32), 0.0, 1.0) * 255.0)
+  x = jnp.pad(x, ((0, 0), (0, rows - height), (0, cols - width), (0, 0)), mode='edge')
+  r, g, bl = x[..., 0], x[..., 1], x[..., 2]
+  # jccolor.c (JFIF YCbCr, 16-bit fixed point): Y rounds, Cb/Cr round half down.
+  y = jnp.floor(0.299 * r + 0.587 * g + 0.114 * bl + 0.5)
+  cb = jnp.floor(-0.168735892 * r - 0.331264108 * g + 0.5 * bl + 128.0 + 0.5 - 1 / 65536)
+  cr = jnp.floor(0.5 * r - 0.418687589 * g - 0.081312411 * bl + 128.0 + 0.5 - 1 / 65536)
+  luma_table, chroma_table = jpeg_quant_tables(quality)
+  y = _code_plane(y, luma_table)
+  cb = _upsample_h2v2_fancy(_code_plane(_downsample_h2v2(cb), chroma_table)) - 128.0
+  cr = _upsample_h2v2_fancy(_code_plane(_downsample_h2v2(cr), chroma_table)) - 128.0
+  # jdcolor.c: R = Y + round(1.402 Cr), G = Y + round(−0.34414 Cb − 0.71414 Cr), B = Y + round(1.772 Cb).
+  rgb = jnp.stack([y + jnp.round(1.402 * cr), y + jnp.floor(-0.344136286 * cb - 0.714136286 * cr + 0.5),
+                   y + jnp.round(1.772 * cb)], axis=-1)
+  return jnp.clip(rgb, 0.0, 255.0)[:, :height, :width] / 255.0
+
+
+def jpeg(images: jnp.ndarray, quality: Any) -> jnp.ndarray:
+  """Baseline JPEG compression and decompression of (B, H, W, 3) images in [0, 1], as libjpeg (and so
+  Pillow's `save(quality=q)` / `open`) does it: 8-bit RGB → YCbCr, 4:2:0 chroma (2×2 averages), 8×8 DCT,
+  the standard tables scaled by quality, rounding, and back with libjpeg's "fancy" chroma upsampling.
+
+  `quality` (B,) integers in [1, 100], one per image, traced (one compiled function serves any quality).
+  Any H, W (edges replicated to whole 16×16 blocks, then cropped). Returns float32 on the 256 levels.
+  DCTs are computed in float32, not libjpeg's integer arithmetic: coefficients may differ by one
+  quantisation step in rare blocks (measured ≥ 45 dB against Pillow in tests/test_degradation.py).
+  """
+  _check_images(images)
+  if images.shape[-1] != 3:
+    raise ValueError(f'jpeg needs RGB images (B, H, W, 3), got shape {images.shape}.')
+  quality = jnp.broadcast_to(jnp.asarray(quality), (images.shape[0],))
+  return _jpeg(images, quality)
