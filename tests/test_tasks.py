@@ -8,6 +8,7 @@ from configs import common
 from configs import gaussian
 from configs import motion
 from configs import sftmd as sftmd_config
+from configs import usrnet as usrnet_config
 from s2k_jax import estimator
 from s2k_jax import tasks
 from s2k_jax.restorers import sftmd as sftmd_restorer
@@ -102,7 +103,9 @@ def test_presets_change_exactly_their_table(preset):
   """Reference: the paper-scale config with the table's fields set by hand."""
   for get, table in ((gaussian.get_config, common.ESTIMATOR_PRESETS),
                      (lambda a=None: sftmd_config.get_config('gaussian_x4' + (f',{a}' if a else '')),
-                      common.RESTORER_PRESETS)):
+                      common.RESTORER_PRESETS),
+                     (lambda a=None: usrnet_config.get_config('gaussian' + (f',{a}' if a else '')),
+                      common.USRNET_PRESETS)):
     expected = get().to_dict()
     for dotted, value in table[preset].items():
       section, field = dotted.split('.')

@@ -10,6 +10,10 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
+
+from s2k_jax import degradation
+from s2k_jax import noise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +76,15 @@ class Restorer:
     """Non-blind SR: LR (B, h, w, 3) in [0, 1] (uint8 is rescaled), kernels (B, k, k) of any odd k,
     noise σ (B,) on the [0, 1] scale (None = 0), scale (None: the only one) → (B, h·s, w·s, 3) in [0, 1]."""
     scale = self.resolve_scale(scale)
+    degradation.check_kernels(kernels)  # finite, ≥ 0, positive mass, odd square: or a clear error
+    if np.shape(kernels)[-1] > self.kernel_size:
+      raise ValueError(f'{np.shape(kernels)[-1]}×{np.shape(kernels)[-1]} kernels are larger than the '
+                       f'{self.kernel_size}×{self.kernel_size} the {self.name} restorer in {self.directory} '
+                       'represents; crop their zero border (kernels.resize_canvas) or use a larger restorer.')
+    if noise_sigma is not None:
+      sigmas = np.asarray(noise_sigma, np.float64)
+      if not (np.all(np.isfinite(sigmas)) and np.all((sigmas >= 0) & (sigmas <= noise.SIGMA_MAX))):
+        raise ValueError(f'noise σ must be in [0, {noise.SIGMA_MAX}] on the [0, 1] scale, got {sigmas}.')
     lr = jnp.asarray(lr)
     if lr.dtype == jnp.uint8:
       lr = lr.astype(jnp.float32) / 255.0
