@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                            'training workdir (train.py --config configs/usrnet.py, or configs/sftmd.py:'
                            f'<family>_x<s>) or model bundle. Default: {modelio.DEFAULT_RESTORER}, the shipped '
                            'restorer that measures best.')
-  parser.add_argument('--family', choices=sorted(modelio.PRETRAINED_ESTIMATORS), default='gaussian',
+  parser.add_argument('--family', choices=modelio.estimator_families(), default='gaussian',
                       help='kernel family of the shipped models used when --estimator/--restorer are not '
                            'given (default: gaussian).')
   parser.add_argument('--scale', type=int, default=None,

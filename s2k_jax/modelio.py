@@ -261,8 +261,9 @@ def load_for_inference(source: str, kind: str,
 # Bundles that ship with the package.
 
 # Name → file in s2k_jax/weights/. What they were trained on: s2k_jax/weights/README.md.
-PRETRAINED_ESTIMATORS = {f: f'{f}_estimator.npz' for f in ('gaussian', 'motion', 'disk')}
-ESTIMATOR_SCALE = 4  # the shipped estimators read ×4 LR spectra
+# Estimators by (family, scale): every family at ×4, more scales where listed.
+PRETRAINED_ESTIMATORS = {(f, 4): f'{f}_estimator.npz' for f in ('gaussian', 'motion', 'disk')}
+ESTIMATOR_SCALE = 4  # the scale s2k-sr uses when --scale is not given
 # Restorers by name: SFTMD one per (family, scale); USRNet one for every family and scale.
 PRETRAINED_RESTORERS = {
     'sftmd': {('gaussian', 4): 'sftmd_gaussian_x4.npz', ('motion', 4): 'sftmd_motion_x4.npz'},
@@ -279,15 +280,20 @@ def pretrained_path(filename: str) -> str:
   return path
 
 
+def estimator_families() -> list[str]:
+  return sorted({family for family, _ in PRETRAINED_ESTIMATORS})
+
+
 def pretrained_estimator(family: str, scale: int = ESTIMATOR_SCALE) -> str:
-  if family not in PRETRAINED_ESTIMATORS:
+  if family not in estimator_families():
     raise ValueError(f'no shipped estimator for the {family!r} family; shipped: '
-                     f'{", ".join(sorted(PRETRAINED_ESTIMATORS))}.')
-  if scale != ESTIMATOR_SCALE:
-    raise ValueError(f'the shipped estimators read ×{ESTIMATOR_SCALE} LR images; for ×{scale} train one '
+                     f'{", ".join(estimator_families())}.')
+  if (family, scale) not in PRETRAINED_ESTIMATORS:
+    shipped = ', '.join(f'×{s}' for f, s in sorted(PRETRAINED_ESTIMATORS) if f == family)
+    raise ValueError(f'the shipped {family} estimators read {shipped} LR images, not ×{scale}; train one '
                      f'(python train.py --config configs/{family}.py:cpu --config.degradation.scale={scale} '
                      '--workdir runs/est) and pass it with --estimator.')
-  return pretrained_path(PRETRAINED_ESTIMATORS[family])
+  return pretrained_path(PRETRAINED_ESTIMATORS[(family, scale)])
 
 
 def pretrained_restorer(family: str, scale: int, name: str = DEFAULT_RESTORER) -> str:

@@ -23,19 +23,21 @@ GEN=unet-6-16   # The shipped generator: ~1.8 M parameters, 3.5 MiB as a float16
 COMMON="--config.train.num_steps=1000000 --config.train.log_every=100 --config.train.eval_every=2000
         --config.train.checkpoint_every=1000 --config.train.keep_checkpoints=60 ${EXTRA:-}"
 mkdir -p "$ROOT"
+# The paper's clean LR, as these runs were trained (the :cpu estimator preset now adds noise and JPEG).
+CLEAN="--config.degradation.noise_max=0 --config.degradation.quantize=False --config.degradation.jpeg_prob=0"
 
 # name | config | overrides
 RUNS=(
-  "gaussian|configs/gaussian.py:cpu|--config.model.generator=$GEN"
-  "motion|configs/motion.py:cpu|--config.model.generator=$GEN"
-  "disk|configs/disk.py:cpu|--config.model.generator=$GEN"
-  "gaussian_spatial|configs/gaussian.py:cpu|--config.model.generator=$GEN --config.model.input=spatial"
-  "motion_spatial|configs/motion.py:cpu|--config.model.generator=$GEN --config.model.input=spatial"
-  "disk_spatial|configs/disk.py:cpu|--config.model.generator=$GEN --config.model.input=spatial"
-  "gaussian_l1|configs/gaussian.py:cpu|--config.model.generator=$GEN --config.train.loss_weights=(100.0,0.0,0.0)"
-  "gaussian_l1_gan|configs/gaussian.py:cpu|--config.model.generator=$GEN --config.train.loss_weights=(100.0,1.0,0.0)"
-  "gaussian_ed|configs/gaussian.py:cpu|--config.model.generator=ed-6-16"
-  "gaussian_unet4|configs/gaussian.py:cpu|--config.model.generator=unet-4-16"
+  "gaussian|configs/gaussian.py:cpu|--config.model.generator=$GEN $CLEAN"
+  "motion|configs/motion.py:cpu|--config.model.generator=$GEN $CLEAN"
+  "disk|configs/disk.py:cpu|--config.model.generator=$GEN $CLEAN"
+  "gaussian_spatial|configs/gaussian.py:cpu|--config.model.generator=$GEN --config.model.input=spatial $CLEAN"
+  "motion_spatial|configs/motion.py:cpu|--config.model.generator=$GEN --config.model.input=spatial $CLEAN"
+  "disk_spatial|configs/disk.py:cpu|--config.model.generator=$GEN --config.model.input=spatial $CLEAN"
+  "gaussian_l1|configs/gaussian.py:cpu|--config.model.generator=$GEN --config.train.loss_weights=(100.0,0.0,0.0) $CLEAN"
+  "gaussian_l1_gan|configs/gaussian.py:cpu|--config.model.generator=$GEN --config.train.loss_weights=(100.0,1.0,0.0) $CLEAN"
+  "gaussian_ed|configs/gaussian.py:cpu|--config.model.generator=ed-6-16 $CLEAN"
+  "gaussian_unet4|configs/gaussian.py:cpu|--config.model.generator=unet-4-16 $CLEAN"
   "sftmd_gaussian_x4|configs/sftmd.py:gaussian_x4,cpu|--config.train.schedule=constant"
   "sftmd_gaussian_x2|configs/sftmd.py:gaussian_x2,cpu|--config.train.schedule=constant"
   "sftmd_motion_x4|configs/sftmd.py:motion_x4,cpu|--config.train.schedule=constant"

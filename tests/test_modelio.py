@@ -168,25 +168,26 @@ def test_shipped_models_load_and_are_compact():
   files = set(modelio.PRETRAINED_ESTIMATORS.values()) | {
       f for table in modelio.PRETRAINED_RESTORERS.values() for f in table.values()}
   assert sum(os.path.getsize(modelio.pretrained_path(f)) for f in files) < 60 * 2**20
-  for family in modelio.PRETRAINED_ESTIMATORS:
-    est = estimator.load(modelio.pretrained_estimator(family))
+  for family, scale in modelio.PRETRAINED_ESTIMATORS:
+    est = estimator.load(modelio.pretrained_estimator(family, scale))
     assert est.config.degradation.family == family and est.config.spectrum.mode == 'crop'
+    assert est.config.degradation.scale == scale
   loaded = {}
   for name, table in modelio.PRETRAINED_RESTORERS.items():
     for family, scale in table:
       path = modelio.pretrained_restorer(family, scale, name)
       rest = loaded.setdefault(path, tasks.load_restorer(path))
       assert scale in rest.scales and family in rest.families
-      if scale == modelio.ESTIMATOR_SCALE:
-        pipeline.check_compatible(estimator.load(modelio.pretrained_estimator(family)), rest, scale)
+      if (family, scale) in modelio.PRETRAINED_ESTIMATORS:
+        pipeline.check_compatible(estimator.load(modelio.pretrained_estimator(family, scale)), rest, scale)
   assert set(modelio.PRETRAINED_RESTORERS['sftmd']) == {('gaussian', 4), ('motion', 4)}
   assert modelio.pretrained_restorer('disk', 3) == modelio.pretrained_restorer('gaussian', 2, 'usrnet')
   with pytest.raises(ValueError, match='no shipped sftmd restorer for disk kernels at ×3'):
     modelio.pretrained_restorer('disk', 3, 'sftmd')
   with pytest.raises(ValueError, match='no shipped restorer named'):
     modelio.pretrained_restorer('disk', 3, 'edsr')
-  with pytest.raises(ValueError, match='read ×4 LR images; for ×2 train one'):
-    modelio.pretrained_estimator('gaussian', 2)
+  with pytest.raises(ValueError, match=r'the shipped disk estimators read ×4 LR images, not ×2; train one'):
+    modelio.pretrained_estimator('disk', 2)
 
 
 def test_shipped_gaussian_estimator_beats_the_mean_kernel(tmp_path):

@@ -219,3 +219,12 @@ def test_space_to_depth_round_trip():
 def test_kernel_larger_than_canvas_is_refused():
   with pytest.raises(ValueError, match='does not fit'):
     usrnet.kernel_spectrum(jnp.ones((1, 33, 33)), 32, 40)
+
+
+def test_paper_size_network_has_usrnets_parameter_count():
+  """8 rounds, ResUNet 64-128-256-512 with 2 blocks per level, hyper-net of width 64: 17,016,016
+  parameters, the 17.02 M the USRNet paper reports (its Table 1; KAIR's network_usrnet.py)."""
+  model = usrnet.USRNet()
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), jnp.full((1, 3, 3), 1 / 9),
+                                             jnp.zeros((1,)), 2))
+  assert sum(x.size for x in jax.tree.leaves(shapes)) == 17_016_016

@@ -143,7 +143,7 @@ def next_steps(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   lines = [f'python evaluate.py --restorer {workdir} --out {os.path.join(workdir, "eval")}'
            f'   # PSNR/SSIM: bicubic, {NAME} with the mean and the true kernels (Table 1)']
   sr = f's2k-sr your_photo.png --out sr_out --restorer {workdir}'
-  if family in modelio.PRETRAINED_ESTIMATORS and scale == modelio.ESTIMATOR_SCALE:
+  if (family, scale) in modelio.PRETRAINED_ESTIMATORS:
     lines.append(f'{sr} --family {family}   # blind ×{scale} SR with the shipped {family} estimator')
   else:
     lines.append(f'{sr} --estimator ESTIMATOR_WORKDIR   # train a {family} ×{scale} estimator first: '
