@@ -23,7 +23,7 @@ GEN=unet-6-16   # The shipped generator: ~1.8 M parameters, 3.5 MiB as a float16
 COMMON="--config.train.num_steps=1000000 --config.train.log_every=100 --config.train.eval_every=2000
         --config.train.checkpoint_every=1000 --config.train.keep_checkpoints=60 ${EXTRA:-}"
 mkdir -p "$ROOT"
-# The paper's clean LR, as these runs were trained (the :cpu estimator preset now adds noise and JPEG).
+# The paper's clean LR (the :cpu default), spelled out so a later preset change cannot alter these runs.
 CLEAN="--config.degradation.noise_max=0 --config.degradation.quantize=False --config.degradation.jpeg_prob=0"
 
 # name | config | overrides

@@ -220,6 +220,12 @@ def test_s2k_sr_runs_with_the_shipped_models(tmp_path):
   with Image.open(tmp_path / 'out' / 'coffee_x4.png') as sr:
     assert sr.size == (image.shape[1] * 4, image.shape[0] * 4)
   assert np.load(tmp_path / 'out' / 'coffee_kernel.npy').shape == (15, 15)
+  assert '(gaussian kernels, ×4, USRNet)' in run.stdout and 'noise σ ' in run.stdout  # the default restorer
+  # Disk blur needs no model arguments either: the shipped USRNet serves every family.
+  run = subprocess.run([SCRIPT, str(path), '--family', 'disk', '--out', str(tmp_path / 'disk')], capture_output=True,
+                       text=True, timeout=300, check=False)
+  assert run.returncode == 0, run.stderr
+  assert '(disk kernels, ×4, USRNet)' in run.stdout
 
 
 def test_loading_a_checkpoint_logs_no_warnings(smoke_estimator_workdir, smoke_restorer_workdir, caplog):

@@ -204,17 +204,30 @@ def _restore(state, lr, kernels, noise_sigma, scale):
   return state.apply_fn({'params': state.params}, lr, kernels, noise_sigma, scale)
 
 
+# Reflect padding (LR pixels) at inference, whatever the training border: the trained data steps reach
+# ~30–40 LR pixels, so with the :cpu model's training border of 8 the photo's edges depended on the
+# far side of the circular canvas (tiled vs whole differed by 44 levels there); with 48 they agree to
+# 0.01 levels (docs/conventions.md, "USRNet").
+INFERENCE_BORDER = 48
+
+
+def inference_border(config: ml_collections.ConfigDict) -> int:
+  return max(int(config.restorer.border), INFERENCE_BORDER)
+
+
 def receptive_field(config: ml_collections.ConfigDict) -> int:
   """LR pixels each side that matter to an output pixel (to float32 round-off on photos: the data
   step is global, but its influence decays; measured in tests/test_restorers_usrnet.py)."""
-  return int(config.restorer.border) + 16
+  return inference_border(config) + 16
 
 
 def from_state(config: ml_collections.ConfigDict, state: Any, step: int = 0,
                directory: str = '') -> base.Restorer:
   family = str(config.degradation.family)
+  model = create_model(config).clone(border=inference_border(config))
   return base.Restorer(
-      name=NAME, config=config, state=state, step=step, directory=directory, apply=_restore,
+      name=NAME, config=config, state=state.replace(apply_fn=model.apply), step=step, directory=directory,
+      apply=_restore,
       receptive_field=receptive_field(config), kernel_size=usrnet.MAX_KERNEL_SIZE,
       takes_noise=config.degradation.noise_max > 0, scales=scales(config),
       families=kernels_lib.FAMILIES if family == kernels_lib.MIXED else (family,))
