@@ -301,6 +301,13 @@ def _jpeg_fields(config: ml_collections.ConfigDict) -> tuple[float, tuple[int, i
   return prob, (low, high)
 
 
+def bicubic_upsample(lr: jnp.ndarray, scale: int) -> jnp.ndarray:
+  """The kernel-free baseline (Table 1's Bicubic row): Keys a = −0.5 with half-pixel centres (MATLAB
+  `imresize` when enlarging), clipped to [0, 1]; jittable. (B, h, w, C) → (B, h·s, w·s, C)."""
+  b, h, w, c = lr.shape
+  return jnp.clip(jax.image.resize(lr, (b, h * scale, w * scale, c), 'bicubic'), 0.0, 1.0)
+
+
 def _static_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The settings that change the computed graph, checked, as hashable jit arguments."""
   _check_downsample(config.scale, config.downsample)
@@ -322,14 +329,28 @@ def add_jpeg(lr: jnp.ndarray, key: jax.Array, prob: float,
   return out, jnp.where(use, quality, 0)
 
 
+def _blur_then_downsample(hr, kernels, scale, method):
+  if method == 'direct':
+    return _blur_downsample(hr, kernels, scale)
+  return _downsample(_blur(hr, kernels), scale, method)
+
+
+def blur_then_downsample(hr: jnp.ndarray, kernels: jnp.ndarray, scale: int,
+                         method: str = 'direct') -> jnp.ndarray:
+  """(HR ⊗ k)↓s of Eq. 1 without the noise, for either downsampling method: (B, H, W, C), (B, k, k)
+  -> (B, ceil(H/s), ceil(W/s), C) float32 (what a restorer's output should reproduce)."""
+  _check_images(hr)
+  check_kernels(kernels)
+  _check_blur_shapes(hr.shape, kernels.shape)
+  _check_downsample(scale, method)
+  return _blur_then_downsample(hr, jnp.asarray(kernels, jnp.float32), scale, method)
+
+
 @functools.partial(jax.jit, static_argnames=('scale', 'method', 'quantize', 'jpeg_range'))
 def _degrade_with_kernels(hr, kernels, key, noise_max, jpeg_prob=0.0, *, scale, method, quantize,
                           jpeg_range=None):
   kernels = kernels.astype(jnp.float32)
-  if method == 'direct':
-    lr = _blur_downsample(hr, kernels, scale)
-  else:
-    lr = _downsample(_blur(hr, kernels), scale, method)
+  lr = _blur_then_downsample(hr, kernels, scale, method)
   if jpeg_range is None:  # The paper's setting: the noise key alone, as before JPEG existed.
     lr, sigma = add_noise(lr, key, noise_max, quantize)
     return {'lr': lr, 'kernel': kernels, 'noise_sigma': sigma}

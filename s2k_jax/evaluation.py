@@ -90,8 +90,7 @@ def sr_labels(rest: base.Restorer) -> tuple[str, str, str]:
 
 def bicubic_upsample(lr: jax.Array, scale: int) -> jax.Array:
   """Bicubic (Keys a = −0.5, half-pixel centres: MATLAB `imresize` when enlarging), clipped to [0, 1]."""
-  b, h, w, c = lr.shape
-  return np.clip(np.asarray(jax.image.resize(lr, (b, h * scale, w * scale, c), 'bicubic')), 0.0, 1.0)
+  return np.asarray(degradation.bicubic_upsample(jnp.asarray(lr), scale))
 
 
 def _batches(testset: testsets.TestSet, batch_size: int) -> Iterable[list[int]]:
@@ -189,22 +188,20 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
               kernel_scores[method][name][idx] = np.asarray(v)
         out[BICUBIC] = bicubic_upsample(lr, scale)
         sigma = testset.noise_sigma[idx]
+        given = {}  # SR method → the kernels its restorer was given
         for r in rests:
-          mean_m, s2k_m, true_m = labels[r.name]
           restore = functools.partial(r.restore, scale=scale)
-          for method, k in ((mean_m, np.broadcast_to(mean_k, true_k.shape)), (s2k_m, estimates[idx]),
-                            (true_m, true_k)):
-            if method != s2k_m or est is not None:
+          for method, k in zip(labels[r.name], (np.broadcast_to(mean_k, true_k.shape), estimates[idx], true_k)):
+            if method in sr_methods:  # the S2K rows only with an estimator
+              given[method] = k
               out[method] = _run_sharded(restore, mesh, lr, k, sigma)
         for method, sr in out.items():
           p, s = _image_scores(sr, hr, scale)
           sr_scores[method]['psnr'][idx], sr_scores[method]['ssim'][idx] = p, s
           for name, value in _colour_scores(sr, hr, scale).items():
             sr_scores[method][name][idx] = value
-        for r in rests:  # LR consistency: each SR re-degraded with the kernel it was given
-          for method, k in zip(labels[r.name], (np.broadcast_to(mean_k, true_k.shape), estimates[idx], true_k)):
-            if method in out:
-              sr_scores[method]['lr_psnr'][idx] = lr_consistency(out[method], lr, k, test_degradation)
+        for method, k in given.items():  # LR consistency: each SR re-degraded with the kernel it was given
+          sr_scores[method]['lr_psnr'][idx] = lr_consistency(out[method], lr, k, test_degradation)
         if len(examples.get('lr', [])) < 4:
           examples.setdefault('lr', []).extend(lr[:4])
           examples.setdefault('hr', []).extend(hr[:4])
@@ -227,21 +224,17 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
 
 def _colour_scores(sr: np.ndarray, hr: np.ndarray, scale: int) -> dict[str, np.ndarray]:
   """Chroma error vs HR (8-bit levels) and saturation relative to HR, border of the scale cropped."""
-  return dict(chroma=np.asarray(metrics.chroma_error(jnp.asarray(sr), jnp.asarray(hr, jnp.float32) / 255,
-                                                     crop_border=scale)),
-              saturation=np.asarray(metrics.saturation_ratio(jnp.asarray(sr), jnp.asarray(hr, jnp.float32) / 255,
-                                                             crop_border=scale)))
+  sr, hr = jnp.asarray(sr), jnp.asarray(hr, jnp.float32) / 255
+  return dict(chroma=np.asarray(metrics.chroma_error(sr, hr, crop_border=scale)),
+              saturation=np.asarray(metrics.saturation_ratio(sr, hr, crop_border=scale)))
 
 
 def lr_consistency(sr: np.ndarray, lr: np.ndarray, kernels: np.ndarray,
                    config: ml_collections.ConfigDict) -> np.ndarray:
   """PSNR (dB, RGB) of the SR image degraded again with the kernel it was restored with (no noise)
   against the LR input: how exactly the output explains what was observed. (B,)."""
-  again = degradation.blur_downsample(jnp.asarray(sr), jnp.asarray(kernels, jnp.float32), int(config.scale)) \
-      if config.downsample == 'direct' else degradation.downsample(
-          degradation.blur(jnp.asarray(sr), jnp.asarray(kernels, jnp.float32)), int(config.scale), config.downsample)
-  mse = np.mean((np.asarray(again) - lr) ** 2, axis=(1, 2, 3))
-  return (10 * np.log10(1 / np.maximum(mse, 1e-12))).astype(np.float32)
+  again = degradation.blur_then_downsample(jnp.asarray(sr), kernels, int(config.scale), config.downsample)
+  return np.asarray(metrics.psnr_rgb(again, jnp.asarray(lr)))
 
 
 def _finite_mean(x: np.ndarray) -> float:

@@ -142,6 +142,13 @@ def psnr(a: jnp.ndarray, b: jnp.ndarray, *, crop_border: int = 0,
   return out if batched else out[0]
 
 
+def psnr_rgb(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+  """Per-image PSNR (dB) of float RGB on [0, 1], no rounding or border crop: the restorers' training
+  monitor, jittable (paper-style scores are `psnr` on Y levels). (B, H, W, C) → (B,)."""
+  mse = jnp.mean((a - b) ** 2, axis=(1, 2, 3))
+  return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
+
+
 @functools.partial(jax.jit, static_argnames=('crop_border',))
 def chroma_error(a: jnp.ndarray, b: jnp.ndarray, *, crop_border: int = 0) -> jnp.ndarray:
   """Mean |ΔCb| and |ΔCr| (BT.601, 8-bit levels, averaged over both) of (B, H, W, 3) RGB in [0, 1]: (B,)."""

@@ -31,6 +31,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from s2k_jax import degradation
+from s2k_jax import kernels
 from s2k_jax import loop
 
 FORMAT = 's2k-jax-bundle/1'
@@ -262,12 +264,12 @@ def load_for_inference(source: str, kind: str,
 
 # Name → file in s2k_jax/weights/. What they were trained on: s2k_jax/weights/README.md.
 # Estimators by (family, scale): every family at ×4, more scales where listed.
-PRETRAINED_ESTIMATORS = {(f, 4): f'{f}_estimator.npz' for f in ('gaussian', 'motion', 'disk')}
+PRETRAINED_ESTIMATORS = {(f, 4): f'{f}_estimator.npz' for f in kernels.FAMILIES}
 ESTIMATOR_SCALE = 4  # the scale s2k-sr uses when --scale is not given
 # Restorers by name: SFTMD one per (family, scale); USRNet one for every family and scale.
 PRETRAINED_RESTORERS = {
     'sftmd': {('gaussian', 4): 'sftmd_gaussian_x4.npz', ('motion', 4): 'sftmd_motion_x4.npz'},
-    'usrnet': {(f, s): 'usrnet_mixed.npz' for f in ('gaussian', 'motion', 'disk') for s in (2, 3, 4)},
+    'usrnet': {(f, s): 'usrnet_mixed.npz' for f in kernels.FAMILIES for s in degradation.SCALES},
 }
 DEFAULT_RESTORER = 'usrnet'  # the one that measures best on held-out photos (docs/results.md)
 

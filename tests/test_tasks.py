@@ -68,7 +68,8 @@ def test_lower_layers_import_no_model_or_entry_module():
   assert not graph['s2k_jax.loop'] & (above_data | {'s2k_jax.data', 's2k_jax.testsets'})
   assert not graph['s2k_jax.modelio'] & (above_data | {'s2k_jax.data'})
   for bottom in ('kernels', 'degradation', 'spectrum', 'pca', 'losses', 'metrics', 'color', 'images',
-                 'visualize', 'models.unet', 'models.patchgan', 'models.sftmd', 'models.layers'):
+                 'visualize', 'noise', 'models.unet', 'models.patchgan', 'models.sftmd', 'models.layers',
+                 'models.usrnet'):
     assert not graph[f's2k_jax.{bottom}'] & (above_data | {'s2k_jax.data', 's2k_jax.loop', 's2k_jax.modelio'})
 
 

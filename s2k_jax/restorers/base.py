@@ -82,9 +82,8 @@ class Restorer:
                        f'{self.kernel_size}×{self.kernel_size} the {self.name} restorer in {self.directory} '
                        'represents; crop their zero border (kernels.resize_canvas) or use a larger restorer.')
     if noise_sigma is not None:
-      sigmas = np.asarray(noise_sigma, np.float64)
-      if not (np.all(np.isfinite(sigmas)) and np.all((sigmas >= 0) & (sigmas <= noise.SIGMA_MAX))):
-        raise ValueError(f'noise σ must be in [0, {noise.SIGMA_MAX}] on the [0, 1] scale, got {sigmas}.')
+      for sigma in np.ravel(np.asarray(noise_sigma, np.float64)):
+        noise.check_sigma(sigma)
     lr = jnp.asarray(lr)
     if lr.dtype == jnp.uint8:
       lr = lr.astype(jnp.float32) / 255.0

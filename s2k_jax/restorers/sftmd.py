@@ -19,6 +19,7 @@ import numpy as np
 from s2k_jax import data
 from s2k_jax import degradation
 from s2k_jax import loop
+from s2k_jax import metrics
 from s2k_jax import modelio
 from s2k_jax import pca
 from s2k_jax import visualize
@@ -82,12 +83,6 @@ def kernel_codes(state: Any, kernels: jax.Array, noise_sigma: jax.Array | None,
   return pca.restorer_code(kernels, state.pca, noise_sigma if with_noise(config) else None)
 
 
-def psnr_rgb(a: jax.Array, b: jax.Array) -> jax.Array:
-  """Per-image PSNR (dB) on [0, 1] RGB; the training monitor (paper-style Y-channel metrics: evaluation)."""
-  mse = jnp.mean((a - b) ** 2, axis=(1, 2, 3))
-  return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
-
-
 def train_step(state: RestorerState, batch: dict[str, jax.Array], key: jax.Array, *,
                config: ml_collections.ConfigDict) -> tuple[RestorerState, dict[str, jax.Array]]:
   """One L1 step of SFTMD on (LR, true kernel code) → HR."""
@@ -102,16 +97,15 @@ def train_step(state: RestorerState, batch: dict[str, jax.Array], key: jax.Array
   (loss, sr), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   state = state.apply_gradients(grads=grads)
   sr = jnp.clip(jax.lax.stop_gradient(sr), 0.0, 1.0)
-  return state, dict(l1=loss, psnr=jnp.mean(psnr_rgb(sr, batch['hr'])))
+  return state, dict(l1=loss, psnr=jnp.mean(metrics.psnr_rgb(sr, batch['hr'])))
 
 
 def eval_step(state: RestorerState, batch: dict[str, jax.Array], *, config) -> dict[str, jax.Array]:
   """SR with the true kernels, its PSNR, and the PSNR of bicubic upsampling (the kernel-free baseline)."""
   code = kernel_codes(state, batch['kernel'], batch['noise_sigma'], config)
   sr = state.apply_fn({'params': state.params}, batch['lr'], code)
-  # As evaluation.bicubic_upsample (Table 1's Bicubic row).
-  bicubic = jnp.clip(jax.image.resize(batch['lr'], batch['hr'].shape, 'bicubic'), 0.0, 1.0)
-  return dict(sr=sr, psnr=psnr_rgb(sr, batch['hr']), psnr_bicubic=psnr_rgb(bicubic, batch['hr']))
+  bicubic = degradation.bicubic_upsample(batch['lr'], int(config.degradation.scale))
+  return dict(sr=sr, psnr=metrics.psnr_rgb(sr, batch['hr']), psnr_bicubic=metrics.psnr_rgb(bicubic, batch['hr']))
 
 
 def summarize_eval(out, eval_batch) -> tuple[dict[str, float], np.ndarray]:

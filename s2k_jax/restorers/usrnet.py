@@ -22,6 +22,7 @@ from s2k_jax import data
 from s2k_jax import degradation
 from s2k_jax import kernels as kernels_lib
 from s2k_jax import loop
+from s2k_jax import metrics
 from s2k_jax import modelio
 from s2k_jax import visualize
 from s2k_jax.models import usrnet
@@ -101,12 +102,6 @@ def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> tra
                                        tx=loop.create_optimizer(config))
 
 
-def psnr_rgb(a: jax.Array, b: jax.Array) -> jax.Array:
-  """Per-image PSNR (dB) on [0, 1] RGB; the training monitor (paper-style Y-channel metrics: evaluation)."""
-  mse = jnp.mean((a - b) ** 2, axis=(1, 2, 3))
-  return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
-
-
 def train_step(state: train_state.TrainState, batch: dict[str, jax.Array], key: jax.Array, *,
                config: ml_collections.ConfigDict, variant: int = 0):
   """One L1 step at scale scales[variant] with the true kernels and noise level (the driver cycles
@@ -121,7 +116,7 @@ def train_step(state: train_state.TrainState, batch: dict[str, jax.Array], key: 
 
   (loss, sr), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   state = state.apply_gradients(grads=grads)
-  psnr = jnp.mean(psnr_rgb(jnp.clip(jax.lax.stop_gradient(sr), 0.0, 1.0), batch['hr']))
+  psnr = jnp.mean(metrics.psnr_rgb(jnp.clip(jax.lax.stop_gradient(sr), 0.0, 1.0), batch['hr']))
   return state, dict(l1=loss, psnr=psnr, scale=jnp.asarray(scale, jnp.float32))
 
 
@@ -134,10 +129,10 @@ def eval_step(state, batch: dict[str, jax.Array], *, config, mean_kernel: np.nda
     lr = batch[f'lr_x{s}']
     true_sr = state.apply_fn({'params': state.params}, lr, batch['kernel'], batch['noise_sigma'], s)
     mean_sr = state.apply_fn({'params': state.params}, lr, mean, batch['noise_sigma'], s)
-    bicubic = jnp.clip(jax.image.resize(lr, batch['hr'].shape, 'bicubic'), 0.0, 1.0)
-    out[f'psnr_true_kernel_x{s}'] = psnr_rgb(true_sr, batch['hr'])
-    out[f'psnr_mean_kernel_x{s}'] = psnr_rgb(mean_sr, batch['hr'])
-    out[f'psnr_bicubic_x{s}'] = psnr_rgb(bicubic, batch['hr'])
+    bicubic = degradation.bicubic_upsample(lr, s)
+    out[f'psnr_true_kernel_x{s}'] = metrics.psnr_rgb(true_sr, batch['hr'])
+    out[f'psnr_mean_kernel_x{s}'] = metrics.psnr_rgb(mean_sr, batch['hr'])
+    out[f'psnr_bicubic_x{s}'] = metrics.psnr_rgb(bicubic, batch['hr'])
     out[f'sr_x{s}'] = true_sr
   return out
 
