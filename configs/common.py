@@ -115,6 +115,7 @@ def get_train_config(family: str) -> ml_collections.ConfigDict:
   t.checkpoint_every = 1000
   t.keep_checkpoints = 3
   t.distributed = False            # True on multi-host TPU/GPU: calls jax.distributed.initialize()
+  t.init_from = ''                 # a model bundle (.npz) of the same task whose weights start step 0
   return t
 
 

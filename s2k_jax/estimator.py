@@ -237,7 +237,13 @@ def task(config: ml_collections.ConfigDict) -> loop.Task:
           summarize_eval, config=config,
           mean_kernel=functools.cache(lambda: kernels_lib.mean_kernel(config.degradation))),
       progress_keys=('g_loss', 'd_loss', 'l1'), describe_eval=describe_eval,
-      next_steps=functools.partial(next_steps, config))
+      next_steps=functools.partial(next_steps, config), warm_start=warm_start)
+
+
+def warm_start(state: dict[str, TrainState], source: str) -> dict[str, TrainState]:
+  """Fine-tuning: the generator starts from the bundle's (which holds only it); D starts fresh."""
+  _check_convention(source, modelio.read_bundle(source, CHECKPOINT_KIND)[0])
+  return {**state, 'gen': modelio.warm_start(state['gen'], source, CHECKPOINT_KIND)}
 
 
 # ---------------------------------------------------------------------------------------------------

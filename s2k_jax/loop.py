@@ -66,6 +66,9 @@ class Task:
   # > 1: train_step takes a static `variant` keyword, cycled as step mod train_variants (USRNet: one
   # scale per step). Each variant compiles once; XLA:CPU ran a lax.switch over them 20x slower.
   train_variants: int = 1
+  # (fresh state, bundle path) → state starting from the bundle's weights (`train.init_from`); None: the
+  # task cannot be warm-started.
+  warm_start: Callable[[Any, str], Any] | None = None
 
 
 class NonFiniteLossError(RuntimeError):
@@ -347,11 +350,9 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
           f'workdir {os.path.abspath(workdir)}', flush=True)
   os.makedirs(workdir, exist_ok=True)
 
-  # Data: the task's host pipeline (grain) and its on-device batch function (e.g. the degradation).
+  # Data: the task's host pipeline (grain); its on-device batch function follows the state, so that a
+  # bad checkpoint or train.init_from fails before anything is compiled.
   train_iter = task.train_iterator()
-  batch_sharding = data_sharded(mesh)
-  make_batch = jax.jit(task.make_batch, out_shardings=batch_sharding)
-  eval_batch = make_batch(shard_batch(task.eval_data(), mesh), jax.random.key(config.seed + 1))
 
   # State: replicated over the mesh; restored (with the iterator) from the latest checkpoint.
   rng = jax.random.key(config.seed)
@@ -360,10 +361,24 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
   state = jax.jit(task.create_state, out_shardings=state_sharding)(init_key)
   mngr = checkpoint_manager(workdir, config.train.keep_checkpoints)
   start = mngr.latest_step() or 0
+  init_from = config.train.get('init_from', '')
+  if init_from and task.warm_start is None:
+    raise ValueError(f'train.init_from={init_from!r}: the {task.name} task cannot start from a bundle; '
+                     'leave train.init_from empty.')
   if start:
     if jax.process_index() == 0:
-      print(f'Resuming from step {start} in {mngr.directory}', flush=True)
+      print(f'Resuming from step {start} in {mngr.directory}'
+            + (f' (it started from {init_from})' if init_from else ''), flush=True)
     state = restore_checkpoint(mngr, start, abstract_like(state, state_sharding), train_iter)
+  elif init_from:
+    if jax.process_index() == 0:
+      print(f'Starting from the weights of {init_from} (train.init_from)', flush=True)
+    state = jax.device_put(task.warm_start(state, init_from), state_sharding)
+
+  # The on-device batch function (e.g. the degradation) and the fixed held-out batch.
+  batch_sharding = data_sharded(mesh)
+  make_batch = jax.jit(task.make_batch, out_shardings=batch_sharding)
+  eval_batch = make_batch(shard_batch(task.eval_data(), mesh), jax.random.key(config.seed + 1))
 
   variants = [functools.partial(task.train_step, variant=v) for v in range(task.train_variants)] \
       if task.train_variants > 1 else [task.train_step]

@@ -259,6 +259,27 @@ def load_for_inference(source: str, kind: str,
           os.path.abspath(source), meta)
 
 
+def warm_start(part: Any, source: str, kind: str) -> Any:
+  """A train state (or the part of one a bundle holds, e.g. the generator) with its parameters and
+  BatchNorm statistics taken from the bundle `source` (`train.init_from`: fine-tuning). Its optimiser
+  state and step stay fresh. A bundle of another kind or network shape is a BundleError naming it; a
+  restorer's PCA basis must equal the one this run fitted (the kernel code would mean something else).
+  """
+  meta, trees = read_bundle(source, kind)
+  for name in ('params', 'batch_stats'):
+    _check_tree_shapes(source, _TREES[name], trees[name] or {}, getattr(part, name, None) or {})
+  basis = getattr(part, 'pca', None)
+  if basis is not None and trees['pca'] is not None:
+    _check_tree_shapes(source, _TREES['pca'], trees['pca'], basis)
+    if not all(np.allclose(np.asarray(basis[k]), trees['pca'][k], atol=1e-5) for k in basis):
+      raise BundleError(f'{source}: its PCA basis differs from the one this run fitted (other kernel family, '
+                        'canvas or restorer.pca_* fields): fine-tune with the config the bundle was trained '
+                        f'with (its degradation and restorer sections: {meta["config"].get("degradation")}).')
+  replaced = {name: jax.tree.map(np.asarray, trees[name]) for name in ('params', 'batch_stats')
+              if trees[name] is not None}
+  return part.replace(**replaced)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Bundles that ship with the package.
 

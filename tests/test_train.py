@@ -429,3 +429,28 @@ def test_train_py_refuses_a_folder_field_without_the_folder_source(tmp_path):
   assert proc.returncode == 1, out
   assert "error: data.train_dir='/tmp/x' is read only by data.source=folder" in out
   assert 'add --config.data.source=folder' in out and 'Traceback' not in out
+
+
+def test_init_from_starts_the_generator_from_a_bundle(smoke_estimator_workdir, tmp_path):
+  """train.init_from (fine-tuning): step 0's generator is the bundle's, D and Adam start fresh; with a
+  zero learning rate the trained parameters stay the bundle's exactly; the wrong kind or network shape
+  is refused naming the file."""
+  bundle = tasks.export_bundle(str(smoke_estimator_workdir), str(tmp_path / 'est.npz'), dtype='float32')
+  _, trees = modelio.read_bundle(bundle)
+  config = smoke_config(**{'train.init_from': bundle, 'train.learning_rate': 0.0, 'train.num_steps': 2})
+  state = tasks.train_and_evaluate(config, str(tmp_path / 'ft'))
+  assert_trees_equal(state['gen'].params, trees['params'])
+  fresh = jax.device_get(estimator.create_train_state(config, jax.random.split(jax.random.key(config.seed), 3)[0]))
+  assert_trees_close(state['disc'].params, fresh['disc'].params, atol=1e-7)  # jit vs eager init round-off
+  assert int(state['gen'].step) == 2
+
+  other_kind = modelio.write_bundle(tmp_path / 'usrnet.npz', kind=usrnet_restorer.CHECKPOINT_KIND, step=1,
+                                    meta={'config': {}}, params={'w': np.zeros(2, np.float32)})
+  with pytest.raises(modelio.BundleError, match=r'usrnet.npz holds a .usrnet_restorer. model'):
+    tasks.train_and_evaluate(smoke_config(**{'train.init_from': other_kind}), str(tmp_path / 'a'))
+  wider = smoke_config(**{'train.init_from': bundle, 'model.generator': 'unet-5-16'})
+  with pytest.raises(modelio.BundleError, match=r'est.npz: the parameters do not match'):
+    tasks.train_and_evaluate(wider, str(tmp_path / 'b'))
+  with pytest.raises(FileNotFoundError, match='missing.npz'):
+    tasks.train_and_evaluate(smoke_config(**{'train.init_from': str(tmp_path / 'missing.npz')}),
+                             str(tmp_path / 'c'))

@@ -162,7 +162,8 @@ def task(config: ml_collections.ConfigDict) -> loop.Task:
       train_step=functools.partial(train_step, config=config),
       eval_step=functools.partial(eval_step, config=config),
       summarize_eval=summarize_eval, progress_keys=('l1', 'psnr'), describe_eval=describe_eval,
-      next_steps=functools.partial(next_steps, config))
+      next_steps=functools.partial(next_steps, config),
+      warm_start=lambda state, source: modelio.warm_start(state, source, CHECKPOINT_KIND))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -187,7 +187,8 @@ def task(config: ml_collections.ConfigDict) -> loop.Task:
       eval_step=functools.partial(eval_step, config=config, mean_kernel=mean),
       summarize_eval=functools.partial(summarize_eval, config=config), progress_keys=('l1', 'psnr'),
       describe_eval=describe_eval, next_steps=functools.partial(next_steps, config),
-      train_variants=len(scales(config)))
+      train_variants=len(scales(config)),
+      warm_start=lambda state, source: modelio.warm_start(state, source, CHECKPOINT_KIND))
 
 
 # ---------------------------------------------------------------------------------------------------
