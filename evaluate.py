@@ -41,6 +41,7 @@ flags.DEFINE_integer('batch_size', 8, 'LR images per jitted batch.')
 flags.DEFINE_enum('spectrum_mode', None, ['crop', 'welch'],
                   'Spectrum of the LR images for the estimator (default: the mode it was trained with).')
 flags.mark_flags_as_required(['out'])
+GENERATION_FLAGS = ('config', 'seed', 'limit', 'copies', 'hr_crop')  # read only to generate a test set
 
 
 def main(argv):
@@ -66,16 +67,25 @@ def testset_config(est, rests):
 
 def evaluate_and_report():
   """Loads the models, generates or loads the test set, evaluates and writes the report."""
+  generation = [name for name in GENERATION_FLAGS if FLAGS[name].present]
+  if FLAGS.testset is not None and generation:
+    raise ValueError(f'--{", --".join(generation)} set how a test set is generated, and --testset '
+                     f'{FLAGS.testset} is an existing one: leave them out, or leave --testset out.')
+  if FLAGS.config is not None:
+    testsets.check_overrides(config_flags.get_override_values(FLAGS['config']))
+  testset_dir = FLAGS.testset or os.path.join(FLAGS.out, 'testset')
+  reuse = os.path.exists(testset_dir)
+  if FLAGS.testset is None and reuse and generation:
+    raise ValueError(f'{testset_dir} already holds the test set of an earlier run, so --'
+                     f'{", --".join(generation)} would have no effect: pass another --out, or delete '
+                     f'{testset_dir} to generate it again.')
   est = estimator_lib.load(FLAGS.estimator) if FLAGS.estimator else None
   rests = [tasks.load_restorer(r) for r in FLAGS.restorer or []]
-  testset_dir = FLAGS.testset
-  if testset_dir is None:
-    testset_dir = os.path.join(FLAGS.out, 'testset')
-    if not os.path.exists(testset_dir):
-      # The estimator's or the (single-scale) restorer's config fixes family and scale.
-      config = FLAGS.config if FLAGS.config is not None else testset_config(est, rests)
-      testsets.generate(config, testset_dir, seed=FLAGS.seed, limit=FLAGS.limit, hr_crop=FLAGS.hr_crop,
-                        copies=FLAGS.copies)
+  if not reuse and FLAGS.testset is None:
+    # The estimator's or the (single-scale) restorer's config fixes family and scale.
+    config = FLAGS.config if FLAGS.config is not None else testset_config(est, rests)
+    testsets.generate(config, testset_dir, seed=FLAGS.seed, limit=FLAGS.limit, hr_crop=FLAGS.hr_crop,
+                      copies=FLAGS.copies)
   testset = testsets.load(testset_dir)
   result = evaluation.evaluate(testset, FLAGS.out, est, rests, FLAGS.batch_size, FLAGS.spectrum_mode)
   summary = evaluation.summarize(result, testset, est, rests)

@@ -22,8 +22,9 @@ FAMILY_FIELDS = {
     'disk': dict(kernel_size=15, radius_range=(1.0, 3.0)),
     # Boracchi & Foi (2012) trajectories. The paper draws from a fixed bank of 500 kernels
     # (motion_bank_size; 0 draws a fresh kernel each time); motion_bank_path '' builds it from the seed.
-    'motion': dict(kernel_size=23, exposure_range=(0.15, 0.3), motion_canvas=64, motion_samples=2000,
-                   motion_max_length=60, motion_anxiety=0.005, motion_bank_size=500,
+    # Trajectories: exposure_range (0.15, 0.3), motion_canvas 64, motion_samples 2000, motion_max_length 60,
+    # motion_anxiety 0.005 (kernels.MOTION_TRAJECTORY_DEFAULTS; not read with motion_bank_path).
+    'motion': dict(kernel_size=23, **kernels.MOTION_TRAJECTORY_DEFAULTS, motion_bank_size=500,
                    **kernels.MOTION_BANK_DEFAULTS),  # motion_bank_seed=0, motion_bank_path=''
 }
 # Each kernel from one of the three families, equally likely, all on the motion canvas (23×23; a

@@ -36,6 +36,10 @@ _BANK_SUM_ATOL = 1e-3
 # from here): a field that differs from its default where it has no effect is an error
 # (`check_motion_bank_fields`).
 MOTION_BANK_DEFAULTS = dict(motion_bank_seed=0, motion_bank_path='')
+# The trajectory model (`motion_kernel`'s defaults, Boracchi & Foi): read when kernels are drawn fresh or
+# a bank is built from its seed, never when the bank is read from motion_bank_path.
+MOTION_TRAJECTORY_DEFAULTS = dict(exposure_range=(0.15, 0.3), motion_canvas=64, motion_samples=2000,
+                                  motion_max_length=60, motion_anxiety=0.005)
 
 
 def _check_odd_size(size: int, name: str = 'size') -> None:
@@ -446,6 +450,15 @@ def check_motion_bank_fields(config: Any) -> None:
   if path and seed != MOTION_BANK_DEFAULTS['motion_bank_seed']:
     raise ValueError(f'degradation.motion_bank_seed={seed!r} has no effect with degradation.motion_bank_path='
                      f'{path!r} (the bank is read from the file, not built): leave one of them unset.')
+  changed = [name for name, default in MOTION_TRAJECTORY_DEFAULTS.items()
+             if np.ravel(config[name]).tolist() != np.ravel(default).tolist()]
+  if path and changed:
+    raise ValueError(
+        f'degradation.{" and degradation.".join(f"{n}={config[n]!r}" for n in changed)} has no effect with '
+        f'degradation.motion_bank_path={path!r}: the bank\'s kernels are read from the file, not drawn from '
+        'trajectories (the :smoke preset shortens motion_samples). Set '
+        + ' '.join(f'--config.degradation.{n}={MOTION_TRAJECTORY_DEFAULTS[n]!r}'.replace(' ', '') for n in changed)
+        + ', or leave motion_bank_path unset.')
 
 
 def motion_bank(config: Any) -> np.ndarray:

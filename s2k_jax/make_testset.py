@@ -33,6 +33,7 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   loop.quiet_library_logs()
+  loop.exit_on_user_error(lambda: testsets.check_overrides(config_flags.get_override_values(FLAGS['config'])))
   manifest = loop.exit_on_user_error(lambda: testsets.generate(
       FLAGS.config, FLAGS.out, seed=FLAGS.seed, split=FLAGS.split, hr_crop=FLAGS.hr_crop,
       limit=FLAGS.limit, copies=FLAGS.copies, overwrite=FLAGS.overwrite))

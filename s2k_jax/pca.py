@@ -88,9 +88,8 @@ def fit_pca(kernels: Any, n_components: int = 10, center: bool = True) -> dict[s
 
 
 def _sample_family(config: Any, n: int, seed: int, chunk: int) -> np.ndarray:
-  """n kernels of the config's family; a motion bank is used whole (draws are uniform over it)."""
-  if config.family == 'motion' and config.motion_bank_size > 0:
-    return np.asarray(kernels_lib.motion_bank(config))
+  """n kernels of the config's family drawn from `seed` as training draws them (a motion bank: n
+  uniform draws from the bank, as `kernels.sample_kernels`)."""
   return np.concatenate(list(kernels_lib.sample_in_chunks(config, n, seed, chunk)))
 
 
@@ -101,7 +100,7 @@ def fit_pca_for_config(degradation_config: Any, n: int = 10_000, seed: int = 0,
 
   Args:
     degradation_config: `config.degradation` (family, kernel_size, family parameters, motion bank).
-    n: kernels to draw (ignored for motion drawn from a bank: the whole bank is the exact distribution).
+    n: kernels to draw (from the motion bank too, uniformly, as training draws them).
     seed: sampling seed; the same seed gives the same basis.
     kernel_size: odd side the basis works at; kernels are zero-padded or centre-cropped to it with
       `kernels.resize_canvas`. None keeps the config's kernel_size.

@@ -127,6 +127,25 @@ def _write_entry(directory: str, i: int, hr: np.ndarray, hr_png: bytes, name: st
               sha256={k: hashlib.sha256(v[1]).hexdigest() for k, v in files.items()})
 
 
+# What a test set reads of an experiment config: the degradation and where the images come from.
+# Everything else (the training pipeline's crops, flips, scan and workers; model, train, spectrum and
+# restorer sections; config.seed) has no effect on it.
+READ_FIELDS = ('degradation.', 'data.source', *(f'data.{name}' for name in (*data.FOLDER_DEFAULTS,
+                                                                          *data.TFDS_DEFAULTS)))
+_FLAG_INSTEAD = {'seed': '--seed', 'data.hr_crop': '--hr_crop'}
+
+
+def check_overrides(overrides: Any) -> None:
+  """Raises ValueError for command-line config overrides (dotted names) a test set would not read."""
+  unread = [name for name in overrides if not any(
+      name == field or (field.endswith('.') and name.startswith(field)) for field in READ_FIELDS)]
+  if unread:
+    hints = [f'--config.{n}: use {_FLAG_INSTEAD[n]} instead' for n in unread if n in _FLAG_INSTEAD]
+    raise ValueError(f'--config.{", --config.".join(unread)} has no effect on a test set: it reads only the '
+                     'degradation section and the image source (data.source and its folder/tfds fields)'
+                     + (f' ({"; ".join(hints)})' if hints else '') + '. Leave the other fields out.')
+
+
 def generate(config: ml_collections.ConfigDict, out_dir: str, *, seed: int = 0, split: str = 'eval',
              hr_crop: int = 0, limit: int = 0, copies: int = 1,
              overwrite: bool = False) -> dict[str, Any]:

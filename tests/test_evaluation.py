@@ -2,6 +2,7 @@
 import csv
 import dataclasses
 import json
+import re
 import pathlib
 import subprocess
 import sys
@@ -386,3 +387,19 @@ def test_motion_kernel_scores_are_flip_invariant_and_match_numpy(tmp_path, motio
     for name in ('D_s', 'psnr'):
       np.testing.assert_allclose(results[1]['kernels'][method][name][~tie],
                                  results[0]['kernels'][method][name][~tie], rtol=2e-5)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--testset', 'some_set', '--seed', '3'], r'--seed set how a test set is generated, and --testset some_set'),
+    (['--limit', '2'], r'already holds the test set of an earlier run, so --limit would have no effect'),
+    (['--config', 'configs/gaussian.py:smoke', '--config.train.num_steps=3'],
+     r'--config.train.num_steps has no effect on a test set'),
+])
+def test_evaluate_py_refuses_generation_flags_that_would_have_no_effect(tmp_path, args, message):
+  (tmp_path / 'out' / 'testset').mkdir(parents=True)  # An earlier run's test set.
+  proc = subprocess.run([sys.executable, str(ROOT / 'evaluate.py'), '--estimator', str(tmp_path / 'nope'),
+                         '--out', str(tmp_path / 'out'), *args], cwd=ROOT, capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 1, proc.stderr
+  assert re.search(message, proc.stderr), proc.stderr
+  assert 'Traceback' not in proc.stderr

@@ -688,3 +688,19 @@ def test_a_bank_seed_with_a_bank_file_is_an_error_not_ignored():
   config = degradation('motion', motion_bank_size=4, motion_bank_path='/tmp/bank.npy', motion_bank_seed=3)
   with pytest.raises(ValueError, match='motion_bank_seed=3 has no effect with degradation.motion_bank_path'):
     kernels.motion_bank(config)
+
+
+@pytest.mark.parametrize('field, value', [('motion_samples', 500), ('exposure_range', (0.2, 0.4)),
+                                          ('motion_canvas', 48), ('motion_max_length', 40),
+                                          ('motion_anxiety', 0.01)])
+def test_a_trajectory_field_with_a_bank_file_is_an_error_not_ignored(field, value, tmp_path):
+  """A bank read from a file is not drawn from trajectories, so their fields cannot take effect."""
+  path = tmp_path / 'bank.npy'
+  np.save(path, np.asarray(kernels.motion_kernel_bank(0, 4, 23, samples=500)))
+  config = degradation('motion', motion_bank_size=4, motion_bank_path=str(path), **{field: value})
+  with pytest.raises(ValueError, match=rf'degradation.{field}=.*has no effect with degradation.motion_bank_path'
+                                       rf'.*--config.degradation.{field}='):
+    kernels.sample_kernels(jax.random.key(0), 2, config)
+  config[field] = common.FAMILY_FIELDS['motion'][field]  # Back at the default: the file's kernels.
+  drawn = np.asarray(kernels.sample_kernels(jax.random.key(0), 8, config))
+  assert all(any(np.array_equal(k, b) for b in np.load(path)) for k in drawn)

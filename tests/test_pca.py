@@ -116,6 +116,19 @@ def test_fit_is_deterministic_per_seed():
   assert np.abs(pa @ pa.T - pc @ pc.T).max() < 0.05
 
 
+def test_a_motion_bank_basis_reads_pca_samples_and_pca_seed():
+  """With a bank, n and seed take effect: the basis is fitted to n uniform draws from the bank, the
+  draws training makes, and its mean approaches the bank's mean."""
+  config = degradation('motion', motion_bank_size=12, motion_samples=300)
+  a = pca.fit_pca_for_config(config, n=600, seed=1, n_components=4)
+  draws = np.concatenate(list(kernels.sample_in_chunks(config, 600, 1)))
+  np.testing.assert_array_equal(a['mean'], pca.fit_pca(draws, n_components=4)['mean'])
+  assert not np.array_equal(a['mean'], pca.fit_pca_for_config(config, n=600, seed=2, n_components=4)['mean'])
+  assert not np.array_equal(a['mean'], pca.fit_pca_for_config(config, n=300, seed=1, n_components=4)['mean'])
+  bank_mean = kernels.motion_bank(config).reshape(12, -1).mean(axis=0)
+  assert np.abs(a['mean'] - bank_mean).max() < 0.2 * np.abs(bank_mean).max()
+
+
 def test_kernel_size_resamples_the_family_onto_a_larger_canvas():
   basis = pca.fit_pca_for_config(degradation('gaussian'), n=1000, seed=0, kernel_size=21)
   assert basis['components'].shape == (441, 10) and pca.basis_kernel_size(basis) == 21

@@ -159,3 +159,26 @@ def test_command_line(tmp_path):
   assert (manifest['family'], manifest['scale'], manifest['hr_crop']) == ('disk', 2, 64)
   assert np.load(out / 'kernels' / '0000_chelsea.npy').shape == (15, 15)
   assert np.asarray(Image.open(out / 'lr' / '0000_chelsea.png')).shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize('override, message', [
+    ('data.hr_crop', r'--config.data.hr_crop has no effect on a test set.*use --hr_crop instead'),
+    ('seed', r'--config.seed has no effect.*use --seed instead'),
+    ('data.grayscale', r'--config.data.grayscale has no effect on a test set'),
+    ('model.generator', r'--config.model.generator has no effect'),
+])
+def test_a_config_field_a_test_set_does_not_read_is_refused(override, message):
+  with pytest.raises(ValueError, match=message):
+    testsets.check_overrides({override: 1, 'degradation.scale': 2})
+  testsets.check_overrides({'degradation.noise_max': 0.01, 'data.source': 'folder', 'data.eval_dir': '/x',
+                            'data.tfds_name': 'div2k'})  # What it reads: no error.
+
+
+def test_command_line_refuses_an_unread_field(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 's2k_jax.make_testset', '--config=configs/disk.py:smoke',
+       '--config.data.flip=False', f'--out={tmp_path / "x"}', '--limit=1'],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1
+  assert '--config.data.flip has no effect on a test set' in result.stderr
+  assert not (tmp_path / 'x').exists()
