@@ -104,12 +104,13 @@ def _load(kind: str, model: Any, loader):
     raise type(e)(f'{kind}: {e}') from e
 
 
-def noise_level(lr: np.ndarray, rest, noise_sigma: float | None) -> tuple[float, str]:
+def noise_level(lr: np.ndarray, rest, noise_sigma: float | None,
+                estimate: float | None = None) -> tuple[float, str]:
   """The σ given to the restorer and how it was found: given, or estimated from the LR photo
-  (`noise.estimate_sigma`) and clipped to the noise range the restorer was trained on."""
+  (`noise.estimate_sigma`, unless `estimate` is passed) and clipped to the restorer's trained range."""
   if noise_sigma is not None:
     return noise_sigma, f'noise σ {100 * noise_sigma:.2f}% (given)'
-  estimate = noise.estimate_sigma(lr)
+  estimate = noise.estimate_sigma(lr) if estimate is None else estimate
   if not rest.takes_noise:
     return 0.0, f'noise σ ≈ {100 * estimate:.2f}% (estimated; {rest.name} here has no noise input)'
   trained_max = float(rest.config.degradation.noise_max)
@@ -118,12 +119,32 @@ def noise_level(lr: np.ndarray, rest, noise_sigma: float | None) -> tuple[float,
   return used, f'noise σ {100 * estimate:.2f}% (estimated{clipped})'
 
 
+# Noise above an estimator's trained noise_max by more than this: its kernel may be worse than the
+# family-mean kernel (measured for the clean-trained shipped ×4 Gaussian estimator, docs/results.md §5:
+# ahead of the mean kernel up to σ ≈ 2%, behind it at σ ≤ 4%).
+ESTIMATOR_NOISE_MARGIN = 0.02
+
+
+def estimator_noise_warning(sigma: float, est) -> str | None:
+  """A warning when the photo's noise σ is well above what the estimator was trained on, else None."""
+  trained = float(est.config.degradation.noise_max)
+  if sigma <= trained + ESTIMATOR_NOISE_MARGIN:
+    return None
+  return (f'noise σ {100 * sigma:.1f}% is far above the σ ≤ {100 * trained:.1f}% the estimator was trained '
+          'on: its kernel may be less accurate than the family mean kernel (docs/results.md §5); an '
+          'estimator trained with --config.degradation.noise_max fits such photos')
+
+
 def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None = None,
                   **kwargs) -> ImageResult:
   start = time.perf_counter()
   lr = images.load_image(path)
   pipeline.check_image_size(lr.shape, est, path)
-  sigma, noise_text = noise_level(lr, rest, noise_sigma)
+  estimate = noise.estimate_sigma(lr) if noise_sigma is None else noise_sigma
+  sigma, noise_text = noise_level(lr, rest, noise_sigma, estimate)
+  warning = estimator_noise_warning(estimate, est)
+  if warning:
+    noise_text += f' [warning: {warning}]'
   out = pipeline.super_resolve_batch(lr[None], est, rest, noise_sigma=sigma, **kwargs)
   scale = int(est.config.degradation.scale)
   outputs = output_paths(path, out_dir, scale)

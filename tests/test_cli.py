@@ -183,3 +183,15 @@ def test_help_prints_only_the_help():
   assert run.returncode == 0
   assert run.stdout.startswith('usage: s2k-sr')
   assert run.stderr == ''
+
+
+def test_a_photo_much_noisier_than_the_estimator_saw_gets_a_warning(smoke_estimator_workdir):
+  """Clean-trained estimators fall below the mean kernel from σ ≈ 2% (docs/results.md §5): say so."""
+  from s2k_jax import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
+  est = estimator_lib.load(str(smoke_estimator_workdir))
+  assert float(est.config.degradation.noise_max) == 0.0
+  assert cli.estimator_noise_warning(0.015, est) is None
+  warning = cli.estimator_noise_warning(0.03, est)
+  assert warning.startswith('noise σ 3.0% is far above the σ ≤ 0.0% the estimator was trained on')
+  est.config.degradation.noise_max = 0.03  # An estimator trained with noise: no warning at its level.
+  assert cli.estimator_noise_warning(0.03, est) is None
