@@ -1,9 +1,25 @@
-"""Test session set-up: 8 virtual CPU devices so sharded code paths run as on a pod slice."""
+"""Test session set-up: 8 virtual CPU devices so sharded code paths run as on a pod slice, and one
+on-disk XLA compilation cache for the session.
+
+Each `train_and_evaluate` (and each train.py / evaluate.py / s2k-sr subprocess) jits fresh closures and
+so recompiles what an earlier run compiled: ≈ 20 s of the ≈ 25 s a :smoke run takes on 2 CPU cores. The
+cache, shared by the pytest-xdist workers and the subprocesses they start (through the environment), loads
+those programs instead. A cached executable is the same machine code, so no compared number changes. The
+directory is made by the first process of the session and removed when it exits.
+"""
+import atexit
 import os
+import shutil
+import tempfile
 
 # Must happen before jax is imported anywhere in the test session.
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:  # The controller (or a run without xdist).
+  _cache = tempfile.mkdtemp(prefix='s2k-jax-test-xla-cache-')
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _cache
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.1'
 
 import pytest  # noqa: E402  (after the XLA flags above)
 
@@ -35,29 +51,4 @@ def smoke_usrnet_workdir(tmp_path_factory):
   from s2k_jax import tasks  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp('smoke_usrnet')
   tasks.train_and_evaluate(usrnet.get_config('mixed,smoke'), str(workdir))
-  return workdir
-
-
-@pytest.fixture(scope='session')
-def kernel_aware_restorer_workdir(tmp_path_factory):
-  """A small ×4 Gaussian SFTMD trained long enough (2000 steps) to use the kernel code.
-
-  Trained by `train.py` in a subprocess on one CPU device: 8-way sharding of its tiny batches on the
-  8 virtual devices of this session would more than double the minute it takes.
-  """
-  import pathlib  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  root = pathlib.Path(__file__).resolve().parents[1]
-  workdir = tmp_path_factory.mktemp('kernel_aware_restorer')
-  overrides = ['restorer.features=16', 'restorer.num_blocks=2', 'train.num_steps=2000',
-               'train.learning_rate=0.0005', 'train.schedule=constant', 'train.log_every=100',
-               'train.eval_every=2000', 'train.checkpoint_every=2000',
-               'data.grayscale=keep']  # the 11 photos these margins were measured with
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  proc = subprocess.run([sys.executable, str(root / 'train.py'), '--config',
-                         'configs/sftmd.py:gaussian_x4,smoke', '--workdir', str(workdir)] +
-                        [f'--config.{o}' for o in overrides], cwd=root, env=env, capture_output=True,
-                        text=True, timeout=900)
-  assert proc.returncode == 0, proc.stderr[-3000:]
   return workdir

@@ -19,6 +19,7 @@ from s2k_jax import evaluation
 from s2k_jax import kernels
 from s2k_jax import loop
 from s2k_jax import metrics
+from s2k_jax import modelio
 from s2k_jax import pipeline
 from s2k_jax import tasks
 from s2k_jax.restorers import base
@@ -96,21 +97,21 @@ def test_evaluate_every_method(tmp_path, small_testset, smoke_estimator_workdir,
 
 
 @pytest.mark.slow
-def test_true_kernel_upper_bound_beats_the_mean_kernel(tmp_path, kernel_aware_restorer_workdir):
+def test_true_kernel_upper_bound_beats_the_mean_kernel(tmp_path):
   """The non-blind upper bound beats the kernel-unaware baseline by a margin, on 11 images (train split:
   this tests the evaluation, not generalisation), and the baseline beats bicubic by a margin.
 
-  Measured (2 CPU cores, the fixture's 2000 steps at lr 5e-4, bit-identical over two trainings): true
-  27.919, mean 27.557, bicubic 25.995 dB; true − mean = 0.362 dB (per image −0.10 … +2.13 dB, median
-  0.18; the true kernel ahead on 8 of 11), mean − bicubic = 1.562 dB. An earlier training recorded
-  27.56 / 27.36 / 26.00 (gap 0.20). The margins, 0.15 dB (about 40% of the measured gap, below the
-  earlier 0.20) and 0.75 dB (about half of 1.56), fail a restorer that ignores its kernel code
-  (gap ≈ 0), as the raw-code version did (docs/conventions.md, "Code scale"). The scores of the first
-  4 images are also recomputed with scikit-image (`assert_sr_scores_match_scikit_image`).
+  The restorer is the shipped ×4 Gaussian SFTMD (s2k_jax/weights/sftmd_gaussian_x4.npz, trained on
+  these photos; loading it replaces a 2000-step training fixture that took 1–4 minutes of the suite).
+  Measured (2 CPU cores, 2026-12-02): true 28.350, mean 27.971, bicubic 25.995 dB; true − mean =
+  0.379 dB (per image −0.29 … +2.62 dB, the true kernel ahead on 10 of 11), mean − bicubic = 1.98 dB.
+  The margins, 0.15 dB (about 40% of the measured gap) and 0.75 dB, fail a restorer that ignores its
+  kernel code (gap ≈ 0), as the raw-code version did (docs/conventions.md, "Code scale"). The scores
+  of the first 4 images are also recomputed with scikit-image (`assert_sr_scores_match_scikit_image`).
   """
   testsets.generate(gaussian.get_config('smoke'), str(tmp_path / 'set'), seed=3, hr_crop=64, split='train')
   ts = testsets.load(str(tmp_path / 'set'))
-  rest = tasks.load_restorer(str(kernel_aware_restorer_workdir))
+  rest = tasks.load_restorer(modelio.pretrained_restorer('gaussian', 4, 'sftmd'))
   result = evaluation.evaluate(ts, str(tmp_path / 'out'), None, rest, batch_size=8)
   summary = evaluation.summarize(result, ts, None, rest)
   assert len(ts) == 11

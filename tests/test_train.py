@@ -11,7 +11,6 @@ import time
 
 import grain
 import jax
-from jax.experimental.compilation_cache import compilation_cache
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -213,27 +212,6 @@ def test_gan_step_matches_a_two_forward_reference(monkeypatch):
                         'opt_state': state[name].opt_state}, ref[name], rtol=1e-6)
 
 
-@pytest.fixture
-def persistent_compilation_cache(tmp_path):
-  """Compiled XLA programs cached on disk for one test: its runs compile the same programs.
-
-  Each `train_and_evaluate` jits fresh closures, so it recompiles what the previous run compiled
-  (≈ 20 s of the ≈ 25 s a :smoke run takes on CPU); with the cache the later runs load them. Loading
-  a cached executable runs the same machine code, so it cannot change any number compared.
-  """
-  names = ('jax_compilation_cache_dir', 'jax_persistent_cache_min_compile_time_secs',
-           'jax_persistent_cache_min_entry_size_bytes')
-  previous = {name: getattr(jax.config, name) for name in names}
-  jax.config.update('jax_compilation_cache_dir', str(tmp_path / 'xla_cache'))
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-  jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
-  compilation_cache.reset_cache()
-  yield
-  for name, value in previous.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
-
-
 def resume_config(model, num_steps):
   if model == 'estimator':
     config = gaussian.get_config('smoke')
@@ -286,8 +264,7 @@ def assert_trees_equal(actual, expected):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('model', ['estimator', 'restorer', 'usrnet'])
-def test_resume_after_a_clean_stop_and_a_sigterm_is_exact(model, tmp_path, monkeypatch,
-                                                          persistent_compilation_cache):
+def test_resume_after_a_clean_stop_and_a_sigterm_is_exact(model, tmp_path, monkeypatch):
   """Stopped cleanly at step 2 and by SIGTERM at step 3, resumed twice: the 4-step run's exact state.
 
   References: an uninterrupted 4-step run in another workdir, for the whole final train state (every
@@ -295,7 +272,6 @@ def test_resume_after_a_clean_stop_and_a_sigterm_is_exact(model, tmp_path, monke
   and a fresh training iterator read by hand, for the data position saved at each stop and at the end
   (a restored iterator must yield the batches the uninterrupted run reads next).
   """
-  del persistent_compilation_cache
   assert threading.current_thread() is threading.main_thread(), 'SIGTERM handlers need the main thread'
   config = resume_config(model, 4)
   iterator = data.create_train_iterator(config)
