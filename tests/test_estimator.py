@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 
+import jax
 import numpy as np
 import pytest
 
@@ -75,9 +76,17 @@ def test_a_spectrum_mode_with_spatial_input_is_an_error_not_ignored():
   with pytest.raises(ValueError, match=r"spectrum.mode='welch' has no effect with model.input='spatial'"):
     estimator.task(config)
   config.model.input = 'dft'
+  with pytest.raises(ValueError, match=r"the LR training crop is 32² \(data.hr_crop=128 / scale 4\): one "
+                                       r'tile, the same as crop mode. Set --config.data.hr_crop to at least 192'):
+    estimator.check_model_fields(config)  # Welch over one tile = crop mode: no effect.
+  config.data.hr_crop = 256  # 64² LR crops: 3×3 tiles of 32².
   from s2k_jax import data  # pylint: disable=g-import-not-at-top
   data.task_inputs(config)  # The task's other start-up checks accept it too.
   estimator.check_model_fields(config)
+  batch = jax.jit(estimator.make_batch_fn(config))(
+      data.create_eval_batch(config, 2)['hr'], jax.random.key(0))
+  np.testing.assert_allclose(batch['inputs'], spectrum.amplitude_spectrum(batch['lr'], 32, 'welch'), atol=1e-6)
+  assert batch['lr'].shape == (2, 64, 64, 3)
 
 
 def test_a_spectrum_mode_at_inference_with_spatial_input_is_an_error(smoke_estimator_workdir):
