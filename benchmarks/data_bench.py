@@ -165,10 +165,13 @@ def main() -> None:
     start = time.perf_counter()
     tfds_builder.build(folder, os.path.join(tmp, 'tfds'))
     results['tfds_build_s_per_image'] = round((time.perf_counter() - start) / args.images, 3)
+    # One source's fields at a time (data.check_fields): the folder's go back to their defaults.
+    paper.data.update(data.FOLDER_DEFAULTS)
     paper.data.source, paper.data.tfds_data_dir = 'tfds', os.path.join(tmp, 'tfds')
     for workers in (0, 2):
       paper.data.num_workers = workers
       results[f'host/paper/tfds_raw/workers={workers}'] = host_rate(paper, args.batches, args.warmup)
+  paper.data.update(data.TFDS_DEFAULTS)
   paper.data.source, paper.data.num_workers = 'bundled', 0
   results['device_batch_fn/paper'] = batch_fn_time(paper, repeats=2)
   if not (args.skip_paper_step or args.skip_steps):
