@@ -41,6 +41,7 @@ def get_degradation_config(family: str) -> ml_collections.ConfigDict:
   d.scale = 4                      # 2, 3 or 4
   d.downsample = 'direct'          # 'direct' (s-fold subsampling) | 'bicubic' (MATLAB imresize)
   d.noise_max = 0.0                # σ ~ U[0, noise_max] per image, on the [0, 1] scale
+  d.noise_prob = 1.0               # share of LR images that get that noise (the others: σ = 0)
   d.quantize = False               # round LR to uint8 levels after the noise
   d.jpeg_prob = 0.0                # share of LR images saved as JPEG after the noise (0: none, the paper)
   d.jpeg_quality_range = (50, 95)  # JPEG quality ~ U{q_min..q_max} per compressed image

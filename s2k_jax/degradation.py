@@ -267,15 +267,18 @@ def downsample(images: jnp.ndarray, scale: int, method: str = 'direct') -> jnp.n
 
 
 @functools.partial(jax.jit, static_argnames='quantize')
-def add_noise(lr: jnp.ndarray, key: jax.Array, noise_max: float,
-              quantize: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
+def add_noise(lr: jnp.ndarray, key: jax.Array, noise_max: float, quantize: bool = False,
+              prob: float = 1.0) -> tuple[jnp.ndarray, jnp.ndarray]:
   """+ n of Eq. 1: Gaussian noise with σ ~ U[0, noise_max] per image, then clip to [0, 1].
 
-  Returns (noisy images, σ of shape (B,)), float32. With `quantize`, values are rounded to the 256
-  uint8 levels, round(x·255)/255, as if the LR image were saved as an 8-bit file.
+  Each image is noised with probability `prob` (σ = 0 otherwise; the draw comes from its own key, so
+  prob = 1 gives the same images as before the option existed). Returns (noisy images, σ of shape
+  (B,)), float32. With `quantize`, values are rounded to the 256 uint8 levels, round(x·255)/255, as if
+  the LR image were saved as an 8-bit file.
   """
   sigma_key, noise_key = jax.random.split(key)
   sigma = noise_max * jax.random.uniform(sigma_key, (lr.shape[0],), jnp.float32)
+  sigma = jnp.where(jax.random.uniform(jax.random.fold_in(key, 1), (lr.shape[0],)) < prob, sigma, 0.0)
   noise = jax.random.normal(noise_key, lr.shape, jnp.float32)
   noisy = jnp.clip(lr + sigma.reshape((-1,) + (1,) * (lr.ndim - 1)) * noise, 0.0, 1.0)
   if quantize:
@@ -301,6 +304,17 @@ def _jpeg_fields(config: ml_collections.ConfigDict) -> tuple[float, tuple[int, i
   return prob, (low, high)
 
 
+def _noise_prob(config: ml_collections.ConfigDict) -> float:
+  """The share of LR images that get noise, checked; configs without the field: every image."""
+  prob = float(config.get('noise_prob', 1.0))
+  if not 0.0 <= prob <= 1.0:
+    raise ValueError(f'noise_prob must be in [0, 1] (the share of LR images that get noise), got {prob}.')
+  if prob != 1.0 and not config.noise_max > 0:
+    raise ValueError(f'degradation.noise_prob={prob} has no effect with degradation.noise_max=0 (no image is '
+                     'noised): set --config.degradation.noise_max, or leave noise_prob unset.')
+  return prob
+
+
 def bicubic_upsample(lr: jnp.ndarray, scale: int) -> jnp.ndarray:
   """The kernel-free baseline (Table 1's Bicubic row): Keys a = −0.5 with half-pixel centres (MATLAB
   `imresize` when enlarging), clipped to [0, 1]; jittable. (B, h, w, C) → (B, h·s, w·s, C)."""
@@ -313,6 +327,7 @@ def _static_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
   _check_downsample(config.scale, config.downsample)
   if not config.noise_max >= 0:
     raise ValueError(f'noise_max must be ≥ 0 (σ on the [0, 1] scale), got {config.noise_max}.')
+  _noise_prob(config)
   prob, quality_range = _jpeg_fields(config)
   return dict(scale=int(config.scale), method=str(config.downsample), quantize=bool(config.quantize),
               jpeg_range=quality_range if prob > 0 else None)
@@ -347,15 +362,15 @@ def blur_then_downsample(hr: jnp.ndarray, kernels: jnp.ndarray, scale: int,
 
 
 @functools.partial(jax.jit, static_argnames=('scale', 'method', 'quantize', 'jpeg_range'))
-def _degrade_with_kernels(hr, kernels, key, noise_max, jpeg_prob=0.0, *, scale, method, quantize,
-                          jpeg_range=None):
+def _degrade_with_kernels(hr, kernels, key, noise_max, jpeg_prob=0.0, noise_prob=1.0, *, scale, method,
+                          quantize, jpeg_range=None):
   kernels = kernels.astype(jnp.float32)
   lr = _blur_then_downsample(hr, kernels, scale, method)
   if jpeg_range is None:  # The paper's setting: the noise key alone, as before JPEG existed.
-    lr, sigma = add_noise(lr, key, noise_max, quantize)
+    lr, sigma = add_noise(lr, key, noise_max, quantize, noise_prob)
     return {'lr': lr, 'kernel': kernels, 'noise_sigma': sigma}
   noise_key, jpeg_key = jax.random.split(key)
-  lr, sigma = add_noise(lr, noise_key, noise_max, quantize)
+  lr, sigma = add_noise(lr, noise_key, noise_max, quantize, noise_prob)
   lr, quality = add_jpeg(lr, jpeg_key, jpeg_prob, jpeg_range)
   return {'lr': lr, 'kernel': kernels, 'noise_sigma': sigma, 'jpeg_quality': quality}
 
@@ -366,13 +381,13 @@ def degrade_with_kernels(hr: jnp.ndarray, kernels: jnp.ndarray, key: jax.Array,
 
   lr (B, ceil(H/s), ceil(W/s), C) in [0, 1], kernel (B, k, k) (the input), noise_sigma (B,), and with
   JPEG on, jpeg_quality (B,) (0 = not compressed). Reads config.scale, .downsample, .noise_max,
-  .quantize, .jpeg_prob and .jpeg_quality_range; `key` drives the noise (and the JPEG draws).
+  .noise_prob, .quantize, .jpeg_prob and .jpeg_quality_range; `key` drives the noise (and the JPEG draws).
   """
   _check_images(hr)
   check_kernels(kernels)
   _check_blur_shapes(hr.shape, kernels.shape)
   return _degrade_with_kernels(hr, kernels, key, float(config.noise_max), _jpeg_fields(config)[0],
-                               **_static_fields(config))
+                               _noise_prob(config), **_static_fields(config))
 
 
 @functools.partial(jax.jit, static_argnames=('config',))
@@ -380,7 +395,7 @@ def _degrade(hr, key, config):
   kernel_key, noise_key = jax.random.split(key)
   kernels = kernels_lib.sample_kernels(kernel_key, hr.shape[0], config)
   return _degrade_with_kernels(hr, kernels, noise_key, config.noise_max, _jpeg_fields(config)[0],
-                               **_static_fields(config))
+                               _noise_prob(config), **_static_fields(config))
 
 
 def degrade(hr: jnp.ndarray, key: jax.Array,

@@ -191,6 +191,26 @@ def test_noise_is_clipped_and_quantised():
   assert len(np.unique(np.round(levels))) > 50
 
 
+def test_noise_prob_leaves_a_share_of_images_clean_and_the_rest_as_before():
+  """noise_prob p: about p of the images are noised, exactly as with p = 1; the others are untouched."""
+  lr = jnp.full((64, 8, 8, 3), 0.5, jnp.float32)
+  every, sigma_every = degradation.add_noise(lr, jax.random.key(3), 0.05)
+  some, sigma_some = degradation.add_noise(lr, jax.random.key(3), 0.05, False, 0.5)
+  noised = np.asarray(sigma_some) > 0
+  assert 20 < noised.sum() < 44
+  np.testing.assert_array_equal(np.asarray(sigma_some)[noised], np.asarray(sigma_every)[noised])
+  np.testing.assert_array_equal(np.asarray(some)[noised], np.asarray(every)[noised])
+  np.testing.assert_array_equal(np.asarray(some)[~noised], np.asarray(lr)[~noised])
+  config = _degradation_config(noise_max=0.05, noise_prob=0.5)
+  out = degradation.degrade(jnp.full((64, 32, 32, 3), 0.5), jax.random.key(4), config)
+  assert 20 < (np.asarray(out['noise_sigma']) > 0).sum() < 44
+  for prob, noise_max, match in ((1.5, 0.05, r'noise_prob must be in \[0, 1\]'),
+                                 (0.5, 0.0, 'noise_prob=0.5 has no effect with degradation.noise_max=0')):
+    with pytest.raises(ValueError, match=match):
+      degradation.degrade(jnp.zeros((1, 32, 32, 3)), jax.random.key(0),
+                          _degradation_config(noise_max=noise_max, noise_prob=prob))
+
+
 def test_zero_noise_is_exact():
   lr = jnp.asarray(np.random.default_rng(4).random((3, 8, 8, 3)), jnp.float32)
   noisy, sigma = degradation.add_noise(lr, jax.random.key(2), noise_max=0.0)
