@@ -285,7 +285,8 @@ def warm_start(part: Any, source: str, kind: str) -> Any:
 
 # Name → file in s2k_jax/weights/. What they were trained on: s2k_jax/weights/README.md.
 # Estimators by (family, scale): every family at ×4, more scales where listed.
-PRETRAINED_ESTIMATORS = {(f, 4): f'{f}_estimator.npz' for f in kernels.FAMILIES}
+PRETRAINED_ESTIMATORS = {**{(f, 4): f'{f}_estimator.npz' for f in kernels.FAMILIES},
+                         ('gaussian', 2): 'gaussian_x2_estimator.npz'}  # real-photo LR, Welch spectra
 ESTIMATOR_SCALE = 4  # the scale s2k-sr uses when --scale is not given
 # Restorers by name: SFTMD one per (family, scale); USRNet one for every family and scale.
 PRETRAINED_RESTORERS = {

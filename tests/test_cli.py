@@ -166,7 +166,7 @@ def test_missing_checkpoints_and_bad_arguments_exit_2(photo_png, tmp_path, capsy
   assert "invalid choice: 'box'" in capsys.readouterr().err
   # Shipped models: only the sizes that ship; a file that is not a bundle is named.
   assert cli.main([str(photo_png), '--out', str(tmp_path), '--scale', '3']) == 2
-  assert 'the shipped gaussian estimators read ×4 LR images, not ×3; train one' in capsys.readouterr().err
+  assert 'the shipped gaussian estimators read ×2, ×4 LR images, not ×3; train one' in capsys.readouterr().err
   assert cli.main([str(photo_png), '--out', str(tmp_path), '--scale', '3', '--restorer', 'sftmd',
                    '--estimator', str(tmp_path / 'none')]) == 2
   assert 'no shipped sftmd restorer for gaussian kernels at ×3' in capsys.readouterr().err
