@@ -285,8 +285,12 @@ def warm_start(part: Any, source: str, kind: str) -> Any:
 
 # Name → file in s2k_jax/weights/. What they were trained on: s2k_jax/weights/README.md.
 # Estimators by (family, scale): every family at ×4, more scales where listed.
+# Gaussian: trained on real-photo LR (noise, 8-bit, JPEG) with Welch spectra; motion and disk on clean LR
+# (gaussian_estimator.npz, the clean-LR Gaussian one of docs/results.md §1–2, ships beside them).
 PRETRAINED_ESTIMATORS = {**{(f, 4): f'{f}_estimator.npz' for f in kernels.FAMILIES},
-                         ('gaussian', 2): 'gaussian_x2_estimator.npz'}  # real-photo LR, Welch spectra
+                         ('gaussian', 4): 'gaussian_x4_estimator.npz',
+                         ('gaussian', 2): 'gaussian_x2_estimator.npz'}
+CLEAN_LR_ESTIMATOR = 'gaussian_estimator.npz'  # the paper's setting; docs/results.md §1–3
 ESTIMATOR_SCALE = 4  # the scale s2k-sr uses when --scale is not given
 # Restorers by name: SFTMD one per (family, scale); USRNet one for every family and scale.
 PRETRAINED_RESTORERS = {

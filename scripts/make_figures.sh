@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${1:-runs/figures}
 W=s2k_jax/weights
-$PY evaluate.py --estimator $W/gaussian_estimator.npz --restorer $W/usrnet_mixed.npz \
-    --out "$OUT/gaussian_x4" --seed 1 --copies 2 > /dev/null
+SET="$OUT/testset_gaussian_x4"  # made once (2 held-out photos × 2 kernels), reused by later runs
+[ -d "$SET" ] || $PY -m s2k_jax.make_testset --config configs/gaussian.py:cpu --seed 1 --copies 2 --out "$SET"
+$PY evaluate.py --estimator $W/gaussian_x4_estimator.npz --restorer $W/usrnet_mixed.npz \
+    --testset "$SET" --out "$OUT/gaussian_x4" > /dev/null
 cp "$OUT/gaussian_x4/sr_examples.png" docs/figures/gaussian_x4_blind_sr.png
 grep -A12 'Blind SR' "$OUT/gaussian_x4/results.md" || true
 echo "wrote docs/figures/gaussian_x4_blind_sr.png (report: $OUT/gaussian_x4/results.md)"

@@ -165,14 +165,15 @@ def test_export_command_line(smoke_restorer_workdir, tmp_path):
 
 
 def test_shipped_models_load_and_are_compact():
-  files = set(modelio.PRETRAINED_ESTIMATORS.values()) | {
+  files = set(modelio.PRETRAINED_ESTIMATORS.values()) | {modelio.CLEAN_LR_ESTIMATOR} | {
       f for table in modelio.PRETRAINED_RESTORERS.values() for f in table.values()}
   assert sum(os.path.getsize(modelio.pretrained_path(f)) for f in files) < 60 * 2**20
   for family, scale in modelio.PRETRAINED_ESTIMATORS:
     est = estimator.load(modelio.pretrained_estimator(family, scale))
-    # ×4: the paper's centred crop; the ×2 Gaussian one reads Welch spectra (docs/results.md §5).
+    # Motion and disk: the paper's centred crop of clean LR; Gaussian: Welch spectra of real-photo LR.
     assert est.config.degradation.family == family
-    assert est.config.spectrum.mode == ('welch' if (family, scale) == ('gaussian', 2) else 'crop')
+    assert est.config.spectrum.mode == ('welch' if family == 'gaussian' else 'crop')
+    assert (est.config.degradation.get('jpeg_prob', 0.0) > 0) == (family == 'gaussian')
     assert est.config.degradation.scale == scale
   loaded = {}
   for name, table in modelio.PRETRAINED_RESTORERS.items():
