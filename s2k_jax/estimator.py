@@ -249,8 +249,8 @@ def task(config: ml_collections.ConfigDict) -> loop.Task:
 
 def warm_start(state: dict[str, TrainState], source: str) -> dict[str, TrainState]:
   """Fine-tuning: the generator starts from the bundle's (which holds only it); D starts fresh."""
-  _check_convention(source, modelio.read_bundle(source, CHECKPOINT_KIND)[0])
-  return {**state, 'gen': modelio.warm_start(state['gen'], source, CHECKPOINT_KIND)}
+  return {**state, 'gen': modelio.warm_start(state['gen'], source, CHECKPOINT_KIND,
+                                             check_meta=functools.partial(_check_convention, source))}
 
 
 # ---------------------------------------------------------------------------------------------------

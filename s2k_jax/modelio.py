@@ -259,13 +259,16 @@ def load_for_inference(source: str, kind: str,
           os.path.abspath(source), meta)
 
 
-def warm_start(part: Any, source: str, kind: str) -> Any:
+def warm_start(part: Any, source: str, kind: str,
+               check_meta: Callable[[dict], None] = lambda meta: None) -> Any:
   """A train state (or the part of one a bundle holds, e.g. the generator) with its parameters and
   BatchNorm statistics taken from the bundle `source` (`train.init_from`: fine-tuning). Its optimiser
   state and step stay fresh. A bundle of another kind or network shape is a BundleError naming it; a
-  restorer's PCA basis must equal the one this run fitted (the kernel code would mean something else).
+  restorer's PCA basis must equal the one this run fitted (the kernel code would mean something else);
+  `check_meta(meta)` may refuse the bundle's metadata (e.g. another kernel-map convention).
   """
   meta, trees = read_bundle(source, kind)
+  check_meta(meta)
   for name in ('params', 'batch_stats'):
     _check_tree_shapes(source, _TREES[name], trees[name] or {}, getattr(part, name, None) or {})
   basis = getattr(part, 'pca', None)
@@ -275,9 +278,7 @@ def warm_start(part: Any, source: str, kind: str) -> Any:
       raise BundleError(f'{source}: its PCA basis differs from the one this run fitted (other kernel family, '
                         'canvas or restorer.pca_* fields): fine-tune with the config the bundle was trained '
                         f'with (its degradation and restorer sections: {meta["config"].get("degradation")}).')
-  replaced = {name: jax.tree.map(np.asarray, trees[name]) for name in ('params', 'batch_stats')
-              if trees[name] is not None}
-  return part.replace(**replaced)
+  return part.replace(**{name: trees[name] for name in ('params', 'batch_stats') if trees[name] is not None})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -287,9 +288,8 @@ def warm_start(part: Any, source: str, kind: str) -> Any:
 # Estimators by (family, scale): every family at ×4, more scales where listed.
 # Gaussian: trained on real-photo LR (noise, 8-bit, JPEG) with Welch spectra; motion and disk on clean LR
 # (gaussian_estimator.npz, the clean-LR Gaussian one of docs/results.md §1–2, ships beside them).
-PRETRAINED_ESTIMATORS = {**{(f, 4): f'{f}_estimator.npz' for f in kernels.FAMILIES},
-                         ('gaussian', 4): 'gaussian_x4_estimator.npz',
-                         ('gaussian', 2): 'gaussian_x2_estimator.npz'}
+PRETRAINED_ESTIMATORS = {('gaussian', 4): 'gaussian_x4_estimator.npz', ('motion', 4): 'motion_estimator.npz',
+                         ('disk', 4): 'disk_estimator.npz', ('gaussian', 2): 'gaussian_x2_estimator.npz'}
 CLEAN_LR_ESTIMATOR = 'gaussian_estimator.npz'  # the paper's setting; docs/results.md §1–3
 ESTIMATOR_SCALE = 4  # the scale s2k-sr uses when --scale is not given
 # Restorers by name: SFTMD one per (family, scale); USRNet one for every family and scale.

@@ -193,22 +193,28 @@ def test_shipped_models_load_and_are_compact():
     modelio.pretrained_estimator('disk', 2)
 
 
-def test_shipped_gaussian_estimator_beats_the_mean_kernel(tmp_path):
-  """On 16 held-out LR images (2 photos × 8 kernels), D_v at most 70% of the mean kernel's.
+def kernel_errors(est, testset, degradation_config):
+  """Per-image D_v (mean |k̂ − k|) of the estimator's and of the family-mean kernel on a test set."""
+  mean_k = kernels.mean_kernel(degradation_config)
+  s2k, mean = [], []
+  for lr, true_k in zip(testset.lr, testset.kernels):
+    k, _ = pipeline.estimate(est, lr[None].astype(np.float32) / 255.0)
+    s2k.append(float(metrics.kernel_mae(np.asarray(k[0]), true_k)))
+    mean.append(float(metrics.kernel_mae(mean_k, true_k)))
+  return s2k, mean
 
-  Measured on 100 such images: 0.0006 vs 0.0017 (docs/results.md).
+
+def test_shipped_gaussian_estimator_beats_the_mean_kernel(tmp_path):
+  """On 16 held-out clean LR images (2 photos × 8 kernels), the default Gaussian ×4 estimator's D_v is at
+  most 70% of the mean kernel's. Measured: 0.00084 vs 0.00178 (47%) for the real-photo one shipped now;
+  the clean-trained gaussian_estimator.npz scored 0.0006 vs 0.0017 on 100 such images (docs/results.md).
   """
   config = gaussian.get_config('cpu')
   config.degradation.noise_max, config.degradation.quantize, config.degradation.jpeg_prob = 0.0, False, 0.0
   testsets.generate(config, str(tmp_path / 'ts'), seed=7, copies=8)
   testset = testsets.load(str(tmp_path / 'ts'))
   est = estimator.load(modelio.pretrained_estimator('gaussian'))
-  mean_k = kernels.mean_kernel(config.degradation)
-  s2k, mean = [], []
-  for lr, true_k in zip(testset.lr, testset.kernels):
-    k, _ = pipeline.estimate(est, lr[None].astype(np.float32) / 255.0)
-    s2k.append(float(metrics.kernel_mae(np.asarray(k[0]), true_k)))
-    mean.append(float(metrics.kernel_mae(mean_k, true_k)))
+  s2k, mean = kernel_errors(est, testset, config.degradation)
   assert len(s2k) == 16
   assert np.mean(s2k) < 0.7 * np.mean(mean), (np.mean(s2k), np.mean(mean))
 
@@ -251,11 +257,6 @@ def test_shipped_x2_estimator_beats_the_mean_kernel_on_a_jpeg(tmp_path):
   testset = testsets.load(str(tmp_path / 'ts'))
   est = estimator.load(modelio.pretrained_estimator('gaussian', 2))
   assert est.config.spectrum.mode == 'welch'
-  mean_k = kernels.mean_kernel(config.degradation)
-  s2k, mean = [], []
-  for lr, true_k in zip(testset.lr, testset.kernels):
-    k, _ = pipeline.estimate(est, lr[None].astype(np.float32) / 255.0)
-    s2k.append(float(metrics.kernel_mae(np.asarray(k[0]), true_k)))
-    mean.append(float(metrics.kernel_mae(mean_k, true_k)))
+  s2k, mean = kernel_errors(est, testset, config.degradation)
   assert len(s2k) == 8
   assert np.mean(s2k) < 0.7 * np.mean(mean), (np.mean(s2k), np.mean(mean))  # measured 0.00081 vs 0.00169
