@@ -521,6 +521,13 @@ def sample_kernels(key: jax.Array, batch: int, config: Any) -> jnp.ndarray:
   raise ValueError(f'unknown kernel family {family!r}; choose one of {FAMILY_CHOICES}.')
 
 
+def members(family: str) -> tuple[str, ...]:
+  """The families a config family draws from: all of FAMILIES for 'mixed', else the family itself."""
+  if family not in FAMILY_CHOICES:
+    raise ValueError(f'unknown kernel family {family!r}; choose one of {FAMILY_CHOICES}.')
+  return FAMILIES if family == MIXED else (family,)
+
+
 def flip_invariant(family: str) -> bool:
   """True for families whose losses and metrics must ignore 180° rotations (see `_NOT_POINT_SYMMETRIC`)."""
   if family not in FAMILY_CHOICES:

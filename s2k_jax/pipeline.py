@@ -21,6 +21,7 @@ import numpy as np
 
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import images
+from s2k_jax import kernels
 from s2k_jax import noise
 from s2k_jax import spectrum
 from s2k_jax.restorers import base
@@ -83,11 +84,12 @@ def check_compatible(est: estimator_lib.Estimator, rest: base.Restorer,
         f'{where}: the estimator was trained on ×{e.scale} LR images but the restorer restores {served}. '
         'Kernels live at HR resolution and the LR spectrum shows them decimated by the scale, so use an '
         'estimator trained for a scale the restorer serves.')
-  if e.family not in rest.families:
+  missing = [f for f in kernels.members(e.family) if f not in rest.families]
+  if missing:
     raise IncompatibleModelsError(
         f'{where}: the estimator knows {e.family} kernels but the restorer was trained on '
-        f'{", ".join(rest.families)} kernels only; use a restorer trained on {e.family} kernels (the '
-        'USRNet trained on all families, configs/usrnet.py, serves every estimator).')
+        f'{", ".join(rest.families)} kernels only; use a restorer trained on {", ".join(missing)} kernels '
+        '(the USRNet trained on all families, configs/usrnet.py, serves every estimator).')
   if e.downsample != r.downsample:
     raise IncompatibleModelsError(
         f'{where}: the estimator was trained with {e.downsample!r} downsampling, the restorer with '

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 import skimage.metrics
@@ -94,6 +95,24 @@ def test_evaluate_every_method(tmp_path, small_testset, smoke_estimator_workdir,
                                                                  'value']
   for png in ('sr_examples.png', 'kernel_errors.png'):
     assert (tmp_path / png).stat().st_size > 0
+
+
+def test_a_mixed_family_estimator_is_scored_on_the_test_sets_canvas(tmp_path, small_testset,
+                                                                    smoke_estimator_workdir):
+  """A mixed-family estimator returns 23² kernels; on a Gaussian set (15²) they are centre-cropped and
+  renormalised (kernels.resize_canvas) and scored against the Gaussian mean kernel."""
+  est = estimator.load(str(smoke_estimator_workdir))
+  config = est.config.copy_and_resolve_references()
+  config.degradation.family, config.degradation.kernel_size = kernels.MIXED, 23
+  mixed = dataclasses.replace(est, config=config)
+  result = evaluation.evaluate(small_testset, str(tmp_path), mixed, batch_size=2)
+  lr0 = small_testset.lr[0][None].astype(np.float32) / 255
+  full = pipeline.estimate(mixed, lr0)[0]
+  assert full.shape == (1, 23, 23) and result['estimates'].shape[1:] == (15, 15)
+  np.testing.assert_allclose(result['estimates'][0], kernels.resize_canvas(full, 15)[0], atol=1e-6)
+  mean_k = kernels.mean_kernel(ml_collections.ConfigDict(small_testset.manifest['degradation']))
+  np.testing.assert_allclose(result['kernels']['mean kernel']['D_v'],
+                             np.mean(np.abs(mean_k - small_testset.kernels), axis=(1, 2)), rtol=1e-5)
 
 
 @pytest.mark.slow

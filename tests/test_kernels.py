@@ -403,6 +403,13 @@ def test_unknown_family_is_rejected():
   config.family = 'box'
   with pytest.raises(ValueError, match='box'):
     kernels.sample_kernels(jax.random.key(0), 2, config)
+  with pytest.raises(ValueError, match="unknown kernel family 'box'"):
+    kernels.members('box')
+
+
+def test_members_of_a_family():
+  assert kernels.members('mixed') == ('gaussian', 'motion', 'disk') == kernels.FAMILIES
+  assert all(kernels.members(f) == (f,) for f in kernels.FAMILIES)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -242,6 +242,22 @@ def test_a_multi_scale_restorer_runs_at_the_estimators_scale(est):
   assert pipeline.super_resolve_batch(lr, est, rest, tile=0)['sr'].shape == (1, 80, 96, 3)
 
 
+def test_a_mixed_family_estimator_needs_a_restorer_of_every_family(est):
+  """An estimator of 'mixed' kernels (configs/mixed.py) may return a kernel of any family: USRNet trained
+  on all three serves it, a Gaussian SFTMD is refused, naming the families it lacks."""
+  from configs import usrnet as usrnet_config  # pylint: disable=g-import-not-at-top
+  from s2k_jax.restorers import usrnet as usrnet_restorer  # pylint: disable=g-import-not-at-top
+  config = est.config.copy_and_resolve_references()
+  config.degradation.family = kernels.MIXED
+  mixed = dataclasses.replace(est, config=config)
+  usrnet_cfg = usrnet_config.get_config('mixed,smoke')
+  pipeline.check_compatible(mixed, usrnet_restorer.from_state(
+      usrnet_cfg, usrnet_restorer.create_train_state(usrnet_cfg, jax.random.key(0))), scale=4)
+  with pytest.raises(pipeline.IncompatibleModelsError, match='knows mixed kernels but the restorer was trained '
+                     'on gaussian kernels only; use a restorer trained on motion, disk kernels'):
+    pipeline.check_compatible(mixed, untrained_restorer('gaussian_x4,smoke'))
+
+
 def test_other_families_and_smaller_kernel_canvases_are_refused(est, rest):
   with pytest.raises(pipeline.IncompatibleModelsError, match='knows gaussian kernels but the restorer was '
                      'trained on disk kernels only'):

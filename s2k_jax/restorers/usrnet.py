@@ -226,7 +226,7 @@ def from_state(config: ml_collections.ConfigDict, state: Any, step: int = 0,
       apply=_restore,
       receptive_field=receptive_field(config), kernel_size=usrnet.MAX_KERNEL_SIZE,
       takes_noise=config.degradation.noise_max > 0, scales=scales(config),
-      families=kernels_lib.FAMILIES if family == kernels_lib.MIXED else (family,))
+      families=kernels_lib.members(family))
 
 
 def load(source: str, step: int | None = None) -> base.Restorer:

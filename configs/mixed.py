@@ -1,0 +1,17 @@
+r"""S2K estimator for any blur: kernels of the three families mixed (Gaussian, motion, disk, equally).
+
+One model that needs no family from the user: the default of `s2k-sr` (`--family auto`). Kernels live on
+the motion canvas (23×23; a Gaussian or disk of the family ranges is the same kernel zero-padded), and
+the L1 loss ignores 180° rotations as for motion (kernels.flip_invariant).
+
+  python train.py --config configs/mixed.py --workdir runs/mixed          # paper scale (GPU/TPU)
+  python train.py --config configs/mixed.py:cpu --workdir runs/mixed_cpu  # 2 CPU cores, minutes
+  python train.py --config configs/mixed.py:photo --workdir runs/mixed_photo  # JPEG + noisy LR, Welch: as shipped
+  python train.py --config configs/mixed.py:smoke --workdir /tmp/smoke    # tests
+"""
+from configs import common
+from s2k_jax import kernels
+
+
+def get_config(arg=None):
+  return common.apply_preset(common.get_estimator_config(kernels.MIXED), arg)
