@@ -2,7 +2,8 @@
 
 Experiment files (`configs/gaussian.py`, `configs/motion.py`, `configs/disk.py`, `configs/sftmd.py`)
 start from `get_estimator_config` / `get_restorer_config` and apply a preset: none = the paper's
-settings, `:cpu` = visible progress on 2 CPU cores in minutes, `:smoke` = seconds, for tests. Each
+settings, `:cpu` = visible progress on 2 CPU cores in minutes, `:smoke` = seconds, for tests, and for
+estimators `:photo` = the shipped models' recipe (real-photo LR, Welch spectra, 2 CPU cores). Each
 preset is a table of the fields it changes (`ESTIMATOR_PRESETS`, `RESTORER_PRESETS`, and
 `MOTION_PRESETS` on top for motion kernels): what `:cpu` trains is read off the table, no branch hides
 anything. A degradation section holds only its own family's fields, so overriding another family's
@@ -206,6 +207,16 @@ ESTIMATOR_PRESETS = {
     'smoke': {**_SMOKE_LOOP, 'spectrum.size': 32, 'model.generator': 'unet-5-8', 'model.disc_features': 8,
               'model.disc_layers': 2},
 }
+# Real-photo LR on 2 CPU cores, the recipe of the shipped estimators (docs/results.md §5): noise σ ≤ 3% on
+# half the images, 8-bit, JPEG q 50–95 on 70%, and the Welch spectrum (mean power of 64² tiles) of a
+# 96² LR crop at ×4, so that one model reads a whole photo of any size; bundled photos smaller than the
+# 384² HR crop are left out. 6000 steps: ~15 minutes.
+ESTIMATOR_PRESETS['photo'] = {
+    **ESTIMATOR_PRESETS['cpu'], 'model.generator': 'unet-6-16', 'train.num_steps': 6000,
+    'train.eval_every': 1000, 'train.checkpoint_every': 1000,
+    'degradation.noise_max': 0.03, 'degradation.noise_prob': 0.5, 'degradation.quantize': True,
+    'degradation.jpeg_prob': 0.7, 'spectrum.mode': 'welch', 'data.hr_crop': 384,
+    'data.skip_small_images': True}
 RESTORER_PRESETS = {
     'cpu': {**_CPU_LOOP, 'restorer.lr_patch': 32, 'restorer.num_blocks': 8, 'restorer.pca_samples': 4000},
     'smoke': {**_SMOKE_LOOP, 'restorer.lr_patch': 16, 'restorer.num_blocks': 1, 'restorer.features': 8,
@@ -223,6 +234,7 @@ USRNET_PRESETS = {
 # Motion kernels, on top of the task's preset: a smaller bank (and shorter trajectories for smoke).
 MOTION_PRESETS = {
     'cpu': {'degradation.motion_bank_size': 100},
+    'photo': {'degradation.motion_bank_size': 0},  # fresh trajectories: a user's camera shake is in no bank
     'smoke': {'degradation.motion_bank_size': 8, 'degradation.motion_samples': 500},
 }
 # USRNet draws fresh trajectories (no bank) at every preset; smoke shortens them.
@@ -230,7 +242,8 @@ USRNET_MOTION_PRESETS = {'cpu': {}, 'smoke': {'degradation.motion_samples': 500}
 
 
 def apply_preset(config: ml_collections.ConfigDict, preset: str | None) -> ml_collections.ConfigDict:
-  """Applies a preset by config argument (`configs/motion.py:cpu`): '' = paper scale, 'cpu', 'smoke'."""
+  """Applies a preset by config argument (`configs/motion.py:cpu`): '' = paper scale, 'cpu', 'smoke', and
+  for estimators 'photo' (real-photo LR on CPUs)."""
   if not preset:
     return config
   tables = {'estimator': ESTIMATOR_PRESETS, 'restorer': RESTORER_PRESETS,

@@ -10,6 +10,7 @@ from configs import motion
 from configs import sftmd as sftmd_config
 from configs import usrnet as usrnet_config
 from s2k_jax import estimator
+from s2k_jax import modelio
 from s2k_jax import tasks
 from s2k_jax.restorers import sftmd as sftmd_restorer
 
@@ -120,6 +121,27 @@ def test_motion_presets_add_the_motion_table():
   config = motion.get_config('cpu')
   assert config.degradation.motion_bank_size == common.MOTION_PRESETS['cpu']['degradation.motion_bank_size']
   assert 'motion_bank_size' not in gaussian.get_config('cpu').degradation
+
+
+def test_the_photo_preset_is_the_recipe_of_the_shipped_estimators():
+  """`:photo` = `:cpu` plus real-photo LR and Welch spectra, fresh motion trajectories, valid at every
+  scale and family; the shipped Gaussian ×4 estimator was trained with exactly its fields."""
+  photo = common.ESTIMATOR_PRESETS['photo']
+  assert {k: v for k, v in common.ESTIMATOR_PRESETS['cpu'].items() if k not in photo} == {}
+  for family in ('gaussian', 'motion', 'disk', 'mixed'):
+    config = common.apply_preset(common.get_estimator_config(family), 'photo')
+    assert (config.degradation.jpeg_prob, config.spectrum.mode, config.data.hr_crop) == (0.7, 'welch', 384)
+    assert config.degradation.get('motion_bank_size', 0) == 0
+    for scale in (2, 3, 4):
+      config.degradation.scale = scale
+      estimator.check_model_fields(config)
+  shipped = estimator.load(modelio.pretrained_estimator('gaussian', 4)).config
+  for dotted, value in photo.items():
+    section, field = dotted.split('.')
+    if section != 'train' and field not in ('num_workers', 'read_threads'):
+      assert shipped[section][field] == (list(value) if isinstance(value, tuple) else value), dotted
+  with pytest.raises(ValueError, match="unknown config preset 'photo'"):
+    sftmd_config.get_config('gaussian_x4,photo')
 
 
 def test_hr_crop_follows_the_spectrum_size_and_scale():
