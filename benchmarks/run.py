@@ -89,6 +89,56 @@ def bench_degrade(args: argparse.Namespace) -> dict[str, Any]:
               lr_shape=list(lr.shape), ms=ms)
 
 
+def bench_jpeg(args: argparse.Namespace) -> dict[str, Any]:
+  """`degradation.jpeg` (issue 13): baseline JPEG of a batch of LR images, one traced quality per image.
+
+  Reference in the same run: Pillow (libjpeg) encoding and decoding the same images one by one, as a
+  host pipeline would (`pillow_ms`; higher pillow_ms / ms is better for s2k-jax).
+  """
+  import io  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  side = args.lr_size
+  images = rng.random((args.batch, side, side, 3), np.float32)
+  quality = jnp.asarray(rng.integers(50, 96, args.batch), jnp.int32)
+  lr = jnp.asarray(images)
+  fn = jax.jit(degradation.jpeg)
+  ms = median_ms(lambda: fn(lr, quality), args.warmup, args.runs)
+  pixels = [Image.fromarray((x * 255 + 0.5).astype(np.uint8)) for x in images]
+
+  def pillow():
+    for image, q in zip(pixels, np.asarray(quality)):
+      buffer = io.BytesIO()
+      image.save(buffer, format='JPEG', quality=int(q))
+      np.asarray(Image.open(io.BytesIO(buffer.getvalue())))
+
+  pillow()  # The first call loads the codec.
+  times = []
+  for _ in range(max(args.runs, 1)):
+    start = time.perf_counter()
+    pillow()
+    times.append(time.perf_counter() - start)
+  return dict(workload='jpeg', batch=args.batch, lr_size=side, ms=ms,
+              pillow_ms=1e3 * float(np.median(times)))
+
+
+def bench_batch_fn(args: argparse.Namespace) -> dict[str, Any]:
+  """The estimator's device batch function (kernels, blur, ↓s, noise, 8-bit, JPEG, Welch spectrum, kernel
+  map) of the `:photo` preset — the shipped estimators' recipe — against its training step (issue 13:
+  under 10% of the step)."""
+  config = gaussian.get_config('photo')
+  config.degradation.scale = args.scale
+  batch_size, crop = config.train.batch_size, config.data.hr_crop
+  hr = jnp.asarray(np.random.default_rng(0).integers(0, 256, (batch_size, crop, crop, 3), np.uint8))
+  make_batch = jax.jit(estimator.make_batch_fn(config))
+  key = jax.random.key(0)
+  batch_ms = median_ms(lambda: make_batch(hr, key), args.warmup, args.runs)
+  state = estimator.create_train_state(config, jax.random.key(0))
+  ms = step_ms(functools.partial(estimator.train_step, config=config), state, make_batch(hr, key), args)
+  return dict(workload='batch_fn', preset='photo', batch=batch_size, hr_crop=crop, scale=args.scale,
+              batch_fn_ms=batch_ms, step_ms=ms, share_of_step=batch_ms / ms, ms=batch_ms)
+
+
 def peak_memory_mb() -> dict[str, float]:
   """Peak resident memory of this process and, where the backend reports it, of the device."""
   peaks = {'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -227,7 +277,7 @@ def bench_usrnet_step(args: argparse.Namespace) -> dict[str, Any]:
 WORKLOADS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     'degrade': bench_degrade, 's2k_step': bench_s2k_step, 'sftmd_step': bench_sftmd_step,
     'blind_sr': bench_blind_sr, 'evaluate': bench_evaluate, 'usrnet_forward': bench_usrnet_forward,
-    'usrnet_step': bench_usrnet_step}
+    'usrnet_step': bench_usrnet_step, 'jpeg': bench_jpeg, 'batch_fn': bench_batch_fn}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
