@@ -285,11 +285,12 @@ def warm_start(part: Any, source: str, kind: str,
 # Bundles that ship with the package.
 
 # Name → file in s2k_jax/weights/. What they were trained on: s2k_jax/weights/README.md.
-# Estimators by (family, scale): every family at ×4, more scales where listed.
-# Gaussian: trained on real-photo LR (noise, 8-bit, JPEG) with Welch spectra; motion and disk on clean LR
-# (gaussian_estimator.npz, the clean-LR Gaussian one of docs/results.md §1–2, ships beside them).
-PRETRAINED_ESTIMATORS = {('gaussian', 4): 'gaussian_x4_estimator.npz', ('motion', 4): 'motion_estimator.npz',
+# Estimators by (family, scale): every family at ×4, more scales where listed. Trained on real-photo LR
+# (noise, 8-bit, JPEG) with Welch spectra (configs/<family>.py:photo) except those in CLEAN_LR_ESTIMATORS;
+# gaussian_estimator.npz, the clean-LR Gaussian one of docs/results.md §1–2, ships beside them.
+PRETRAINED_ESTIMATORS = {('gaussian', 4): 'gaussian_x4_estimator.npz', ('motion', 4): 'motion_x4_estimator.npz',
                          ('disk', 4): 'disk_estimator.npz', ('gaussian', 2): 'gaussian_x2_estimator.npz'}
+CLEAN_LR_ESTIMATORS = {'disk_estimator.npz'}  # the paper's clean LR and centred crops
 CLEAN_LR_ESTIMATOR = 'gaussian_estimator.npz'  # the paper's setting; docs/results.md §1–3
 # --family auto: the estimator trained on the three families mixed (configs/mixed.py), for a photo whose
 # blur is of no known family; with it the restorer must serve every family.
