@@ -24,6 +24,7 @@ import tqdm
 
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import images
+from s2k_jax import kernels
 from s2k_jax import loop
 from s2k_jax import modelio
 from s2k_jax import noise
@@ -135,6 +136,11 @@ def estimator_noise_warning(sigma: float, est) -> str | None:
           'estimator trained with --config.degradation.noise_max fits such photos')
 
 
+def kernel_kinds(family: str) -> str:
+  """What an estimator's kernels can be, for the per-image line: 'motion kernels', 'any kernel family'."""
+  return 'any kernel family' if family == kernels.MIXED else f'{family} kernels'
+
+
 def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None = None,
                   **kwargs) -> ImageResult:
   start = time.perf_counter()
@@ -155,7 +161,7 @@ def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None 
   return ImageResult(path=path, lr_size=lr.shape[:2], sr_size=out['sr'].shape[1:3],
                      kernel_size=out['kernel'].shape[-1], kernel_sigmas=kernel_sigmas(out['kernel'][0]),
                      seconds=time.perf_counter() - start, outputs=outputs,
-                     models=f'{est.config.degradation.family} kernels, ×{scale}, {rest.name}',
+                     models=f'{kernel_kinds(est.config.degradation.family)}, ×{scale}, {rest.name}',
                      noise=noise_text)
 
 

@@ -222,9 +222,10 @@ def next_steps(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   lines = [f'python evaluate.py --estimator {workdir} --out {os.path.join(workdir, "eval")}'
            '   # kernel errors on the held-out photos (Figure 6)']
   sr = f's2k-sr your_photo.png --out sr_out --estimator {workdir}'
-  shipped_family = modelio.AUTO if family == kernels_lib.MIXED else family  # s2k-sr's name for it
-  if (shipped_family, scale) in modelio.PRETRAINED_RESTORERS[modelio.DEFAULT_RESTORER]:
-    lines.append(f'{sr} --family {shipped_family}   # blind ×{scale} SR with the shipped restorer')
+  if family == kernels_lib.MIXED:  # The shipped USRNet serves every family.
+    lines.append(f'{sr}   # blind ×{scale} SR with the shipped restorer')
+  elif (family, scale) in modelio.PRETRAINED_RESTORERS[modelio.DEFAULT_RESTORER]:
+    lines.append(f'{sr} --family {family}   # blind ×{scale} SR with the shipped restorer')
   else:
     lines.append(f'{sr} --restorer RESTORER_WORKDIR   # train a {family} ×{scale} restorer first: '
                  f'python train.py --config configs/sftmd.py:{family}_x{scale} --workdir RESTORER_WORKDIR')

@@ -292,15 +292,11 @@ PRETRAINED_ESTIMATORS = {('gaussian', 4): 'gaussian_x4_estimator.npz', ('motion'
                          ('disk', 4): 'disk_estimator.npz', ('gaussian', 2): 'gaussian_x2_estimator.npz'}
 CLEAN_LR_ESTIMATORS = {'disk_estimator.npz'}  # the paper's clean LR and centred crops
 CLEAN_LR_ESTIMATOR = 'gaussian_estimator.npz'  # the paper's setting; docs/results.md §1–3
-# --family auto: the estimator trained on the three families mixed (configs/mixed.py), for a photo whose
-# blur is of no known family; with it the restorer must serve every family.
-AUTO = 'auto'
-DEFAULT_FAMILY = 'gaussian'  # s2k-sr's --family
 ESTIMATOR_SCALE = 4  # the scale s2k-sr uses when --scale is not given
 # Restorers by name: SFTMD one per (family, scale); USRNet one for every family and scale.
 PRETRAINED_RESTORERS = {
     'sftmd': {('gaussian', 4): 'sftmd_gaussian_x4.npz', ('motion', 4): 'sftmd_motion_x4.npz'},
-    'usrnet': {(f, s): 'usrnet_mixed.npz' for f in kernels.FAMILIES + (AUTO,) for s in degradation.SCALES},
+    'usrnet': {(f, s): 'usrnet_mixed.npz' for f in kernels.FAMILIES for s in degradation.SCALES},
 }
 DEFAULT_RESTORER = 'usrnet'  # the one that measures best on held-out photos (docs/results.md)
 
@@ -324,15 +320,10 @@ def pretrained_estimator(family: str, scale: int = ESTIMATOR_SCALE) -> str:
   if (family, scale) not in PRETRAINED_ESTIMATORS:
     shipped = ', '.join(f'×{s}' for f, s in sorted(PRETRAINED_ESTIMATORS) if f == family)
     raise ValueError(f'the shipped {family} estimators read {shipped} LR images, not ×{scale}; train one '
-                     f'(python train.py --config configs/{config_name(family)}.py:photo '
+                     f'(python train.py --config configs/{family}.py:photo '
                      f'--config.degradation.scale={scale} '
                      '--workdir runs/est) and pass it with --estimator.')
   return pretrained_path(PRETRAINED_ESTIMATORS[(family, scale)])
-
-
-def config_name(family: str) -> str:
-  """The family of configs/<name>.py that trains the shipped models of an s2k-sr family ('auto': mixed)."""
-  return kernels.MIXED if family == AUTO else family
 
 
 def pretrained_restorer(family: str, scale: int, name: str = DEFAULT_RESTORER) -> str:
@@ -340,10 +331,6 @@ def pretrained_restorer(family: str, scale: int, name: str = DEFAULT_RESTORER) -
   if name not in PRETRAINED_RESTORERS:
     raise ValueError(f'no shipped restorer named {name!r}; shipped: {", ".join(sorted(PRETRAINED_RESTORERS))}.')
   table = PRETRAINED_RESTORERS[name]
-  if family == AUTO and not any(f == AUTO for f, _ in table):
-    raise ValueError(f'the shipped {name} restorers are trained on one kernel family each, so --family '
-                     f'{AUTO} cannot choose one; pass --family '
-                     f'{" or ".join(sorted({f for f, _ in table}))}, or use --restorer usrnet (any blur).')
   if (family, scale) not in table:
     shipped = ', '.join(f'{f} ×{s}' for f, s in sorted(table))
     raise ValueError(f'no shipped {name} restorer for {family} kernels at ×{scale}; shipped: {shipped}. Use '

@@ -195,3 +195,8 @@ def test_a_photo_much_noisier_than_the_estimator_saw_gets_a_warning(smoke_estima
   assert warning.startswith('noise σ 3.0% is far above the σ ≤ 0.0% the estimator was trained on')
   est.config.degradation.noise_max = 0.03  # An estimator trained with noise: no warning at its level.
   assert cli.estimator_noise_warning(0.03, est) is None
+
+
+def test_the_per_image_line_names_what_kernels_the_estimator_knows():
+  assert cli.kernel_kinds('motion') == 'motion kernels'
+  assert cli.kernel_kinds('mixed') == 'any kernel family'  # configs/mixed.py

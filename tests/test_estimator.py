@@ -115,3 +115,7 @@ def test_the_demo_closing_lines_compare_with_the_mean_kernel_and_say_what_next(s
   commands = estimator.next_steps(gaussian.get_config('smoke'), str(smoke_estimator_workdir))
   assert any(c.startswith('python evaluate.py') and str(smoke_estimator_workdir) in c for c in commands)
   assert any(c.startswith('s2k-sr') for c in commands)
+  # A mixed-family estimator goes with the shipped USRNet (every family), whatever --family says.
+  from configs import mixed  # pylint: disable=g-import-not-at-top
+  sr = [c for c in estimator.next_steps(mixed.get_config('smoke'), 'W') if c.startswith('s2k-sr')]
+  assert sr == ['s2k-sr your_photo.png --out sr_out --estimator W   # blind ×4 SR with the shipped restorer']
