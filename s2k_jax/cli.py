@@ -260,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                            f'the estimator\'s; {modelio.ESTIMATOR_SCALE} for the shipped estimators).')
   parser.add_argument('--spectrum-mode', choices=('crop', 'welch'), default=None,
                       help='crop: centred S×S crop; welch: average over the whole image (default: the mode '
-                           'the estimator was trained with: crop for the shipped ×4 estimators, welch for the ×2 one).')
+                           'the estimator was trained with: welch for the shipped Gaussian and motion '
+                           'estimators, crop for disk).')
   parser.add_argument('--tile', type=_non_negative_int, default=None,
                       help=f'LR tile side for the restorer (0 = never tile; default: {pipeline.AUTO_TILE} '
                            f'for images over {pipeline.AUTO_TILE}² LR pixels).')

@@ -289,8 +289,10 @@ def warm_start(part: Any, source: str, kind: str,
 # (noise, 8-bit, JPEG) with Welch spectra (configs/<family>.py:photo) except those in CLEAN_LR_ESTIMATORS;
 # gaussian_estimator.npz, the clean-LR Gaussian one of docs/results.md §1–2, ships beside them.
 PRETRAINED_ESTIMATORS = {('gaussian', 4): 'gaussian_x4_estimator.npz', ('motion', 4): 'motion_x4_estimator.npz',
-                         ('disk', 4): 'disk_estimator.npz', ('gaussian', 2): 'gaussian_x2_estimator.npz'}
-CLEAN_LR_ESTIMATORS = {'disk_estimator.npz'}  # the paper's clean LR and centred crops
+                         ('disk', 4): 'disk_estimator.npz', ('gaussian', 2): 'gaussian_x2_estimator.npz',
+                         ('motion', 2): 'motion_x2_estimator.npz'}
+# Disk ×4: clean LR and centred crops, as the paper (its :photo model measured worse; docs/results.md §5).
+CLEAN_LR_ESTIMATORS = {'disk_estimator.npz'}
 CLEAN_LR_ESTIMATOR = 'gaussian_estimator.npz'  # the paper's setting; docs/results.md §1–3
 ESTIMATOR_SCALE = 4  # the scale s2k-sr uses when --scale is not given
 # Restorers by name: SFTMD one per (family, scale); USRNet one for every family and scale.
