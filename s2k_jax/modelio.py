@@ -290,7 +290,7 @@ def warm_start(part: Any, source: str, kind: str,
 # gaussian_estimator.npz, the clean-LR Gaussian one of docs/results.md §1–2, ships beside them.
 PRETRAINED_ESTIMATORS = {('gaussian', 4): 'gaussian_x4_estimator.npz', ('motion', 4): 'motion_x4_estimator.npz',
                          ('disk', 4): 'disk_estimator.npz', ('gaussian', 2): 'gaussian_x2_estimator.npz',
-                         ('motion', 2): 'motion_x2_estimator.npz'}
+                         ('motion', 2): 'motion_x2_estimator.npz', ('motion', 3): 'motion_x3_estimator.npz'}
 # Disk ×4: clean LR and centred crops, as the paper (its :photo model measured worse; docs/results.md §5).
 CLEAN_LR_ESTIMATORS = {'disk_estimator.npz'}
 CLEAN_LR_ESTIMATOR = 'gaussian_estimator.npz'  # the paper's setting; docs/results.md §1–3
