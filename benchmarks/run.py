@@ -112,14 +112,8 @@ def bench_jpeg(args: argparse.Namespace) -> dict[str, Any]:
       image.save(buffer, format='JPEG', quality=int(q))
       np.asarray(Image.open(io.BytesIO(buffer.getvalue())))
 
-  pillow()  # The first call loads the codec.
-  times = []
-  for _ in range(max(args.runs, 1)):
-    start = time.perf_counter()
-    pillow()
-    times.append(time.perf_counter() - start)
   return dict(workload='jpeg', batch=args.batch, lr_size=side, ms=ms,
-              pillow_ms=1e3 * float(np.median(times)))
+              pillow_ms=median_ms(pillow, args.warmup, args.runs))  # Warm-up loads the codec.
 
 
 def bench_batch_fn(args: argparse.Namespace) -> dict[str, Any]:

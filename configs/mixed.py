@@ -1,7 +1,8 @@
 r"""S2K estimator for any blur: kernels of the three families mixed (Gaussian, motion, disk, equally).
 
-One model that needs no family from the user: the default of `s2k-sr` (`--family auto`). Kernels live on
-the motion canvas (23×23; a Gaussian or disk of the family ranges is the same kernel zero-padded), and
+One model that needs no family from the user. Not shipped: at the `:photo` size it trails the per-family
+estimators for Gaussian and disk kernels (docs/results.md §5); pass one with `s2k-sr --estimator`. Kernels
+live on the motion canvas (23×23; a Gaussian or disk of the family ranges is the same kernel zero-padded), and
 the L1 loss ignores 180° rotations as for motion (kernels.flip_invariant).
 
   python train.py --config configs/mixed.py --workdir runs/mixed          # paper scale (GPU/TPU)
