@@ -322,15 +322,17 @@ def bicubic_upsample(lr: jnp.ndarray, scale: int) -> jnp.ndarray:
   return jnp.clip(jax.image.resize(lr, (b, h * scale, w * scale, c), 'bicubic'), 0.0, 1.0)
 
 
-def _static_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The settings that change the computed graph, checked, as hashable jit arguments."""
+def _fields(config: ml_collections.ConfigDict) -> tuple[tuple[float, float, float], dict[str, Any]]:
+  """The degradation settings, checked once: the traced ones (noise_max, jpeg_prob, noise_prob) and, as
+  hashable jit arguments, the ones that change the computed graph."""
   _check_downsample(config.scale, config.downsample)
   if not config.noise_max >= 0:
     raise ValueError(f'noise_max must be ≥ 0 (σ on the [0, 1] scale), got {config.noise_max}.')
-  _noise_prob(config)
+  noise_prob = _noise_prob(config)
   prob, quality_range = _jpeg_fields(config)
-  return dict(scale=int(config.scale), method=str(config.downsample), quantize=bool(config.quantize),
-              jpeg_range=quality_range if prob > 0 else None)
+  static = dict(scale=int(config.scale), method=str(config.downsample), quantize=bool(config.quantize),
+                jpeg_range=quality_range if prob > 0 else None)
+  return (float(config.noise_max), prob, noise_prob), static
 
 
 def add_jpeg(lr: jnp.ndarray, key: jax.Array, prob: float,
@@ -386,16 +388,16 @@ def degrade_with_kernels(hr: jnp.ndarray, kernels: jnp.ndarray, key: jax.Array,
   _check_images(hr)
   check_kernels(kernels)
   _check_blur_shapes(hr.shape, kernels.shape)
-  return _degrade_with_kernels(hr, kernels, key, float(config.noise_max), _jpeg_fields(config)[0],
-                               _noise_prob(config), **_static_fields(config))
+  traced, static = _fields(config)
+  return _degrade_with_kernels(hr, kernels, key, *traced, **static)
 
 
 @functools.partial(jax.jit, static_argnames=('config',))
 def _degrade(hr, key, config):
   kernel_key, noise_key = jax.random.split(key)
   kernels = kernels_lib.sample_kernels(kernel_key, hr.shape[0], config)
-  return _degrade_with_kernels(hr, kernels, noise_key, config.noise_max, _jpeg_fields(config)[0],
-                               _noise_prob(config), **_static_fields(config))
+  traced, static = _fields(config)
+  return _degrade_with_kernels(hr, kernels, noise_key, *traced, **static)
 
 
 def degrade(hr: jnp.ndarray, key: jax.Array,
@@ -407,7 +409,7 @@ def degrade(hr: jnp.ndarray, key: jax.Array,
   """
   _check_images(hr)
   _check_blur_shapes(hr.shape, (hr.shape[0],) + (config.kernel_size,) * 2)
-  _static_fields(config)
+  _fields(config)
   return _degrade(hr, key, ml_collections.FrozenConfigDict(config))
 
 
