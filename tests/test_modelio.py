@@ -195,6 +195,11 @@ def test_shipped_models_load_and_are_compact():
     modelio.pretrained_restorer('disk', 3, 'edsr')
   with pytest.raises(ValueError, match=r'the shipped disk estimators read ×4 LR images, not ×2; train one'):
     modelio.pretrained_estimator('disk', 2)
+  # Each hint names the recipe of that family's shipped ×4 model (disk's :photo measured worse).
+  with pytest.raises(ValueError, match=r'configs/disk\.py:cpu '):
+    modelio.pretrained_estimator('disk', 3)
+  with pytest.raises(ValueError, match=r'configs/gaussian\.py:photo '):
+    modelio.pretrained_estimator('gaussian', 3)
 
 
 def kernel_errors(est, testset, degradation_config):
