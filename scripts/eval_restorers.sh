@@ -1,28 +1,34 @@
 #!/usr/bin/env bash
-# Held-out evaluation of the shipped restorers (docs/results.md, "USRNet"): test sets of the two
-# held-out bundled photos, COPIES degradations each, for every family at ×2 and ×4 (clean) and Gaussian
-# ×4 with noise; bicubic, each restorer with the mean / S2K / true kernel. ×2 has no shipped estimator,
-# so it reports mean and true kernels only.
+# Held-out evaluation of the restorers (docs/results.md §4): test sets of the two held-out bundled
+# photos, COPIES degradations each, for every family at ×2 and ×4 (clean) and Gaussian ×4 with noise;
+# bicubic, and each restorer with the family's mean kernel, the default shipped S2K estimator's kernel
+# (modelio.pretrained_estimator: what s2k-sr uses; none for disk ×2) and the true kernel. Motion kernels
+# are fresh trajectories (motion_bank_size=0): no estimator or restorer trained on them.
 #   bash scripts/eval_restorers.sh [USRNET_BUNDLE] [OUT]   (default: the shipped bundle, runs/eval_restorers)
+#   SFTMD_DIR=runs/bundles bash scripts/eval_restorers.sh   (SFTMD bundles sftmd_<family>_x4.npz from there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 USRNET=${1:-s2k_jax/weights/usrnet_mixed.npz}
 OUT=${2:-runs/eval_restorers}
 COPIES=${COPIES:-10}
-W=s2k_jax/weights
+SFTMD_DIR=${SFTMD_DIR:-s2k_jax/weights}
 CLEAN=(--config.degradation.noise_max=0 --config.degradation.quantize=False --config.degradation.jpeg_prob=0)
+# The shipped default estimator for (family, scale), or nothing where none ships.
+estimator() { $PY -c "from s2k_jax import modelio
+try: print(modelio.pretrained_estimator('$1', $2))
+except ValueError: pass"; }
 mkdir -p "$OUT"
 for family in gaussian motion disk; do
+  fresh=(); [ "$family" = motion ] && fresh=(--config.degradation.motion_bank_size=0)
   for scale in 4 2; do
     set_dir="$OUT/testsets/${family}_x${scale}"
     [ -d "$set_dir" ] || $PY -m s2k_jax.make_testset --config "configs/${family}.py:cpu" \
-        --config.degradation.scale=$scale "${CLEAN[@]}" --copies "$COPIES" --seed 1 --out "$set_dir"
+        --config.degradation.scale=$scale "${CLEAN[@]}" "${fresh[@]}" --copies "$COPIES" --seed 1 --out "$set_dir"
     models=(--restorer "$USRNET")
-    if [ "$scale" = 4 ]; then
-      models+=(--estimator "$W/${family}_estimator.npz")
-      [ -f "$W/sftmd_${family}_x4.npz" ] && models+=(--restorer "$W/sftmd_${family}_x4.npz")
-    fi
+    est=$(estimator "$family" "$scale")
+    [ -n "$est" ] && models+=(--estimator "$est")
+    [ -f "$SFTMD_DIR/sftmd_${family}_x${scale}.npz" ] && models+=(--restorer "$SFTMD_DIR/sftmd_${family}_x${scale}.npz")
     $PY evaluate.py "${models[@]}" --testset "$set_dir" --out "$OUT/${family}_x${scale}" > /dev/null
     echo "$OUT/${family}_x${scale}/results.md"
   done
@@ -31,6 +37,6 @@ done
 set_dir="$OUT/testsets/gaussian_x4_noise3"
 [ -d "$set_dir" ] || $PY -m s2k_jax.make_testset --config configs/gaussian.py:cpu --config.degradation.noise_max=0.03 \
     --config.degradation.quantize=True --config.degradation.jpeg_prob=0 --copies "$COPIES" --seed 2 --out "$set_dir"
-$PY evaluate.py --restorer "$USRNET" --restorer "$W/sftmd_gaussian_x4.npz" --estimator "$W/gaussian_estimator.npz" \
-    --testset "$set_dir" --out "$OUT/gaussian_x4_noise3" > /dev/null
+$PY evaluate.py --restorer "$USRNET" --restorer "$SFTMD_DIR/sftmd_gaussian_x4.npz" \
+    --estimator "$(estimator gaussian 4)" --testset "$set_dir" --out "$OUT/gaussian_x4_noise3" > /dev/null
 echo "$OUT/gaussian_x4_noise3/results.md"
