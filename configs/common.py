@@ -173,6 +173,9 @@ def get_usrnet_config(family: str) -> ml_collections.ConfigDict:
   config.data.grayscale = 'skip'       # gray photos teach a restorer to desaturate (docs/conventions.md)
   del config.degradation['scale']   # restorer.scales instead: every batch is degraded at each
   config.degradation.noise_max = 0.05  # σ ~ U[0, 5%] (on the [0, 1] scale), then 8-bit rounding
+  # Half the images noise-free: with noise on every image, σ ≈ 0 is rarely seen and the hyper-network
+  # over-weights the prior on clean LR (docs/results.md §4, "Why the window was small").
+  config.degradation.noise_prob = 0.5
   config.degradation.quantize = True
   if 'motion_bank_size' in config.degradation:
     config.degradation.motion_bank_size = 0  # fresh trajectories: a user's camera shake is in no bank

@@ -105,7 +105,7 @@ def _held_out_lr(scale, n=3, family='gaussian', seed=0, size=96):
   crops = [data.spread_crop(images.to_uint8(images.read_image(p)), size, r) for p in paths for r in range(n)]
   hr = jnp.asarray(np.stack(crops), jnp.float32) / 255
   deg = usrnet.degradation_at(config, scale).as_configdict()
-  deg.noise_max, deg.quantize = 0.0, True
+  deg.noise_max, deg.noise_prob, deg.quantize = 0.0, 1.0, True
   kernel_key, noise_key = jax.random.split(jax.random.key(seed))
   k = kernels.sample_kernels(kernel_key, hr.shape[0], deg)
   lr = degradation.degrade_with_kernels(hr, k, noise_key, deg)['lr']
