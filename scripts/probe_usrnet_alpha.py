@@ -11,6 +11,7 @@ and the hyper-network's α at σ = 0. A window (true − mean) that grows as f f
 larger than noise-free LR calls for.
 """
 import argparse
+import os
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +19,9 @@ import numpy as np
 import skimage.data
 
 from configs import common
+from s2k_jax import data
 from s2k_jax import degradation
+from s2k_jax import images
 from s2k_jax import kernels
 from s2k_jax import metrics
 from s2k_jax import modelio
@@ -30,8 +33,8 @@ CROP = 192
 
 def held_out_crops() -> jnp.ndarray:
   crops = []
-  for name in ('chelsea', 'coffee'):  # data.BUNDLED_EVAL: never trained on
-    image = getattr(skimage.data, name)().astype(np.float32) / 255
+  for name in data.BUNDLED_EVAL:  # never trained on
+    image = images.to_uint8(images.read_image(os.path.join(skimage.data.data_dir, name))) / np.float32(255)
     h, w = image.shape[:2]
     for r, c in ((0, 0), (h - CROP, w - CROP), (h // 2 - CROP // 2, w // 2 - CROP // 2), (0, w - CROP)):
       crops.append(image[r:r + CROP, c:c + CROP])
@@ -60,13 +63,15 @@ def main():
     for factor in (float(f) for f in args.factors.split(',')):
       # The data step is looked up at call time, so scaling its α here changes nothing else.
       usrnet_model.data_step = lambda z, fb, fbfy, alpha, s, f=factor: data_step(z, fb, fbfy, alpha * f, s)
-      scores = {}
-      for name, k in (('true', true), ('mean', mean)):
-        sr = rest.state.apply_fn({'params': rest.state.params}, lr, k, sigma, scale)
-        scores[name] = float(jnp.mean(metrics.psnr(sr, hr, crop_border=scale)))
+      try:
+        scores = {}
+        for name, k in (('true', true), ('mean', mean)):
+          sr = rest.state.apply_fn({'params': rest.state.params}, lr, k, sigma, scale)
+          scores[name] = float(jnp.mean(metrics.psnr(sr, hr, crop_border=scale)))
+      finally:
+        usrnet_model.data_step = data_step
       print(f'×{scale} α·{factor:g}: true kernel {scores["true"]:.2f} dB, mean kernel {scores["mean"]:.2f} dB, '
             f'window {scores["true"] - scores["mean"]:+.2f} dB', flush=True)
-    usrnet_model.data_step = data_step
 
 
 if __name__ == '__main__':
