@@ -26,7 +26,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('estimator', None, 'Training workdir (or checkpoints dir) of an S2K estimator.')
 flags.DEFINE_alias('workdir', 'estimator')
 flags.DEFINE_multi_string('restorer', None, 'Training workdir (or checkpoints dir) or bundle of a restorer; '
-                          'repeat it to compare restorers side by side (e.g. USRNet and SFTMD).')
+                          'repeat it to compare restorers side by side (USRNet and SFTMD, or two bundles of one network, '
+                          'then named by their file).')
 flags.DEFINE_string('testset', None, 'A saved test set; default: generate one in <out>/testset.')
 config_flags.DEFINE_config_file(
     'config', None, 'Config whose data source, family and scale generate the test set (default: the '
@@ -80,7 +81,7 @@ def evaluate_and_report():
                      f'{", --".join(generation)} would have no effect: pass another --out, or delete '
                      f'{testset_dir} to generate it again.')
   est = estimator_lib.load(FLAGS.estimator) if FLAGS.estimator else None
-  rests = [tasks.load_restorer(r) for r in FLAGS.restorer or []]
+  rests = evaluation.distinct_names([tasks.load_restorer(r) for r in FLAGS.restorer or []])
   if not reuse and FLAGS.testset is None:
     # The estimator's or the (single-scale) restorer's config fixes family and scale.
     config = FLAGS.config if FLAGS.config is not None else testset_config(est, rests)

@@ -13,6 +13,7 @@ run keeps what it finished.
 """
 import collections
 import csv
+import dataclasses
 import functools
 import json
 import os
@@ -48,9 +49,29 @@ def restorer_list(rest: base.Restorer | Sequence[base.Restorer] | None) -> list[
   rests = [] if rest is None else [rest] if isinstance(rest, base.Restorer) else list(rest)
   names = [r.name for r in rests]
   if len(set(names)) != len(names):
-    raise ValueError(f'restorers to compare side by side need different names, got {names}: evaluate them '
-                     'one at a time (one --restorer each).')
+    raise ValueError(f'restorers to compare side by side need different names, got {names}: name them '
+                     'apart with `distinct_names`, or evaluate them one at a time (one --restorer each).')
   return rests
+
+
+def distinct_names(rests: Sequence[base.Restorer]) -> list[base.Restorer]:
+  """Restorers of the same network get their source in their name ('USRNet (usrnet_mixed.npz)'), so
+  that two bundles of one network compare side by side; the same source twice is refused."""
+  sources = [os.path.normpath(r.directory) for r in rests]
+  if len(set(sources)) != len(sources):
+    raise ValueError(f'a restorer is given twice ({", ".join(sorted(s for s in set(sources) if sources.count(s) > 1))}): '
+                     'give each one once.')
+  def short(source):  # a bundle file's name, or a workdir's (not its checkpoints/ folder)
+    head, tail = os.path.split(source)
+    return os.path.basename(head) if tail == 'checkpoints' else tail
+  names = [r.name for r in rests]
+  labels = [short(s) for s in sources]
+  out = []
+  for r, source, label in zip(rests, sources, labels):
+    if names.count(r.name) > 1:
+      r = dataclasses.replace(r, name=f'{r.name} ({label if labels.count(label) == 1 else source})')
+    out.append(r)
+  return restorer_list(out)
 
 
 def check_compatible(testset: testsets.TestSet, est: estimator_lib.Estimator | None,

@@ -1,9 +1,9 @@
 r"""How much a USRNet bundle trusts its data step on noise-free LR (docs/results.md §4, "Why the window
 was small").
 
-  PYTHONPATH=. python scripts/probe_usrnet_alpha.py [BUNDLE] [--factors 1,0.3,0.1,0.03]
+  PYTHONPATH=. python scripts/probe_usrnet_alpha.py [BUNDLE] [--factors 1,0.3,0.1,0.03] [--crop 192]
 
-Eight 192² crops of the two held-out photos, Gaussian kernels of the `:cpu` range (seed 7), 8-bit LR
+Eight crops (192² unless --crop) of the two held-out photos, Gaussian kernels of the `:cpu` range (seed 7), 8-bit LR
 without noise, σ = 0 given. For each factor f, every round's data-step weight α (models/usrnet.py,
 USRNet Eq. 7: larger α = closer to the prior's estimate) is multiplied by f at inference, and the script
 prints PSNR (Y, border of the scale cropped) with the true and with the family-mean kernel at ×4 and ×2,
@@ -28,16 +28,13 @@ from s2k_jax import modelio
 from s2k_jax.models import usrnet as usrnet_model
 from s2k_jax.restorers import usrnet as usrnet_restorer
 
-CROP = 192
-
-
-def held_out_crops() -> jnp.ndarray:
+def held_out_crops(crop: int) -> jnp.ndarray:
   crops = []
   for name in data.BUNDLED_EVAL:  # never trained on
     image = images.to_uint8(images.read_image(os.path.join(skimage.data.data_dir, name))) / np.float32(255)
     h, w = image.shape[:2]
-    for r, c in ((0, 0), (h - CROP, w - CROP), (h // 2 - CROP // 2, w // 2 - CROP // 2), (0, w - CROP)):
-      crops.append(image[r:r + CROP, c:c + CROP])
+    for r, c in ((0, 0), (h - crop, w - crop), (h // 2 - crop // 2, w // 2 - crop // 2), (0, w - crop)):
+      crops.append(image[r:r + crop, c:c + crop])
   return jnp.asarray(np.stack(crops))
 
 
@@ -45,9 +42,10 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('bundle', nargs='?', default=modelio.pretrained_restorer('gaussian', 4, 'usrnet'))
   parser.add_argument('--factors', default='1,0.3,0.1,0.03')
+  parser.add_argument('--crop', type=int, default=192, help='HR crop side, a multiple of 4')
   args = parser.parse_args()
   rest = usrnet_restorer.load(args.bundle)
-  hr = held_out_crops()
+  hr = held_out_crops(args.crop)
   config = common.get_estimator_config('gaussian').degradation
   config.noise_max, config.quantize = 0.0, True
   sigma = jnp.zeros((hr.shape[0],))

@@ -2,6 +2,7 @@
 import csv
 import dataclasses
 import json
+import os
 import re
 import pathlib
 import subprocess
@@ -163,6 +164,20 @@ def test_two_restorers_side_by_side(tmp_path, small_testset, smoke_estimator_wor
   np.testing.assert_allclose(result['sr'][evaluation.TRUE.format('USRNet')]['psnr'], psnr, atol=1e-4)
   with pytest.raises(ValueError, match='different names'):
     evaluation.evaluate(small_testset, str(tmp_path / 'twice'), est, [sftmd_rest, sftmd_rest])
+
+
+def test_two_bundles_of_one_network_are_named_by_their_source(smoke_restorer_workdir):
+  rest = tasks.load_restorer(str(smoke_restorer_workdir))
+  other = dataclasses.replace(rest, directory='/elsewhere/sftmd_finetuned.npz')
+  named = evaluation.distinct_names([rest, other])
+  assert [r.name for r in named] == [f'SFTMD ({os.path.basename(smoke_restorer_workdir)})',
+                                     'SFTMD (sftmd_finetuned.npz)']
+  assert evaluation.distinct_names([rest])[0].name == 'SFTMD'   # a name of its own stays as it is
+  same_file = dataclasses.replace(rest, directory='/b/sftmd_finetuned.npz')
+  assert [r.name for r in evaluation.distinct_names([other, same_file])] == [
+      'SFTMD (/elsewhere/sftmd_finetuned.npz)', 'SFTMD (/b/sftmd_finetuned.npz)']
+  with pytest.raises(ValueError, match='given twice'):
+    evaluation.distinct_names([rest, rest])
 
 
 def test_mismatched_models_are_refused(tmp_path, small_testset, smoke_estimator_workdir):
