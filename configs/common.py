@@ -189,6 +189,9 @@ def get_usrnet_config(family: str) -> ml_collections.ConfigDict:
   r.border = 16                        # LR pixels of reflect padding around the image
   r.hyper_features = 64
   config.train = get_restorer_train_config(family, b2=0.999)
+  # The hyper-network's learning rate over the rest's: its α and β are a few numbers that Adam moves
+  # by at most ~lr a step (docs/results.md §4, "Why the window was small").
+  config.train.hyper_lr_scale = 1.0
   return config
 
 

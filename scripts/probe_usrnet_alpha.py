@@ -52,7 +52,7 @@ def main():
   data_step = usrnet_model.data_step
   for scale in (4, 2):
     alphas, _ = usrnet_model.HyperNet(rest.config.restorer.iterations, rest.config.restorer.hyper_features).apply(
-        {'params': rest.state.params['HyperNet_0']}, sigma[:1], scale)
+        {'params': rest.state.params[usrnet_restorer.HYPER_NET]}, sigma[:1], scale)
     print(f'×{scale}: α per round at σ = 0: {np.round(np.asarray(alphas[0]), 4).tolist()}')
     config.scale = scale
     true = kernels.sample_kernels(jax.random.PRNGKey(7), hr.shape[0], config)

@@ -31,12 +31,30 @@ def test_config_argument_and_fields_are_checked():
   for field, value, match in (('degradation.downsample', 'bicubic', 'direct'),
                               ('restorer.hr_patch', 50, 'multiple of every scale'),
                               ('restorer.scales', (2, 5), 'subset'),
-                              ('restorer.scales', (2, 2), 'twice')):
+                              ('restorer.scales', (2, 2), 'twice'),
+                              ('train.hyper_lr_scale', 0.0, 'hyper_lr_scale must be > 0')):
     config = usrnet_config.get_config('gaussian,smoke')
     section, name = field.split('.')
     setattr(config[section], name, value)
     with pytest.raises(ValueError, match=match):
       usrnet.task(config)
+
+
+def test_hyper_lr_scale_scales_the_hyper_network_updates_only():
+  config = usrnet_config.get_config('gaussian,smoke')
+  config.train.schedule = 'constant'
+  params = usrnet.create_train_state(config, jax.random.key(0)).params
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.3), params)
+  plain = usrnet.create_optimizer(config)
+  assert type(plain.init(params)) is type(loop.create_optimizer(config).init(params))  # old runs resume
+  base_update, _ = plain.update(grads, plain.init(params), params)
+  config.train.hyper_lr_scale = 30.0
+  scaled = usrnet.create_optimizer(config)
+  update, _ = scaled.update(grads, scaled.init(params), params)
+  assert set(params) == {usrnet.HYPER_NET, 'prior'}
+  for name, factor in ((usrnet.HYPER_NET, 30.0), ('prior', 1.0)):
+    jax.tree.map(lambda u, b: np.testing.assert_allclose(u, factor * b, rtol=1e-6),
+                 update[name], base_update[name])
 
 
 def test_batches_degrade_one_crop_at_every_scale_with_one_kernel():

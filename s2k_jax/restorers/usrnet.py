@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from s2k_jax import data
 from s2k_jax import degradation
@@ -30,6 +31,7 @@ from s2k_jax.restorers import base
 
 CHECKPOINT_KIND = 'usrnet_restorer'
 NAME = 'USRNet'
+HYPER_NET = 'HyperNet_0'  # the hyper-network's parameters (models/usrnet.py, its automatic name)
 MEAN_KERNEL_SAMPLES = 4000  # Kernels averaged for the eval's mean-kernel baseline (seeded).
 
 
@@ -54,6 +56,13 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
                        f'restorer.scales={r.scales} (e.g. 96 for 2, 3 and 4).')
   if r.iterations < 1 or r.border < 0:
     raise ValueError(f'restorer.iterations must be ≥ 1 and restorer.border ≥ 0, got {r.iterations}, {r.border}.')
+  if not hyper_lr_scale(config) > 0:
+    raise ValueError(f'train.hyper_lr_scale must be > 0 (the hyper-network\'s learning rate over the '
+                     f'rest\'s), got {hyper_lr_scale(config)}.')
+
+
+def hyper_lr_scale(config: ml_collections.ConfigDict) -> float:
+  return float(config.train.get('hyper_lr_scale', 1.0))  # configs saved before the field: 1
 
 
 def degradation_at(config: ml_collections.ConfigDict, scale: int) -> ml_collections.FrozenConfigDict:
@@ -98,8 +107,19 @@ def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> tra
   model = create_model(config)
   params = model.init(key, jnp.zeros((1, 8, 8, 3), jnp.float32), jnp.full((1, 3, 3), 1 / 9, jnp.float32),
                       jnp.zeros((1,), jnp.float32), scales(config)[0])['params']
-  return train_state.TrainState.create(apply_fn=model.apply, params=params,
-                                       tx=loop.create_optimizer(config))
+  return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=create_optimizer(config))
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """The driver's Adam; with train.hyper_lr_scale ≠ 1, the hyper-network's updates scaled by it (its
+  α and β are a few numbers that Adam's per-step limit of ~lr moves slowly; docs/results.md §4)."""
+  tx = loop.create_optimizer(config)
+  factor = hyper_lr_scale(config)
+  if factor == 1.0:
+    return tx  # the optimiser state of runs saved before the field
+  labels = lambda params: {name: jax.tree.map(lambda _: 'hyper' if name == HYPER_NET else 'rest', tree)
+                           for name, tree in params.items()}
+  return optax.multi_transform({'hyper': optax.chain(tx, optax.scale(factor)), 'rest': tx}, labels)
 
 
 def train_step(state: train_state.TrainState, batch: dict[str, jax.Array], key: jax.Array, *,
