@@ -190,7 +190,7 @@ def get_usrnet_config(family: str) -> ml_collections.ConfigDict:
   r.hyper_features = 64
   config.train = get_restorer_train_config(family, b2=0.999)
   # The hyper-network's learning rate over the rest's: its α and β are a few numbers that Adam moves
-  # by at most ~lr a step (docs/results.md §4, "Why the window was small").
+  # by at most ~lr a step (docs/results.md §4, "Larger crops and a faster hyper-network").
   config.train.hyper_lr_scale = 1.0
   return config
 

@@ -28,6 +28,7 @@ from s2k_jax import modelio
 from s2k_jax.models import usrnet as usrnet_model
 from s2k_jax.restorers import usrnet as usrnet_restorer
 
+
 def held_out_crops(crop: int) -> jnp.ndarray:
   crops = []
   for name in data.BUNDLED_EVAL:  # never trained on

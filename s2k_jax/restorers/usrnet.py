@@ -117,8 +117,7 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
   factor = hyper_lr_scale(config)
   if factor == 1.0:
     return tx  # the optimiser state of runs saved before the field
-  labels = lambda params: {name: jax.tree.map(lambda _: 'hyper' if name == HYPER_NET else 'rest', tree)
-                           for name, tree in params.items()}
+  labels = lambda params: {name: 'hyper' if name == HYPER_NET else 'rest' for name in params}  # a prefix
   return optax.multi_transform({'hyper': optax.chain(tx, optax.scale(factor)), 'rest': tx}, labels)
 
 
