@@ -150,6 +150,7 @@ def get_restorer_config(family: str, scale: int) -> ml_collections.ConfigDict:
   r.pca_center = True                  # see docs/conventions.md, "Centring"
   r.pca_samples = 10_000
   r.pca_seed = 0
+  r.anchor = 'bicubic'                 # keep bicubic's chroma and lowest luma frequencies | 'none'
   config.train = get_restorer_train_config(family, b2=0.99)
   return config
 

@@ -1,5 +1,6 @@
 """Colour conversion used by SR papers (§3.3 spectrum input and §4 PSNR/SSIM on the Y channel), and
-the chroma and saturation a restorer must keep (its colour fidelity).
+the chroma and saturation a restorer must keep (its colour fidelity; `with_luma_of`, the SFTMD
+restorer's chroma from the bicubic upsampling).
 
 The luma is ITU-R BT.601 as MATLAB's `rgb2ycbcr` computes it, which is what SR benchmarks
 (and the S2K comparison tables) report: Y = 16 + 65.481 R + 128.553 G + 24.966 B for RGB in [0, 1],
@@ -53,3 +54,20 @@ def saturation(x: jnp.ndarray) -> jnp.ndarray:
   x = jnp.asarray(x, jnp.float32)
   high, low = jnp.max(x, axis=-1), jnp.min(x, axis=-1)
   return jnp.where(high > 0, (high - low) / jnp.maximum(high, 1e-12), 0.0)
+
+
+# Luma of a grey (R = G = B = g) is (219·g + 16)/255 and its chroma is zero (each chroma row sums to 0).
+_GREY_PER_LUMA = 255.0 / sum(Y_WEIGHTS)
+
+
+def with_luma_of(reference: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
+  """`reference`'s BT.601 chroma with `x`'s luma (SRCNN's convention: SR on Y, chroma from bicubic).
+
+  `reference` plus the grey that moves its luma to `x`'s: exactly `rgb_to_y(x)` and
+  `rgb_to_cbcr(reference)` (no clipping here; clip afterwards), differentiable in both. (..., 3).
+  """
+  reference, x = jnp.asarray(reference, jnp.float32), jnp.asarray(x, jnp.float32)
+  if reference.shape != x.shape:
+    raise ValueError(f'with_luma_of needs arrays of one shape, got {reference.shape} and {x.shape}.')
+  shift = (rgb_to_y(x) - rgb_to_y(reference)) * _GREY_PER_LUMA
+  return reference + shift[..., None]

@@ -30,6 +30,14 @@ def rest(smoke_restorer_workdir):
 
 
 @pytest.fixture(scope='module')
+def plain_rest(rest):
+  """`rest` without its bicubic anchor: the tiling arithmetic below is on the network's 15-pixel reach."""
+  config = rest.config.copy_and_resolve_references()
+  config.restorer.anchor = 'none'
+  return sftmd_restorer.from_state(config, rest.state, rest.step, rest.directory)
+
+
+@pytest.fixture(scope='module')
 def photo():
   """chelsea at 0.3×: a natural 90×135 LR image."""
   return transform.rescale(skdata.chelsea(), 0.3, channel_axis=-1, anti_aliasing=True).astype(np.float32)
@@ -64,22 +72,33 @@ def test_tile_spans_partition_the_axis_with_margins(length, tile, overlap):
     assert k1 == length or stop - k1 >= overlap
 
 
+def _impulse_extent(r: base.Restorer, scale: int) -> float:
+  """LR pixels beyond an LR impulse's own pixel that the restorer's output changes at all."""
+  c = r.receptive_field + 4  # The impulse's LR pixel, with room for its whole reach on both sides.
+  lr = np.random.default_rng(0).random((1, 2 * c + 1, 2 * c + 1, 3), np.float32) * 0.8
+  kernel = np.asarray(kernels.gaussian_kernel(15, 2.0, 1.5, 0.3))[None]
+  base_sr = np.asarray(r.restore(lr, kernel))
+  lr[0, c, c] += 0.2
+  changed = np.abs(np.asarray(r.restore(lr, kernel)) - base_sr).max(axis=(0, 3))
+  rows = np.nonzero(changed.max(axis=1) > 0)[0]
+  # LR pixel c covers HR rows [c·s, (c + 1)·s).
+  return max(c * scale - rows.min(), rows.max() - ((c + 1) * scale - 1)) / scale
+
+
 @pytest.mark.parametrize('scale', [2, 3, 4])
 def test_receptive_field_radius_matches_an_impulse_response(scale):
-  r = untrained_restorer(f'gaussian_x{scale},smoke', num_blocks=2)
+  """The network's radius is tight; the anchor's adds its low-pass reach. (The anchored output's far
+  changes, network tails through a 49-tap average, fall below float32 resolution: an upper bound only.)"""
+  r = untrained_restorer(f'gaussian_x{scale},smoke', num_blocks=2, anchor='none')
   radius = r.receptive_field
-  lr = np.random.default_rng(0).random((1, 51, 51, 3), np.float32) * 0.8
-  kernel = np.asarray(kernels.gaussian_kernel(15, 2.0, 1.5, 0.3))[None]
-  base = np.asarray(r.restore(lr, kernel))
-  lr[0, 25, 25] += 0.2
-  changed = np.abs(np.asarray(r.restore(lr, kernel)) - base).max(axis=(0, 3))
-  rows = np.nonzero(changed.max(axis=1) > 0)[0]
-  # LR pixel 25 covers HR rows [25·s, 26·s); the change reaches `extent` LR pixels beyond it.
-  extent = max(25 * scale - rows.min(), rows.max() - (26 * scale - 1)) / scale
-  assert radius - 1 < extent <= radius, (radius, extent)
+  assert radius - 1 < _impulse_extent(r, scale) <= radius, radius
+  anchored = untrained_restorer(f'gaussian_x{scale},smoke', num_blocks=2)
+  assert anchored.receptive_field == radius + sftmd_restorer.ANCHOR_REACH
+  assert sftmd_restorer.ANCHOR_REACH - 2 < _impulse_extent(anchored, scale) <= anchored.receptive_field
 
 
-def test_tiled_equals_untiled_when_the_overlap_covers_the_receptive_field(est, rest, photo, monkeypatch):
+def test_tiled_equals_untiled_when_the_overlap_covers_the_receptive_field(est, plain_rest, photo, monkeypatch):
+  rest = plain_rest
   assert rest.receptive_field == 15  # 1 block: 3 + 6 + 3 + 1 + ½ + 1 = 14.5 → 15.
   untiled, k_untiled = pipeline.super_resolve(photo[None], est, rest, tile=0)
   assert pipeline.default_overlap(rest, 60) == 15
@@ -100,13 +119,23 @@ def test_tiled_equals_untiled_when_the_overlap_covers_the_receptive_field(est, r
   np.testing.assert_array_equal(auto, tiled)
 
 
-def test_default_overlap_is_capped_at_a_quarter_tile(est, rest, photo, monkeypatch):
+def test_anchored_tiles_are_seamless_too(est, rest):
+  """The anchor's low-pass reaches 26 LR pixels further: with that overlap tiles still equal the whole."""
+  assert rest.receptive_field == 15 + sftmd_restorer.ANCHOR_REACH
+  lr = transform.rescale(skdata.chelsea(), 0.6, channel_axis=-1, anti_aliasing=True).astype(np.float32)[None]
+  untiled, _ = pipeline.super_resolve(lr, est, rest, tile=0)
+  tiled, _ = pipeline.super_resolve(lr, est, rest, tile=100, overlap=rest.receptive_field)  # 2 × 3 tiles
+  assert np.abs(tiled - untiled).max() <= 1e-6
+
+
+def test_default_overlap_is_capped_at_a_quarter_tile(est, plain_rest, photo, monkeypatch):
   """Below tile = 4 × radius the default overlap is tile // 4, and the seams stay negligible.
 
   References: the untiled SR of the same image, and the same tiles abutting (overlap 0). With the cap a
   tile narrower than twice the receptive-field radius still works; its seams, from the receptive field's
   outermost pixels only, stay at least 100× below abutting tiles' (measured 540× at tile 28, 5000× at 40).
   """
+  rest = plain_rest
   lr = photo[None]
   radius = rest.receptive_field
   assert radius == 15

@@ -1,11 +1,19 @@
 """SFTMD (IKC) as a restorer: trained on (LR, true kernel code) pairs, and its inference (paper §3.4).
 
+Its colours and brightness: with `restorer.anchor = 'bicubic'` (the default, and what bundles without
+the field get) the output keeps what the LR image already fixes, the bicubic upsampling's chroma
+(`color.with_luma_of`, SRCNN's convention) and its luma at the lowest frequencies (`ANCHOR_SIGMA`); the
+network supplies the luma detail. Training and inference alike. The shipped ×4 SFTMDs moved a colour
+photo's channel means by 6–8 levels (they trained on grayscale photos too); anchored, by < 0.2 levels,
+with chroma error at or below bicubic's and PSNR on Y up 0.1 dB (docs/conventions.md, "Colour").
+
 Same shape as `s2k_jax/estimator.py`. Training uses the shared driver (`loop.run`) and the same
 on-device degradation as the estimator; what differs is the state (SFTMD parameters plus the fixed PCA
 basis of the kernel code, `pca.restorer_code`), the step (L1, as IKC) and the evaluation (PSNR with
 the true kernel). `load` returns the `base.Restorer` the pipeline and evaluation use.
 """
 import functools
+import math
 import os
 from typing import Any
 
@@ -16,6 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from s2k_jax import color
 from s2k_jax import data
 from s2k_jax import degradation
 from s2k_jax import loop
@@ -28,6 +37,11 @@ from s2k_jax.restorers import base
 
 CHECKPOINT_KIND = 'sftmd_restorer'
 NAME = 'SFTMD'
+ANCHOR_MODES = ('bicubic', 'none')  # restorer.anchor: what the output keeps of the bicubic upsampling
+# Gaussian σ (LR pixels) of the luma the output takes from the bicubic upsampling: frequencies below
+# ~1/(2π·8) cycles per LR pixel, which blur kernels of the three families barely attenuate.
+ANCHOR_SIGMA = 8.0
+ANCHOR_REACH = math.ceil(3 * ANCHOR_SIGMA) + 2  # LR pixels: the low-pass, then Keys' cubic (2)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -52,6 +66,39 @@ def make_batch_fn(config: ml_collections.ConfigDict):
     return dict(hr=hr, lr=out['lr'], kernel=out['kernel'], noise_sigma=out['noise_sigma'])
 
   return batch_fn
+
+
+def anchor_mode(config: ml_collections.ConfigDict) -> str:
+  """restorer.anchor, checked; 'bicubic' for configs saved before the field existed."""
+  mode = config.restorer.get('anchor', 'bicubic')
+  if mode not in ANCHOR_MODES:
+    raise ValueError(f"restorer.anchor must be 'bicubic' (chroma and the lowest luma frequencies from the "
+                     f"bicubic upsampling) or 'none' (the network's output as it is), got {mode!r}.")
+  return mode
+
+
+def _lowpass(x: jax.Array, sigma: float) -> jax.Array:
+  """Separable Gaussian of (B, h, w, C), reflect-padded, truncated at 3σ (or the image): exact support."""
+  for axis in (1, 2):
+    half = min(math.ceil(3 * sigma), x.shape[axis] - 1)
+    taps = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (half, half)
+    padded = jnp.pad(x, pad, mode='reflect')
+    x = sum(float(t) * jax.lax.slice_in_dim(padded, i, i + x.shape[axis], axis=axis)
+            for i, t in enumerate(taps / taps.sum()))
+  return x
+
+
+def anchor_to_bicubic(sr: jax.Array, lr: jax.Array, scale: int) -> jax.Array:
+  """`sr` (B, h·s, w·s, 3) on the bicubic upsampling of `lr`: its chroma, and its luma low-passed at
+  `ANCHOR_SIGMA` (the grey difference averaged over each LR pixel's s×s block, low-passed on the LR
+  grid, Keys-upsampled). Unclipped, differentiable."""
+  bicubic = degradation.bicubic_upsample(lr, scale)
+  out = color.with_luma_of(bicubic, sr)
+  b, height, width, c = out.shape
+  blocks = (bicubic - out).reshape(b, height // scale, scale, width // scale, scale, c).mean(axis=(2, 4))
+  return out + jax.image.resize(_lowpass(blocks, ANCHOR_SIGMA), out.shape, 'bicubic')
 
 
 def create_model(config: ml_collections.ConfigDict) -> sftmd.SFTMD:
@@ -83,6 +130,15 @@ def kernel_codes(state: Any, kernels: jax.Array, noise_sigma: jax.Array | None,
   return pca.restorer_code(kernels, state.pca, noise_sigma if with_noise(config) else None)
 
 
+def predict(state: Any, params: Any, lr: jax.Array, code: jax.Array, config: ml_collections.ConfigDict,
+            clip: bool) -> jax.Array:
+  """SFTMD's SR of `lr` for `code`, anchored per `restorer.anchor`, clipped to [0, 1] if `clip`."""
+  sr = state.apply_fn({'params': params}, lr, code, clip=False)
+  if anchor_mode(config) == 'bicubic':
+    sr = anchor_to_bicubic(sr, lr, int(config.degradation.scale))
+  return jnp.clip(sr, 0.0, 1.0) if clip else sr
+
+
 def train_step(state: RestorerState, batch: dict[str, jax.Array], key: jax.Array, *,
                config: ml_collections.ConfigDict) -> tuple[RestorerState, dict[str, jax.Array]]:
   """One L1 step of SFTMD on (LR, true kernel code) → HR."""
@@ -91,7 +147,7 @@ def train_step(state: RestorerState, batch: dict[str, jax.Array], key: jax.Array
 
   def loss_fn(params):
     # L1 on the raw output: always a gradient towards the target (see SFTMD.__call__'s `clip`).
-    sr = state.apply_fn({'params': params}, batch['lr'], code, clip=False)
+    sr = predict(state, params, batch['lr'], code, config, clip=False)
     return jnp.mean(jnp.abs(sr - batch['hr'])), sr
 
   (loss, sr), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -103,7 +159,7 @@ def train_step(state: RestorerState, batch: dict[str, jax.Array], key: jax.Array
 def eval_step(state: RestorerState, batch: dict[str, jax.Array], *, config) -> dict[str, jax.Array]:
   """SR with the true kernels, its PSNR, and the PSNR of bicubic upsampling (the kernel-free baseline)."""
   code = kernel_codes(state, batch['kernel'], batch['noise_sigma'], config)
-  sr = state.apply_fn({'params': state.params}, batch['lr'], code)
+  sr = predict(state, state.params, batch['lr'], code, config, clip=True)
   bicubic = degradation.bicubic_upsample(batch['lr'], int(config.degradation.scale))
   return dict(sr=sr, psnr=metrics.psnr_rgb(sr, batch['hr']), psnr_bicubic=metrics.psnr_rgb(bicubic, batch['hr']))
 
@@ -153,6 +209,7 @@ def checkpoint_meta(config: ml_collections.ConfigDict) -> dict:
 def task(config: ml_collections.ConfigDict) -> loop.Task:
   """SFTMD as a task of the shared training driver; the PCA basis is fitted once here (seeded)."""
   inputs = data.task_inputs(config)  # Checks the config before the basis is fitted.
+  anchor_mode(config)
   basis = fit_basis(config)
   batch_fn = make_batch_fn(config)
   return loop.Task(
@@ -182,16 +239,17 @@ def _basis_shapes(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
 def _restore(state, lr, kernels, noise_sigma, scale, config):
   del scale  # One per model: Restorer.resolve_scale has checked it.
   code = kernel_codes(state, kernels, noise_sigma, config)
-  return state.apply_fn({'params': state.params}, lr, code)
+  return predict(state, state.params, lr, code, config, clip=True)
 
 
 def from_state(config: ml_collections.ConfigDict, state: Any, step: int = 0,
                directory: str = '') -> base.Restorer:
   """A `base.Restorer` around an SFTMD state (a RestorerState or its `modelio.InferenceState`)."""
+  reach = ANCHOR_REACH if anchor_mode(config) == 'bicubic' else 0
   return base.Restorer(
       name=NAME, config=config, state=state, step=step, directory=directory,
       apply=functools.partial(_restore, config=ml_collections.FrozenConfigDict(config)),
-      receptive_field=sftmd.receptive_field_radius(config.degradation.scale, config.restorer.num_blocks),
+      receptive_field=sftmd.receptive_field_radius(config.degradation.scale, config.restorer.num_blocks) + reach,
       kernel_size=int(config.restorer.kernel_size), takes_noise=with_noise(config),
       scales=(int(config.degradation.scale),), families=(str(config.degradation.family),))
 
