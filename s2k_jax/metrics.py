@@ -34,14 +34,14 @@ SSIM_C2 = (0.03 * PEAK) ** 2
 KL_EPS = 1e-10
 
 
-def _gaussian_taps(size: int, sigma: float) -> np.ndarray:
+def gaussian_taps(size: int, sigma: float) -> np.ndarray:
   """Normalised 1-D Gaussian, the factor of MATLAB's fspecial('gaussian') / OpenCV's 2-D window."""
   offsets = np.arange(size) - (size - 1) / 2
   taps = np.exp(-offsets ** 2 / (2 * sigma ** 2))
   return (taps / taps.sum()).astype(np.float32)
 
 
-_SSIM_TAPS = _gaussian_taps(SSIM_WINDOW, SSIM_SIGMA)
+_SSIM_TAPS = gaussian_taps(SSIM_WINDOW, SSIM_SIGMA)
 
 
 # ----------------------------------------------------------------------------------------------

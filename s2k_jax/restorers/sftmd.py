@@ -81,12 +81,12 @@ def _lowpass(x: jax.Array, sigma: float) -> jax.Array:
   """Separable Gaussian of (B, h, w, C), reflect-padded, truncated at 3σ (or the image): exact support."""
   for axis in (1, 2):
     half = min(math.ceil(3 * sigma), x.shape[axis] - 1)
-    taps = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
+    taps = metrics.gaussian_taps(2 * half + 1, sigma)
     pad = [(0, 0)] * x.ndim
     pad[axis] = (half, half)
     padded = jnp.pad(x, pad, mode='reflect')
     x = sum(float(t) * jax.lax.slice_in_dim(padded, i, i + x.shape[axis], axis=axis)
-            for i, t in enumerate(taps / taps.sum()))
+            for i, t in enumerate(taps))
   return x
 
 
@@ -245,11 +245,13 @@ def _restore(state, lr, kernels, noise_sigma, scale, config):
 def from_state(config: ml_collections.ConfigDict, state: Any, step: int = 0,
                directory: str = '') -> base.Restorer:
   """A `base.Restorer` around an SFTMD state (a RestorerState or its `modelio.InferenceState`)."""
-  reach = ANCHOR_REACH if anchor_mode(config) == 'bicubic' else 0
+  reach = sftmd.receptive_field_radius(config.degradation.scale, config.restorer.num_blocks)
+  if anchor_mode(config) == 'bicubic':
+    reach += ANCHOR_REACH
   return base.Restorer(
       name=NAME, config=config, state=state, step=step, directory=directory,
       apply=functools.partial(_restore, config=ml_collections.FrozenConfigDict(config)),
-      receptive_field=sftmd.receptive_field_radius(config.degradation.scale, config.restorer.num_blocks) + reach,
+      receptive_field=reach,
       kernel_size=int(config.restorer.kernel_size), takes_noise=with_noise(config),
       scales=(int(config.degradation.scale),), families=(str(config.degradation.family),))
 
