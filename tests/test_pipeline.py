@@ -1,5 +1,6 @@
 """Tests for the blind SR pipeline (s2k_jax/pipeline.py): shapes, grouping, tiling, checks, files."""
 import dataclasses
+import functools
 
 import jax
 import numpy as np
@@ -46,7 +47,8 @@ def photo():
 def untrained_restorer(arg: str, **restorer_overrides) -> base.Restorer:
   config = sftmd_config.get_config(arg)
   config.restorer.update(restorer_overrides)
-  state = sftmd_restorer.create_train_state(config, sftmd_restorer.fit_basis(config), jax.random.key(1))
+  state = jax.jit(functools.partial(sftmd_restorer.create_train_state, config))(
+      sftmd_restorer.fit_basis(config), jax.random.key(1))
   return sftmd_restorer.from_state(config, state, directory=f'<untrained {arg}>')
 
 
@@ -262,7 +264,8 @@ def test_a_multi_scale_restorer_runs_at_the_estimators_scale(est):
   from configs import usrnet as usrnet_config  # pylint: disable=g-import-not-at-top
   from s2k_jax.restorers import usrnet as usrnet_restorer  # pylint: disable=g-import-not-at-top
   config = usrnet_config.get_config('mixed,smoke')
-  rest = usrnet_restorer.from_state(config, usrnet_restorer.create_train_state(config, jax.random.key(0)))
+  state = jax.jit(functools.partial(usrnet_restorer.create_train_state, config))(jax.random.key(0))
+  rest = usrnet_restorer.from_state(config, state)
   pipeline.check_compatible(est, rest)
   pipeline.check_compatible(est, rest, scale=4)
   with pytest.raises(pipeline.IncompatibleModelsError, match=r'reads ×4 LR spectra, not ×2'):
@@ -280,8 +283,8 @@ def test_a_mixed_family_estimator_needs_a_restorer_of_every_family(est):
   config.degradation.family = kernels.MIXED
   mixed = dataclasses.replace(est, config=config)
   usrnet_cfg = usrnet_config.get_config('mixed,smoke')
-  pipeline.check_compatible(mixed, usrnet_restorer.from_state(
-      usrnet_cfg, usrnet_restorer.create_train_state(usrnet_cfg, jax.random.key(0))), scale=4)
+  state = jax.jit(functools.partial(usrnet_restorer.create_train_state, usrnet_cfg))(jax.random.key(0))
+  pipeline.check_compatible(mixed, usrnet_restorer.from_state(usrnet_cfg, state), scale=4)
   with pytest.raises(pipeline.IncompatibleModelsError, match='knows mixed kernels but the restorer was trained '
                      'on gaussian kernels only; use a restorer trained on motion, disk kernels'):
     pipeline.check_compatible(mixed, untrained_restorer('gaussian_x4,smoke'))

@@ -42,7 +42,7 @@ def test_step_lowers_l1_on_a_fixed_batch(anchor, factor):
   # The smoke preset's 4-step cosine schedule would reach lr 0 by step 4.
   config.train.num_steps, config.train.learning_rate = 1000, 1e-3
   basis = sftmd_restorer.fit_basis(config)
-  state = sftmd_restorer.create_train_state(config, basis, jax.random.key(0))
+  state = jax.jit(functools.partial(sftmd_restorer.create_train_state, config))(basis, jax.random.key(0))
   mesh = loop.make_mesh()
   hr = loop.shard_batch(data.create_eval_batch(config, 8), mesh)['hr']
   batch = jax.jit(sftmd_restorer.make_batch_fn(config))(hr, jax.random.key(3))
@@ -63,7 +63,8 @@ def test_outputs_beyond_a_target_on_the_bound_are_pulled_back():
   config = sftmd_config.get_config('gaussian_x4,smoke')
   config.restorer.anchor = 'none'
   config.train.num_steps = 1000
-  state = sftmd_restorer.create_train_state(config, sftmd_restorer.fit_basis(config), jax.random.key(0))
+  state = jax.jit(functools.partial(sftmd_restorer.create_train_state, config))(
+      sftmd_restorer.fit_basis(config), jax.random.key(0))
   bias = state.params['out_conv']['bias']
   state = state.replace(params={**state.params, 'out_conv': {**state.params['out_conv'], 'bias': bias - 5.0}})
   lr = jnp.full((2, 8, 8, 3), 0.5)
@@ -79,7 +80,7 @@ def test_outputs_beyond_a_target_on_the_bound_are_pulled_back():
 def test_codes_use_the_basis_and_resize_foreign_kernel_sizes():
   config = sftmd_config.get_config('gaussian_x4,smoke')
   basis = sftmd_restorer.fit_basis(config)
-  state = sftmd_restorer.create_train_state(config, basis, jax.random.key(0))
+  state = jax.jit(functools.partial(sftmd_restorer.create_train_state, config))(basis, jax.random.key(0))
   k23 = kernels.resize_canvas(kernels.gaussian_kernel(15, 2.0, 1.2, 0.4)[None], 23)
   code = sftmd_restorer.kernel_codes(state, k23, None, config)
   expected = (np.asarray(kernels.gaussian_kernel(15, 2.0, 1.2, 0.4)).reshape(-1) - basis['mean']) \
@@ -104,7 +105,7 @@ def test_trained_restorer_loads_and_restores_odd_sizes(smoke_restorer_workdir):
 def test_restore_shapes_for_every_scale(scale):
   config = sftmd_config.get_config(f'disk_x{scale},smoke')
   basis = pca.fit_pca(np.asarray(kernels.sample_kernels(jax.random.key(0), 64, config.degradation)), 10)
-  state = sftmd_restorer.create_train_state(config, basis, jax.random.key(1))
+  state = jax.jit(functools.partial(sftmd_restorer.create_train_state, config))(basis, jax.random.key(1))
   r = sftmd_restorer.from_state(config, state, directory='')
   sr = r.restore(jnp.zeros((1, 7, 9, 3)), jnp.asarray(kernels.disk_kernel(2.0, 15))[None])
   assert sr.shape == (1, 7 * scale, 9 * scale, 3)
@@ -119,7 +120,8 @@ def test_load_restorer_refuses_an_estimator(smoke_estimator_workdir):
 def test_anchor_keeps_bicubic_chroma_and_lowest_luma_frequencies(mode):
   config = sftmd_config.get_config('gaussian_x2,smoke')
   config.restorer.anchor = mode
-  state = sftmd_restorer.create_train_state(config, sftmd_restorer.fit_basis(config), jax.random.key(0))
+  state = jax.jit(functools.partial(sftmd_restorer.create_train_state, config))(
+      sftmd_restorer.fit_basis(config), jax.random.key(0))
   lr = jax.random.uniform(jax.random.key(1), (2, 30, 34, 3))
   code = sftmd_restorer.kernel_codes(state, jnp.asarray(kernels.sample_kernels(
       jax.random.key(2), 2, config.degradation)), None, config)

@@ -43,7 +43,7 @@ def test_config_argument_and_fields_are_checked():
 def test_hyper_lr_scale_scales_the_hyper_network_updates_only():
   config = usrnet_config.get_config('gaussian,smoke')
   config.train.schedule = 'constant'
-  params = usrnet.create_train_state(config, jax.random.key(0)).params
+  params = jax.jit(functools.partial(usrnet.create_train_state, config))(jax.random.key(0)).params
   grads = jax.tree.map(lambda p: jnp.full_like(p, 0.3), params)
   plain = usrnet.create_optimizer(config)
   assert type(plain.init(params)) is type(loop.create_optimizer(config).init(params))  # old runs resume
@@ -74,7 +74,7 @@ def test_batches_degrade_one_crop_at_every_scale_with_one_kernel():
 def test_steps_cycle_over_the_scales_and_lower_the_loss():
   config = usrnet_config.get_config('gaussian,smoke')
   config.train.num_steps, config.train.learning_rate, config.train.schedule = 1000, 3e-3, 'constant'
-  state = usrnet.create_train_state(config, jax.random.key(0))
+  state = jax.jit(functools.partial(usrnet.create_train_state, config))(jax.random.key(0))
   hr = jnp.asarray(data.create_eval_batch(config, 4)['hr'])
   batch = jax.jit(usrnet.make_batch_fn(config))(hr, jax.random.key(1))
   steps = [jax.jit(functools.partial(usrnet.train_step, config=config, variant=v)) for v in range(3)]

@@ -60,7 +60,7 @@ def test_steps_lower_the_l1_loss_on_a_fixed_batch():
   config = smoke_config()
   mesh = loop.make_mesh()
   batch = fixed_batch(config, mesh)
-  state = estimator.create_train_state(config, jax.random.key(0))
+  state = jax.jit(functools.partial(estimator.create_train_state, config))(jax.random.key(0))
   step = jax.jit(functools.partial(estimator.train_step, config=config))
   key = jax.random.key(1)
   history = []
