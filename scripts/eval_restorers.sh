@@ -6,6 +6,7 @@
 # are fresh trajectories (motion_bank_size=0): no estimator or restorer trained on them.
 #   bash scripts/eval_restorers.sh [USRNET_BUNDLE] [OUT]   (default: the shipped bundle, runs/eval_restorers)
 #   SFTMD_DIR=runs/bundles bash scripts/eval_restorers.sh   (SFTMD bundles sftmd_<family>_x4.npz from there)
+# The tables of docs/results.md §4 end up in OUT/tables.md (scripts/collect_restorers.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -19,6 +20,7 @@ estimator() { $PY -c "from s2k_jax import modelio
 try: print(modelio.pretrained_estimator('$1', $2))
 except ValueError: pass"; }
 mkdir -p "$OUT"
+reports=()
 for family in gaussian motion disk; do
   fresh=(); [ "$family" = motion ] && fresh=(--config.degradation.motion_bank_size=0)
   for scale in 4 2; do
@@ -31,6 +33,7 @@ for family in gaussian motion disk; do
     [ -f "$SFTMD_DIR/sftmd_${family}_x${scale}.npz" ] && models+=(--restorer "$SFTMD_DIR/sftmd_${family}_x${scale}.npz")
     $PY evaluate.py "${models[@]}" --testset "$set_dir" --out "$OUT/${family}_x${scale}" > /dev/null
     echo "$OUT/${family}_x${scale}/results.md"
+    reports+=("$OUT/${family}_x${scale}")
   done
 done
 # Gaussian ×4 with noise σ ~ U[0, 3%] and 8-bit LR (the restorers are given the true σ).
@@ -40,3 +43,6 @@ set_dir="$OUT/testsets/gaussian_x4_noise3"
 $PY evaluate.py --restorer "$USRNET" --restorer "$SFTMD_DIR/sftmd_gaussian_x4.npz" \
     --estimator "$(estimator gaussian 4)" --testset "$set_dir" --out "$OUT/gaussian_x4_noise3" > /dev/null
 echo "$OUT/gaussian_x4_noise3/results.md"
+reports+=("$OUT/gaussian_x4_noise3")
+$PY scripts/collect_restorers.py "${reports[@]}" > "$OUT/tables.md"
+echo "$OUT/tables.md"
