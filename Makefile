@@ -29,7 +29,7 @@ sr: setup
 	$(VENV)/bin/s2k-sr $(IMAGES) --out $(OUT)
 
 test: setup
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 --durations=15 tests   # the slowest tests listed: the suite should stay under ~10 min on 2 cores
 
 bench: setup
 	$(PY) benchmarks/run.py

@@ -1,5 +1,5 @@
-"""Test session set-up: 8 virtual CPU devices so sharded code paths run as on a pod slice, and one
-on-disk XLA compilation cache for the session.
+"""Test session set-up: 8 virtual CPU devices so sharded code paths run as on a pod slice, one on-disk
+XLA compilation cache for the session, and :smoke models trained once for all workers.
 
 Each `train_and_evaluate` (and each train.py / evaluate.py / s2k-sr subprocess) jits fresh closures and
 so recompiles what an earlier run compiled: ≈ 20 s of the ≈ 25 s a :smoke run takes on 2 CPU cores. The
@@ -8,6 +8,7 @@ those programs instead. A cached executable is the same machine code, so no comp
 directory is made by the first process of the session and removed when it exits.
 """
 import atexit
+import fcntl
 import os
 import shutil
 import tempfile
@@ -24,31 +25,42 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:  # The controller (or a run wi
 import pytest  # noqa: E402  (after the XLA flags above)
 
 
+def _trained_once(tmp_path_factory, name, make_config):
+  """Trains `make_config()` once per test session, shared by the pytest-xdist workers (read-only).
+
+  The first worker to ask trains it under a file lock in the session's common temporary folder; the
+  others wait for it instead of training their own copy on the same 2 cores.
+  """
+  from s2k_jax import tasks  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    root = root.parent  # The workers' folders (popen-gw0, ...) share this parent.
+  workdir = root / name
+  with open(root / f'{name}.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # Released when the file closes.
+    if not (root / f'{name}.done').exists():
+      shutil.rmtree(workdir, ignore_errors=True)  # A run that failed part-way.
+      tasks.train_and_evaluate(make_config(), str(workdir))
+      (root / f'{name}.done').touch()
+  return workdir
+
+
 @pytest.fixture(scope='session')
 def smoke_estimator_workdir(tmp_path_factory):
-  """A Gaussian S2K estimator trained for the :smoke preset's 4 steps, shared by the tests of one worker."""
+  """A Gaussian S2K estimator trained for the :smoke preset's 4 steps."""
   from configs import gaussian  # pylint: disable=g-import-not-at-top
-  from s2k_jax import tasks  # pylint: disable=g-import-not-at-top
-  workdir = tmp_path_factory.mktemp('smoke_estimator')
-  tasks.train_and_evaluate(gaussian.get_config('smoke'), str(workdir))
-  return workdir
+  return _trained_once(tmp_path_factory, 'smoke_estimator', lambda: gaussian.get_config('smoke'))
 
 
 @pytest.fixture(scope='session')
 def smoke_restorer_workdir(tmp_path_factory):
-  """A ×4 Gaussian SFTMD trained for the :smoke preset's 4 steps, shared by the tests of one worker."""
+  """A ×4 Gaussian SFTMD trained for the :smoke preset's 4 steps."""
   from configs import sftmd  # pylint: disable=g-import-not-at-top
-  from s2k_jax import tasks  # pylint: disable=g-import-not-at-top
-  workdir = tmp_path_factory.mktemp('smoke_restorer')
-  tasks.train_and_evaluate(sftmd.get_config('gaussian_x4,smoke'), str(workdir))
-  return workdir
+  return _trained_once(tmp_path_factory, 'smoke_restorer', lambda: sftmd.get_config('gaussian_x4,smoke'))
 
 
 @pytest.fixture(scope='session')
 def smoke_usrnet_workdir(tmp_path_factory):
-  """A mixed-family USRNet (×2/×3/×4) trained for the :smoke preset's 4 steps, shared per worker."""
+  """A mixed-family USRNet (×2/×3/×4) trained for the :smoke preset's 4 steps."""
   from configs import usrnet  # pylint: disable=g-import-not-at-top
-  from s2k_jax import tasks  # pylint: disable=g-import-not-at-top
-  workdir = tmp_path_factory.mktemp('smoke_usrnet')
-  tasks.train_and_evaluate(usrnet.get_config('mixed,smoke'), str(workdir))
-  return workdir
+  return _trained_once(tmp_path_factory, 'smoke_usrnet', lambda: usrnet.get_config('mixed,smoke'))
