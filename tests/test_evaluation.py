@@ -272,10 +272,12 @@ def reference_psnr_ssim(sr, hr, scale):
 
 # |metrics − scikit-image| on SR outputs. docs/conventions.md states ≤ 5e-6 dB and ≤ 2e-7 (SSIM) from
 # scikit-image on four skimage.data photos; on restorer outputs float32 scoring reaches more: measured
-# ≤ 7.0e-6 dB and ≤ 5.7e-7 (a float64 transcription of metrics.py's formula equals scikit-image exactly,
-# so the difference is float32 round-off, not convention).
+# ≤ 7.0e-6 dB and ≤ 5.7e-7 with XLA's default code generation, and SSIM 1.3e-6 (bicubic rows) at the
+# test session's LLVM optimisation level 0 (tests/conftest.py), which rounds in another order. A float64
+# transcription of metrics.py's formula equals scikit-image exactly, so the difference is float32
+# round-off, not convention.
 SR_PSNR_ATOL = 1e-5
-SR_SSIM_ATOL = 1e-6
+SR_SSIM_ATOL = 2e-6
 
 
 def assert_sr_scores_match_scikit_image(result, testset):
@@ -342,7 +344,7 @@ def test_sr_scores_match_scikit_image_on_the_restorer_outputs(tmp_path, small_te
   (Gaussian 11×11, σ 1.5, population covariances, data_range 255) on a BT.601 Y channel computed in
   float64 numpy from its formula, border of the scale cropped (`reference_psnr_ssim`); the SR outputs
   themselves are checked against one plain, unsharded `Restorer.restore` call per image. Bounds:
-  `SR_PSNR_ATOL`, `SR_SSIM_ATOL` (measured here ≤ 3.0e-6 dB and ≤ 2.2e-7). Kernel scores of the
+  `SR_PSNR_ATOL`, `SR_SSIM_ATOL` (measured here ≤ 3.0e-6 dB and ≤ 2.2e-7 at XLA's default, 1.3e-6 at level 0). Kernel scores of the
   gaussian run are checked against numpy float64 Eq. 13 (no flip invariance).
   """
   est = estimator.load(str(smoke_estimator_workdir))
