@@ -164,13 +164,16 @@ def saturation_ratio(a: jnp.ndarray, b: jnp.ndarray, *, crop_border: int = 0) ->
                                                                     1e-12)
 
 
+def correlate_valid(x: jnp.ndarray, taps: np.ndarray, axis: int) -> jnp.ndarray:
+  """1-D correlation of `x` with `taps` along `axis` at every valid position, as a weighted sum of
+  shifted slices: that axis shrinks by len(taps) − 1."""
+  n = x.shape[axis] - len(taps) + 1
+  return sum(float(w) * jax.lax.slice_in_dim(x, i, i + n, axis=axis) for i, w in enumerate(taps))
+
+
 def _gaussian_valid(x: jnp.ndarray) -> jnp.ndarray:
   """(..., H, W) → (..., H − 10, W − 10): the separable 11×11 Gaussian at every valid position."""
-  n = len(_SSIM_TAPS)
-  rows = x.shape[-2] - n + 1
-  x = sum(float(w) * x[..., i:i + rows, :] for i, w in enumerate(_SSIM_TAPS))
-  cols = x.shape[-1] - n + 1
-  return sum(float(w) * x[..., i:i + cols] for i, w in enumerate(_SSIM_TAPS))
+  return correlate_valid(correlate_valid(x, _SSIM_TAPS, x.ndim - 2), _SSIM_TAPS, x.ndim - 1)
 
 
 def _ssim_per_channel(pair: jnp.ndarray) -> jnp.ndarray:

@@ -81,12 +81,10 @@ def _lowpass(x: jax.Array, sigma: float) -> jax.Array:
   """Separable Gaussian of (B, h, w, C), reflect-padded, truncated at 3σ (or the image): exact support."""
   for axis in (1, 2):
     half = min(math.ceil(3 * sigma), x.shape[axis] - 1)
-    taps = metrics.gaussian_taps(2 * half + 1, sigma)
     pad = [(0, 0)] * x.ndim
     pad[axis] = (half, half)
-    padded = jnp.pad(x, pad, mode='reflect')
-    x = sum(float(t) * jax.lax.slice_in_dim(padded, i, i + x.shape[axis], axis=axis)
-            for i, t in enumerate(taps))
+    taps = metrics.gaussian_taps(2 * half + 1, sigma)
+    x = metrics.correlate_valid(jnp.pad(x, pad, mode='reflect'), taps, axis)
   return x
 
 
