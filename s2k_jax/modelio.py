@@ -291,7 +291,8 @@ def warm_start(part: Any, source: str, kind: str,
 # gaussian_estimator.npz, the clean-LR Gaussian one of docs/results.md §1–2, ships beside them.
 PRETRAINED_ESTIMATORS = {('gaussian', 4): 'gaussian_x4_estimator.npz', ('motion', 4): 'motion_x4_estimator.npz',
                          ('disk', 4): 'disk_estimator.npz', ('gaussian', 2): 'gaussian_x2_estimator.npz',
-                         ('motion', 2): 'motion_x2_estimator.npz', ('motion', 3): 'motion_x3_estimator.npz'}
+                         ('motion', 2): 'motion_x2_estimator.npz', ('motion', 3): 'motion_x3_estimator.npz',
+                         ('disk', 2): 'disk_x2_estimator.npz'}
 CLEAN_LR_ESTIMATOR = 'gaussian_estimator.npz'  # the paper's setting; docs/results.md §1–3
 ESTIMATOR_SCALE = 4  # the scale s2k-sr uses when --scale is not given
 # Restorers by name: SFTMD one per (family, scale); USRNet one for every family and scale.
@@ -320,10 +321,9 @@ def pretrained_estimator(family: str, scale: int = ESTIMATOR_SCALE) -> str:
                      f'{", ".join(estimator_families())}.')
   if (family, scale) not in PRETRAINED_ESTIMATORS:
     shipped = ', '.join(f'×{s}' for f, s in sorted(PRETRAINED_ESTIMATORS) if f == family)
-    # The recipe of the family's shipped ×4 model: :photo, but disk's :photo twin measured worse (§5).
-    preset = 'cpu' if family == 'disk' else 'photo'
+    # The real-photo recipe (:photo) of every shipped estimator at ×2 and ×3 (docs/results.md §5).
     raise ValueError(f'the shipped {family} estimators read {shipped} LR images, not ×{scale}; train one '
-                     f'(python train.py --config configs/{family}.py:{preset} '
+                     f'(python train.py --config configs/{family}.py:photo '
                      f'--config.degradation.scale={scale} '
                      '--workdir runs/est) and pass it with --estimator.')
   return pretrained_path(PRETRAINED_ESTIMATORS[(family, scale)])

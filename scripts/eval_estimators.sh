@@ -3,14 +3,16 @@
 # degradations each, kernels of FAMILY (default gaussian) at ×SCALE, as clean 8-bit PNG, JPEG q75, JPEG
 # q90 and with noise σ ~ U[0, 4%] (mean 2%); every estimator bundle given is scored against the family's
 # mean kernel. Test kernels are drawn with seed 3, independently of training; motion ones are fresh
-# trajectories (motion_bank_size=0), in no training bank.
-#   [FAMILY=motion] bash scripts/eval_estimators.sh OUT SCALE ESTIMATOR.npz [ESTIMATOR.npz ...]
+# trajectories (motion_bank_size=0), in no training bank. SEED=4 draws a second, independent set (to
+# re-check a checkpoint that was chosen on the seed-3 sets).
+#   [FAMILY=motion] [SEED=4] bash scripts/eval_estimators.sh OUT SCALE ESTIMATOR.npz [ESTIMATOR.npz ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=$1; SCALE=$2; shift 2
 COPIES=${COPIES:-10}
 FAMILY=${FAMILY:-gaussian}
+SEED=${SEED:-3}
 FRESH=""; [ "$FAMILY" = gaussian ] || [ "$FAMILY" = disk ] || FRESH="--config.degradation.motion_bank_size=0"
 declare -A CONDITIONS=(
   [clean]="--config.degradation.noise_max=0 --config.degradation.quantize=True --config.degradation.jpeg_prob=0"
@@ -21,7 +23,7 @@ for condition in clean jpeg75 jpeg90 noise4; do
   set_dir="$OUT/testsets/${FAMILY}_x${SCALE}_$condition"
   # shellcheck disable=SC2086
   [ -d "$set_dir" ] || $PY -m s2k_jax.make_testset --config "configs/$FAMILY.py:cpu" --config.degradation.scale="$SCALE" \
-      ${CONDITIONS[$condition]} $FRESH --copies "$COPIES" --seed 3 --out "$set_dir"
+      ${CONDITIONS[$condition]} $FRESH --copies "$COPIES" --seed "$SEED" --out "$set_dir"
   for est in "$@"; do
     name=$(basename "$est" .npz)
     res="$OUT/${FAMILY}_x${SCALE}/$condition/$name"

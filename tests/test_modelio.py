@@ -193,10 +193,10 @@ def test_shipped_models_load_and_are_compact():
     modelio.pretrained_restorer('disk', 3, 'sftmd')
   with pytest.raises(ValueError, match='no shipped restorer named'):
     modelio.pretrained_restorer('disk', 3, 'edsr')
-  with pytest.raises(ValueError, match=r'the shipped disk estimators read ×4 LR images, not ×2; train one'):
-    modelio.pretrained_estimator('disk', 2)
-  # Each hint names the recipe of that family's shipped ×4 model (disk's :photo measured worse).
-  with pytest.raises(ValueError, match=r'configs/disk\.py:cpu '):
+  with pytest.raises(ValueError, match=r'the shipped disk estimators read ×2, ×4 LR images, not ×3; train one'):
+    modelio.pretrained_estimator('disk', 3)
+  # Each hint names the real-photo recipe that trained the shipped ×2 and ×3 models.
+  with pytest.raises(ValueError, match=r'configs/disk\.py:photo --config\.degradation\.scale=3 '):
     modelio.pretrained_estimator('disk', 3)
   with pytest.raises(ValueError, match=r'configs/gaussian\.py:photo '):
     modelio.pretrained_estimator('gaussian', 3)
