@@ -2,7 +2,7 @@
 # Held-out evaluation of the restorers (docs/results.md §4): test sets of the two held-out bundled
 # photos, COPIES degradations each, for every family at ×2 and ×4 (clean) and Gaussian ×4 with noise;
 # bicubic, and each restorer with the family's mean kernel, the default shipped S2K estimator's kernel
-# (modelio.pretrained_estimator: what s2k-sr uses; none for disk ×2) and the true kernel. Motion kernels
+# (modelio.pretrained_estimator: what s2k-sr uses; none where none ships) and the true kernel. Motion kernels
 # are fresh trajectories (motion_bank_size=0): no estimator or restorer trained on them.
 #   bash scripts/eval_restorers.sh [USRNET_BUNDLE] [OUT]   (default: the shipped bundle, runs/eval_restorers)
 #   SFTMD_DIR=runs/bundles bash scripts/eval_restorers.sh   (SFTMD bundles sftmd_<family>_x4.npz from there)
