@@ -4,7 +4,9 @@ One module per model, all of the same shape (`restorers/sftmd.py` is its neighbo
   * training: `make_batch_fn` (HR crops → LR → amplitude spectrum and Kernel↑ target, on the device),
     `create_train_state`, `train_step` (one pure, jitted GAN step: the discriminator update of Eq. 12,
     then the generator update of Eq. 11 through the updated discriminator, as pix2pix does),
-    `eval_step`, `summarize_eval` and `task`, which hands them to the shared driver `loop.run`;
+    `eval_step`, `summarize_eval` and `task`, which hands them to the shared driver `loop.run`; with
+    `train.ema_decay` > 0 the generator also keeps an exponential moving average of its weights, which
+    evaluation, `load` and export read instead of the raw weights;
   * inference: `load` rebuilds the generator from the config saved with a checkpoint or bundle (so
     inference never guesses sizes or conventions) and `estimate_kernels` runs it, jitted, on a batch of
     LR images of one size.
@@ -59,6 +61,13 @@ def check_model_fields(config: ml_collections.ConfigDict) -> None:
                      f'{config.degradation.scale}): one tile, the same as crop mode. Set --config.data.hr_crop '
                      f'to at least {(size + size // 2) * int(config.degradation.scale)} (e.g. '
                      f'{2 * size * int(config.degradation.scale)}: 3×3 tiles), or leave spectrum.mode unset.')
+  if not 0.0 <= ema_decay(config) < 1.0:
+    raise ValueError(f'train.ema_decay must be in [0, 1) (0: no moving average of the generator\'s weights; '
+                     f'e.g. 0.999), got {ema_decay(config)}.')
+
+
+def ema_decay(config: ml_collections.ConfigDict) -> float:
+  return float(config.train.get('ema_decay', 0.0))  # configs saved before the field: no average
 
 
 def make_batch_fn(
@@ -89,6 +98,20 @@ def make_batch_fn(
 
 class TrainState(train_state.TrainState):
   batch_stats: Any = None
+  ema_params: Any = None  # the generator's moving-average weights (train.ema_decay > 0), else None
+
+
+def update_ema(gs: TrainState, decay: float) -> TrainState:
+  """ema ← d·ema + (1 − d)·params after an update, d = min(decay, (1 + t) / (10 + t)) at step t (the
+  warm-up of TensorFlow's ExponentialMovingAverage: early steps, far from the end, count less)."""
+  t = gs.step.astype(jnp.float32)
+  d = jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+  return gs.replace(ema_params=jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, gs.ema_params, gs.params))
+
+
+def inference_weights(gs: TrainState) -> TrainState:
+  """The generator as evaluation and inference read it: its moving average where it keeps one."""
+  return gs if gs.ema_params is None else gs.replace(params=gs.ema_params)
 
 
 def create_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
@@ -106,9 +129,10 @@ def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> dic
   gvars = gen.init({'params': k_gen, 'dropout': k_drop}, x, train=False)
   dvars = disc.init({'params': k_disc}, x, x, train=False)
   tx = loop.create_optimizer(config)
+  ema = gvars['params'] if ema_decay(config) > 0 else None
   return {
       'gen': TrainState.create(apply_fn=gen.apply, params=gvars['params'], tx=tx,
-                               batch_stats=gvars.get('batch_stats', {})),
+                               batch_stats=gvars.get('batch_stats', {}), ema_params=ema),
       'disc': TrainState.create(apply_fn=disc.apply, params=dvars['params'], tx=tx,
                                 batch_stats=dvars.get('batch_stats', {})),
   }
@@ -152,14 +176,17 @@ def train_step(state: dict[str, TrainState], batch: dict[str, jax.Array], key: j
   (g_loss, terms), d_fake_map = jax.value_and_grad(gen_loss, has_aux=True)(fake)
   (g_grads,) = gen_vjp(d_fake_map)
   gs = gs.apply_gradients(grads=g_grads, batch_stats=gen_stats)
+  if gs.ema_params is not None:
+    gs = update_ema(gs, ema_decay(config))
 
   metrics = dict(g_loss=g_loss, d_loss=d_loss, d_real=d_real, d_fake=d_fake, **terms)
   return {'gen': gs, 'disc': ds}, metrics
 
 
 def estimate_maps(state: dict[str, TrainState], inputs: jax.Array) -> jax.Array:
-  """Deterministic generator output (eval mode: running BatchNorm statistics, no dropout)."""
-  gs = state['gen']
+  """Deterministic generator output (eval mode: running BatchNorm statistics, no dropout; the moving
+  average of the weights where training keeps one)."""
+  gs = inference_weights(state['gen'])
   return gs.apply_fn({'params': gs.params, 'batch_stats': gs.batch_stats}, inputs, train=False)
 
 
@@ -250,9 +277,13 @@ def task(config: ml_collections.ConfigDict) -> loop.Task:
 
 
 def warm_start(state: dict[str, TrainState], source: str) -> dict[str, TrainState]:
-  """Fine-tuning: the generator starts from the bundle's (which holds only it); D starts fresh."""
-  return {**state, 'gen': modelio.warm_start(state['gen'], source, CHECKPOINT_KIND,
-                                             check_meta=functools.partial(_check_convention, source))}
+  """Fine-tuning: the generator (and its moving average) starts from the bundle's (which holds only
+  it); D starts fresh."""
+  gen = modelio.warm_start(state['gen'], source, CHECKPOINT_KIND,
+                           check_meta=functools.partial(_check_convention, source))
+  if gen.ema_params is not None:
+    gen = gen.replace(ema_params=gen.params)
+  return {**state, 'gen': gen}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -281,7 +312,7 @@ def load(source: str, step: int | None = None) -> Estimator:
   """
   config, gen, step, path, meta = modelio.load_for_inference(
       source, CHECKPOINT_KIND, lambda config: functools.partial(create_train_state, config), step,
-      select=lambda state: state['gen'])
+      select=lambda state: inference_weights(state['gen']))
   _check_convention(source, meta)
   return Estimator(config=config, state={'gen': gen}, step=step, directory=path)
 

@@ -73,6 +73,47 @@ def test_steps_lower_the_l1_loss_on_a_fixed_batch():
   assert int(state['gen'].step) == 8 and int(state['disc'].step) == 8
 
 
+def test_the_generator_moving_average_follows_its_weights_and_is_what_inference_reads(tmp_path):
+  """train.ema_decay: after each step ema = d·ema + (1 − d)·params with d = min(decay, (1 + t)/(10 + t)),
+  from the initial weights (recomputed here step by step); the raw weights train exactly as without an
+  average; eval maps, `load` and the exported bundle read the average; a decay outside [0, 1) is refused."""
+  mesh = loop.make_mesh()
+  runs = {}
+  for decay in (0.0, 0.5):
+    config = smoke_config(**{'train.ema_decay': decay})
+    batch = fixed_batch(config, mesh)
+    state = jax.jit(functools.partial(estimator.create_train_state, config))(jax.random.key(0))
+    step = jax.jit(functools.partial(estimator.train_step, config=config))
+    expected = jax.device_get(state['gen'].params) if decay else None
+    assert (state['gen'].ema_params is None) == (decay == 0)
+    for t in range(1, 4):
+      state, _ = step(state, batch, jax.random.key(1))
+      if decay:
+        d = min(decay, (1 + t) / (10 + t))
+        expected = jax.tree.map(lambda e, p: d * e + (1 - d) * np.asarray(p), expected,
+                                jax.device_get(state['gen'].params))
+    runs[decay] = state
+  averaged = runs[0.5]['gen']
+  assert_trees_close(averaged.ema_params, expected, atol=1e-6)
+  assert_trees_close(averaged.params, runs[0.0]['gen'].params, atol=1e-6)
+  assert max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in
+             zip(jax.tree.leaves(averaged.ema_params), jax.tree.leaves(averaged.params))) > 1e-4
+  x = batch['inputs']
+  with_ema = averaged.apply_fn({'params': averaged.ema_params, 'batch_stats': averaged.batch_stats}, x,
+                               train=False)
+  np.testing.assert_array_equal(np.asarray(estimator.estimate_maps(runs[0.5], x)), np.asarray(with_ema))
+
+  config = smoke_config(**{'train.ema_decay': 0.5, 'train.num_steps': 2})
+  trained = tasks.train_and_evaluate(config, str(tmp_path / 'ema'))
+  loaded = estimator.load(str(tmp_path / 'ema'))
+  assert_trees_equal(loaded.state['gen'].params, trained['gen'].ema_params)
+  bundle = tasks.export_bundle(str(tmp_path / 'ema'), str(tmp_path / 'ema.npz'), dtype='float32')
+  assert_trees_equal(modelio.read_bundle(bundle)[1]['params'], trained['gen'].ema_params)
+  assert_trees_equal(estimator.load(bundle).state['gen'].params, trained['gen'].ema_params)
+  with pytest.raises(ValueError, match=r'train.ema_decay must be in \[0, 1\).*got 1.0'):
+    tasks.train_and_evaluate(smoke_config(**{'train.ema_decay': 1.0}), str(tmp_path / 'bad'))
+
+
 def test_one_device_and_eight_devices_give_the_same_step():
   """Same parameters and losses after two steps on 1 and on 8 devices (≤ 1e-5).
 
@@ -215,6 +256,7 @@ def test_gan_step_matches_a_two_forward_reference(monkeypatch):
 def resume_config(model, num_steps):
   if model == 'estimator':
     config = gaussian.get_config('smoke')
+    config.train.ema_decay = 0.9  # The generator's moving average is state too: it must resume exactly.
   elif model == 'usrnet':  # Steps cycle over its 3 scales: the resumed run must pick up the cycle.
     config = usrnet.get_config('gaussian,smoke')
     config.train.schedule = 'constant'
