@@ -98,20 +98,24 @@ def make_batch_fn(
 
 class TrainState(train_state.TrainState):
   batch_stats: Any = None
-  ema_params: Any = None  # the generator's moving-average weights (train.ema_decay > 0), else None
 
 
-def update_ema(gs: TrainState, decay: float) -> TrainState:
-  """ema ← d·ema + (1 − d)·params after an update, d = min(decay, (1 + t) / (10 + t)) at step t (the
-  warm-up of TensorFlow's ExponentialMovingAverage: early steps, far from the end, count less)."""
-  t = gs.step.astype(jnp.float32)
+# The train state is {'gen': TrainState, 'disc': TrainState}, plus EMA: the generator's moving-average
+# weights when train.ema_decay > 0 (a separate entry, so that checkpoints without it keep their layout).
+EMA = 'gen_ema'
+
+
+def update_ema(ema: Any, params: Any, step: jax.Array, decay: float) -> Any:
+  """ema ← d·ema + (1 − d)·params after update `step` = t, d = min(decay, (1 + t) / (10 + t)) (the
+  warm-up of TensorFlow's ExponentialMovingAverage: the first steps, far from the end, count less)."""
+  t = step.astype(jnp.float32)
   d = jnp.minimum(decay, (1.0 + t) / (10.0 + t))
-  return gs.replace(ema_params=jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, gs.ema_params, gs.params))
+  return jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
 
 
-def inference_weights(gs: TrainState) -> TrainState:
-  """The generator as evaluation and inference read it: its moving average where it keeps one."""
-  return gs if gs.ema_params is None else gs.replace(params=gs.ema_params)
+def inference_weights(state: dict[str, Any]) -> TrainState:
+  """The generator as evaluation and inference read it: its moving average where training keeps one."""
+  return state['gen'] if EMA not in state else state['gen'].replace(params=state[EMA])
 
 
 def create_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
@@ -129,13 +133,13 @@ def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> dic
   gvars = gen.init({'params': k_gen, 'dropout': k_drop}, x, train=False)
   dvars = disc.init({'params': k_disc}, x, x, train=False)
   tx = loop.create_optimizer(config)
-  ema = gvars['params'] if ema_decay(config) > 0 else None
-  return {
+  state = {
       'gen': TrainState.create(apply_fn=gen.apply, params=gvars['params'], tx=tx,
-                               batch_stats=gvars.get('batch_stats', {}), ema_params=ema),
+                               batch_stats=gvars.get('batch_stats', {})),
       'disc': TrainState.create(apply_fn=disc.apply, params=dvars['params'], tx=tx,
                                 batch_stats=dvars.get('batch_stats', {})),
   }
+  return {**state, EMA: gvars['params']} if ema_decay(config) > 0 else state
 
 
 def train_step(state: dict[str, TrainState], batch: dict[str, jax.Array], key: jax.Array, *,
@@ -176,17 +180,18 @@ def train_step(state: dict[str, TrainState], batch: dict[str, jax.Array], key: j
   (g_loss, terms), d_fake_map = jax.value_and_grad(gen_loss, has_aux=True)(fake)
   (g_grads,) = gen_vjp(d_fake_map)
   gs = gs.apply_gradients(grads=g_grads, batch_stats=gen_stats)
-  if gs.ema_params is not None:
-    gs = update_ema(gs, ema_decay(config))
+  new_state = {'gen': gs, 'disc': ds}
+  if EMA in state:
+    new_state[EMA] = update_ema(state[EMA], gs.params, gs.step, ema_decay(config))
 
   metrics = dict(g_loss=g_loss, d_loss=d_loss, d_real=d_real, d_fake=d_fake, **terms)
-  return {'gen': gs, 'disc': ds}, metrics
+  return new_state, metrics
 
 
 def estimate_maps(state: dict[str, TrainState], inputs: jax.Array) -> jax.Array:
   """Deterministic generator output (eval mode: running BatchNorm statistics, no dropout; the moving
   average of the weights where training keeps one)."""
-  gs = inference_weights(state['gen'])
+  gs = inference_weights(state)
   return gs.apply_fn({'params': gs.params, 'batch_stats': gs.batch_stats}, inputs, train=False)
 
 
@@ -281,9 +286,7 @@ def warm_start(state: dict[str, TrainState], source: str) -> dict[str, TrainStat
   it); D starts fresh."""
   gen = modelio.warm_start(state['gen'], source, CHECKPOINT_KIND,
                            check_meta=functools.partial(_check_convention, source))
-  if gen.ema_params is not None:
-    gen = gen.replace(ema_params=gen.params)
-  return {**state, 'gen': gen}
+  return {**state, 'gen': gen, **({EMA: gen.params} if EMA in state else {})}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -312,7 +315,7 @@ def load(source: str, step: int | None = None) -> Estimator:
   """
   config, gen, step, path, meta = modelio.load_for_inference(
       source, CHECKPOINT_KIND, lambda config: functools.partial(create_train_state, config), step,
-      select=lambda state: inference_weights(state['gen']))
+      select=inference_weights)
   _check_convention(source, meta)
   return Estimator(config=config, state={'gen': gen}, step=step, directory=path)
 

@@ -186,7 +186,17 @@ def restore_checkpoint(mngr: ocp.CheckpointManager, step: int, abstract_state: A
   items = dict(state=ocp.args.StandardRestore(abstract_state))
   if data_iter is not None:
     items['data_iter'] = grain.checkpoint.CheckpointRestore(data_iter)
-  restored = mngr.restore(step, args=ocp.args.Composite(**items))
+  try:
+    restored = mngr.restore(step, args=ocp.args.Composite(**items))
+  except ValueError as e:
+    if 'tree structures do not match' not in str(e):
+      raise
+    parts = [line.strip().rstrip(':') for line in str(e).splitlines()[1:]
+             if line.strip() and not line.startswith(' ') and not line.startswith('If this')]
+    raise ValueError(f'{mngr.directory}: the checkpoint at step {step} holds another train state than this '
+                     f'config builds (differing: {", ".join(parts) or "its layout"}; e.g. another model size, '
+                     'or train.ema_decay switched on or off): resume with the config it was trained with '
+                     '(saved in its meta), or train in a fresh --workdir.') from None
   return restored['state']
 
 
