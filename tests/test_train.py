@@ -106,8 +106,16 @@ def test_the_generator_moving_average_follows_its_weights_and_is_what_inference_
   trained = tasks.train_and_evaluate(config, str(tmp_path / 'ema'))
   loaded = estimator.load(str(tmp_path / 'ema'))
   assert_trees_equal(loaded.state['gen'].params, trained[estimator.EMA])
+  # ... with BatchNorm statistics of its own, from training batches, not the raw weights' running ones.
+  gen = trained['gen'].replace(params=trained[estimator.EMA])
+  precise = estimator.precise_batch_stats(
+      gen, estimator.training_inputs(config, estimator.PRECISE_BN_BATCHES), jax.random.key(config.seed + 3))
+  assert_trees_close(loaded.state['gen'].batch_stats, precise, atol=1e-6)
+  assert not np.allclose(jax.tree.leaves(precise)[0], jax.tree.leaves(trained['gen'].batch_stats)[0])
   bundle = tasks.export_bundle(str(tmp_path / 'ema'), str(tmp_path / 'ema.npz'), dtype='float32')
-  assert_trees_equal(modelio.read_bundle(bundle)[1]['params'], trained[estimator.EMA])
+  _, trees = modelio.read_bundle(bundle)
+  assert_trees_equal(trees['params'], trained[estimator.EMA])
+  assert_trees_close(trees['batch_stats'], precise, atol=1e-6)
   assert_trees_equal(estimator.load(bundle).state['gen'].params, trained[estimator.EMA])
   with pytest.raises(ValueError, match=r'train.ema_decay must be in \[0, 1\).*got 1.0'):
     tasks.train_and_evaluate(smoke_config(**{'train.ema_decay': 1.0}), str(tmp_path / 'bad'))
@@ -116,6 +124,25 @@ def test_the_generator_moving_average_follows_its_weights_and_is_what_inference_
   with pytest.raises(ValueError, match=r'ema/checkpoints: the checkpoint at step 2 holds another train state '
                      r'than this config builds \(differing: gen_ema.*train.ema_decay switched on or off'):
     tasks.train_and_evaluate(off, str(tmp_path / 'ema'))
+
+
+def test_precise_batch_stats_are_the_population_statistics_of_the_batches():
+  """One batch: eval mode with its statistics = training mode on it (the smoke U-Net has no dropout),
+  at every BatchNorm layer at once; two batches of 8: at the first layer (whose input no BatchNorm
+  has normalised yet, per half) the statistics of the 16 samples together."""
+  config = smoke_config(**{'train.batch_size': 16})
+  inputs = fixed_batch(config, loop.make_mesh())['inputs']
+  gen = jax.jit(functools.partial(estimator.create_train_state, config))(jax.random.key(0))['gen']
+  key = jax.random.key(5)
+  stats = estimator.precise_batch_stats(gen, [inputs], key)
+  evaluated = gen.apply_fn({'params': gen.params, 'batch_stats': stats}, inputs, train=False)
+  trained, _ = gen.apply_fn({'params': gen.params, 'batch_stats': gen.batch_stats}, inputs, train=True,
+                            mutable=['batch_stats'])
+  np.testing.assert_allclose(np.asarray(evaluated), np.asarray(trained), atol=2e-5, rtol=0)
+  halves = estimator.precise_batch_stats(gen, [inputs[:8], inputs[8:]], key)
+  assert_trees_close(halves['BatchNorm_0'], stats['BatchNorm_0'], atol=1e-6)
+  with pytest.raises(ValueError, match='at least one input batch'):
+    estimator.precise_batch_stats(gen, [], key)
 
 
 def test_one_device_and_eight_devices_give_the_same_step():

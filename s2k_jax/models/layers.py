@@ -55,6 +55,9 @@ def batch_norm_scale_init(key: jax.Array, shape: tuple[int, ...],
   return 1.0 + 0.02 * _standard_normal(key, shape, dtype)
 
 
+BN_MOMENTUM = 0.9  # running ← m·running + (1 − m)·batch statistic (PyTorch's momentum 0.1)
+
+
 def batch_norm(train: bool) -> nn.BatchNorm:
   """BatchNorm2d with PyTorch defaults (momentum 0.1 there is 0.9 here).
 
@@ -62,7 +65,7 @@ def batch_norm(train: bool) -> nn.BatchNorm:
   E[x²] - E[x]², which cancels badly in float32 when features have a large
   mean relative to their spread (log-amplitude spectra do).
   """
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
+  return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
                       epsilon=1e-5, scale_init=batch_norm_scale_init,
                       use_fast_variance=False)
 
