@@ -357,19 +357,25 @@ def _check_convention(source: str, meta: dict) -> None:
                      'version.')
 
 
-def load(source: str, step: int | None = None) -> Estimator:
+def load(source: str, step: int | None = None, average: bool = True) -> Estimator:
   """Loads an estimator from a model bundle (`export.py`), a training workdir or its `checkpoints/`.
 
   A checkpoint loads its latest step unless `step` is given; only the generator is kept. A checkpoint
   that keeps a moving average of G's weights (train.ema_decay > 0) loads the average, with BatchNorm
   statistics re-estimated for it on PRECISE_BN_BATCHES training batches (`precise_batch_stats`; a
-  bundle exported from it holds those).
+  bundle exported from it holds those). `average=False` loads its raw weights with their running
+  statistics instead.
   """
   config, gen, step, path, meta = modelio.load_for_inference(
       source, CHECKPOINT_KIND, lambda config: functools.partial(create_train_state, config), step,
-      select=inference_weights)
+      select=inference_weights if average else lambda state: state['gen'])
   _check_convention(source, meta)
-  if not modelio.is_bundle(source) and ema_decay(config) > 0:
+  averaged = not modelio.is_bundle(source) and ema_decay(config) > 0
+  if not average and not averaged:
+    raise ValueError(f'{source}: raw weights were asked for, but it holds no moving average of them (a '
+                     'bundle, or a run with train.ema_decay = 0): its weights are the raw ones; leave the '
+                     'option out.')
+  if averaged and average:
     print(f'{source}: BatchNorm statistics of the averaged weights (step {step}) from '
           f'{PRECISE_BN_BATCHES} training batches', flush=True)
     gen = gen.replace(batch_stats=precise_batch_stats(

@@ -25,6 +25,9 @@ flags.DEFINE_string('out', None, f'Bundle file to write (ends in {modelio.SUFFIX
 flags.DEFINE_integer('step', None, 'Checkpoint step to export (default: the latest).')
 flags.DEFINE_enum('dtype', modelio.DEFAULT_DTYPE, list(modelio.FLOAT_DTYPES), 'Storage dtype of the parameters.')
 flags.DEFINE_string('trained_on', '', 'Free text saved in the bundle: data, hardware, steps.')
+flags.DEFINE_bool('raw_weights', False, "An estimator trained with train.ema_decay > 0: export the generator's "
+                  'raw weights with their running BatchNorm statistics instead of the moving average (those are '
+                  'what the same run without the average would have trained).')
 
 
 def main(argv: Sequence[str]) -> None:
@@ -32,7 +35,8 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   loop.quiet_library_logs()
   out = loop.exit_on_user_error(lambda: tasks.export_bundle(
-      FLAGS.workdir, FLAGS.out, step=FLAGS.step, dtype=FLAGS.dtype, trained_on=FLAGS.trained_on))
+      FLAGS.workdir, FLAGS.out, step=FLAGS.step, dtype=FLAGS.dtype, trained_on=FLAGS.trained_on,
+      raw_weights=FLAGS.raw_weights))
   print(f'Wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB)')
 
 

@@ -41,17 +41,21 @@ def load_restorer(source: str, step: int | None = None) -> base.Restorer:
 
 
 def export_bundle(workdir: str, out: str, *, step: int | None = None,
-                  dtype: str = modelio.DEFAULT_DTYPE, trained_on: str = '') -> str:
+                  dtype: str = modelio.DEFAULT_DTYPE, trained_on: str = '', raw_weights: bool = False) -> str:
   """Writes the estimator or restorer checkpoint in `workdir` (latest step by default) as a model
-  bundle `out` (`modelio.write_bundle`); returns its path."""
+  bundle `out` (`modelio.write_bundle`); returns its path. `raw_weights`: an estimator's raw generator
+  weights instead of their moving average (`estimator.load`)."""
   checkpoints = modelio.checkpoints_dir(workdir)
   meta = modelio.read_meta(checkpoints, step)
   kind = meta.get('kind')
   if kind in RESTORERS:
+    if raw_weights:
+      raise ValueError(f'{workdir} holds a {kind!r} checkpoint: raw_weights applies to estimators trained '
+                       'with train.ema_decay > 0; leave it out.')
     model = RESTORERS[kind].load(workdir, step)
     state = model.state
   else:  # estimator.load names the kind if it is neither.
-    model = estimator.load(workdir, step)
+    model = estimator.load(workdir, step, average=not raw_weights)
     kind, state = estimator.CHECKPOINT_KIND, model.state['gen']
   meta = dict(meta, checkpoint=os.path.relpath(checkpoints), trained_on=trained_on)
   return modelio.write_bundle(out, kind=kind, step=model.step, meta=meta, params=state.params,

@@ -166,7 +166,7 @@ def test_export_command_line(smoke_restorer_workdir, tmp_path):
 # The shipped models.
 
 
-def test_shipped_models_load_and_are_compact():
+def test_shipped_models_load_and_are_compact(monkeypatch):
   files = set(modelio.PRETRAINED_ESTIMATORS.values()) | {modelio.CLEAN_LR_ESTIMATOR} | {
       f for table in modelio.PRETRAINED_RESTORERS.values() for f in table.values()}
   assert sum(os.path.getsize(modelio.pretrained_path(f)) for f in files) < 60 * 2**20
@@ -193,6 +193,9 @@ def test_shipped_models_load_and_are_compact():
     modelio.pretrained_restorer('disk', 3, 'sftmd')
   with pytest.raises(ValueError, match='no shipped restorer named'):
     modelio.pretrained_restorer('disk', 3, 'edsr')
+  # A (family, scale) that does not ship names the scales that do and the recipe to train it.
+  monkeypatch.delitem(modelio.PRETRAINED_ESTIMATORS, ('disk', 3), raising=False)
+  monkeypatch.delitem(modelio.PRETRAINED_ESTIMATORS, ('gaussian', 3), raising=False)
   with pytest.raises(ValueError, match=r'the shipped disk estimators read ×2, ×4 LR images, not ×3; train one'):
     modelio.pretrained_estimator('disk', 3)
   # Each hint names the real-photo recipe that trained the shipped ×2 and ×3 models.

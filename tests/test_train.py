@@ -117,6 +117,12 @@ def test_the_generator_moving_average_follows_its_weights_and_is_what_inference_
   assert_trees_equal(trees['params'], trained[estimator.EMA])
   assert_trees_close(trees['batch_stats'], precise, atol=1e-6)
   assert_trees_equal(estimator.load(bundle).state['gen'].params, trained[estimator.EMA])
+  raw = tasks.export_bundle(str(tmp_path / 'ema'), str(tmp_path / 'raw.npz'), dtype='float32', raw_weights=True)
+  _, trees = modelio.read_bundle(raw)
+  assert_trees_equal(trees['params'], trained['gen'].params)
+  assert_trees_equal(trees['batch_stats'], trained['gen'].batch_stats)
+  with pytest.raises(ValueError, match=r'raw.npz: raw weights were asked for, but it holds no moving average'):
+    estimator.load(raw, average=False)
   with pytest.raises(ValueError, match=r'train.ema_decay must be in \[0, 1\).*got 1.0'):
     tasks.train_and_evaluate(smoke_config(**{'train.ema_decay': 1.0}), str(tmp_path / 'bad'))
   # Resuming with the average switched off (or on) is named, not an orbax tree dump.
