@@ -292,7 +292,8 @@ def warm_start(part: Any, source: str, kind: str,
 PRETRAINED_ESTIMATORS = {('gaussian', 4): 'gaussian_x4_estimator.npz', ('motion', 4): 'motion_x4_estimator.npz',
                          ('disk', 4): 'disk_estimator.npz', ('gaussian', 2): 'gaussian_x2_estimator.npz',
                          ('motion', 2): 'motion_x2_estimator.npz', ('motion', 3): 'motion_x3_estimator.npz',
-                         ('disk', 2): 'disk_x2_estimator.npz', ('gaussian', 3): 'gaussian_x3_estimator.npz'}
+                         ('disk', 2): 'disk_x2_estimator.npz', ('gaussian', 3): 'gaussian_x3_estimator.npz',
+                         ('disk', 3): 'disk_x3_estimator.npz'}
 CLEAN_LR_ESTIMATOR = 'gaussian_estimator.npz'  # the paper's setting; docs/results.md §1–3
 ESTIMATOR_SCALE = 4  # the scale s2k-sr uses when --scale is not given
 # Restorers by name: SFTMD one per (family, scale); USRNet one for every family and scale.
