@@ -370,12 +370,12 @@ def load(source: str, step: int | None = None, average: bool = True) -> Estimato
       source, CHECKPOINT_KIND, lambda config: functools.partial(create_train_state, config), step,
       select=inference_weights if average else lambda state: state['gen'])
   _check_convention(source, meta)
-  averaged = not modelio.is_bundle(source) and ema_decay(config) > 0
-  if not average and not averaged:
+  keeps_average = not modelio.is_bundle(source) and ema_decay(config) > 0
+  if not average and not keeps_average:
     raise ValueError(f'{source}: raw weights were asked for, but it holds no moving average of them (a '
                      'bundle, or a run with train.ema_decay = 0): its weights are the raw ones; leave the '
                      'option out.')
-  if averaged and average:
+  if keeps_average and average:
     print(f'{source}: BatchNorm statistics of the averaged weights (step {step}) from '
           f'{PRECISE_BN_BATCHES} training batches', flush=True)
     gen = gen.replace(batch_stats=precise_batch_stats(

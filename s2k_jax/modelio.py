@@ -285,9 +285,9 @@ def warm_start(part: Any, source: str, kind: str,
 # Bundles that ship with the package.
 
 # Name → file in s2k_jax/weights/. What they were trained on: s2k_jax/weights/README.md.
-# Estimators by (family, scale): every family at ×4, more scales where listed. Trained on real-photo LR
-# (noise, 8-bit, JPEG) with Welch spectra (configs/<family>.py:photo), except disk ×4: clean LR and
-# centred crops, as the paper (its :photo model measured worse; docs/results.md §5).
+# Estimators by (family, scale): every family at ×2, ×3 and ×4. Trained on real-photo LR (noise, 8-bit,
+# JPEG) with Welch spectra (configs/<family>.py:photo), except disk ×4: clean LR and centred crops, as
+# the paper (its :photo model measured worse; docs/results.md §5).
 # gaussian_estimator.npz, the clean-LR Gaussian one of docs/results.md §1–2, ships beside them.
 PRETRAINED_ESTIMATORS = {('gaussian', 4): 'gaussian_x4_estimator.npz', ('motion', 4): 'motion_x4_estimator.npz',
                          ('disk', 4): 'disk_estimator.npz', ('gaussian', 2): 'gaussian_x2_estimator.npz',
