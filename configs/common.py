@@ -12,42 +12,13 @@ field is an error, not a silent no-op.
 import ml_collections
 
 from s2k_jax import data
+from s2k_jax import degradation
 from s2k_jax import kernels
 from s2k_jax import spectrum
 
-# Fields of each kernel family (kernels.sample_kernels reads them); other families' are absent.
-FAMILY_FIELDS = {
-    # σx, σy ~ U[sigma_range], θ ~ U[0, 2π) (BasicSR's bivariate Gaussian; docs/conventions.md).
-    'gaussian': dict(kernel_size=15, sigma_range=(1.0, 3.0)),
-    # r ~ U[radius_range] (MATLAB fspecial('disk', r)) in a 15×15 canvas.
-    'disk': dict(kernel_size=15, radius_range=(1.0, 3.0)),
-    # Boracchi & Foi (2012) trajectories. The paper draws from a fixed bank of 500 kernels
-    # (motion_bank_size; 0 draws a fresh kernel each time); motion_bank_path '' builds it from the seed.
-    # Trajectories: exposure_range (0.15, 0.3), motion_canvas 64, motion_samples 2000, motion_max_length 60,
-    # motion_anxiety 0.005 (kernels.MOTION_TRAJECTORY_DEFAULTS; not read with motion_bank_path).
-    'motion': dict(kernel_size=23, **kernels.MOTION_TRAJECTORY_DEFAULTS, motion_bank_size=500,
-                   **kernels.MOTION_BANK_DEFAULTS),  # motion_bank_seed=0, motion_bank_path=''
-}
-# Each kernel from one of the three families, equally likely, all on the motion canvas (23×23; a
-# Gaussian or disk of the ranges above has no mass outside 15×15, so it is the same kernel padded).
-FAMILY_FIELDS[kernels.MIXED] = {**FAMILY_FIELDS['gaussian'], **FAMILY_FIELDS['disk'], **FAMILY_FIELDS['motion']}
-
-
-def get_degradation_config(family: str) -> ml_collections.ConfigDict:
-  """Kernel family and LR synthesis: LR = (HR ⊗ k)↓s + n (paper Eq. 1, §4)."""
-  if family not in FAMILY_FIELDS:
-    raise ValueError(f'unknown kernel family {family!r}; choose one of {sorted(FAMILY_FIELDS)}.')
-  d = ml_collections.ConfigDict()
-  d.family = family                # 'gaussian' | 'motion' | 'disk' | 'mixed' (all three, equally)
-  d.scale = 4                      # 2, 3 or 4
-  d.downsample = 'direct'          # 'direct' (s-fold subsampling) | 'bicubic' (MATLAB imresize)
-  d.noise_max = 0.0                # σ ~ U[0, noise_max] per image, on the [0, 1] scale
-  d.noise_prob = 1.0               # share of LR images that get that noise (the others: σ = 0)
-  d.quantize = False               # round LR to uint8 levels after the noise
-  d.jpeg_prob = 0.0                # share of LR images saved as JPEG after the noise (0: none, the paper)
-  d.jpeg_quality_range = (50, 95)  # JPEG quality ~ U{q_min..q_max} per compressed image
-  d.update(FAMILY_FIELDS[family])
-  return d
+# The degradation section (family fields, LR synthesis) is the library's: degradation.default_config.
+FAMILY_FIELDS = degradation.FAMILY_FIELDS
+get_degradation_config = degradation.default_config
 
 
 def get_spectrum_config() -> ml_collections.ConfigDict:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import tqdm
 
+from s2k_jax import degradation
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import images
 from s2k_jax import kernels
@@ -169,7 +170,7 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
                         estimator_dir: Any, restorer_dir: Any, scale: int | None = None, *,
                         spectrum_mode: str | None = None, tile: int | None = None,
                         overlap: int | None = None, noise_sigma: float | None = None,
-                        progress: bool = True) -> list[ImageResult]:
+                        grid: str = 'centre', progress: bool = True) -> list[ImageResult]:
   """Super-resolves image files one by one and writes, per `<stem>` of each input, to `out_dir`:
 
   `<stem>_x<s>.png` (8-bit RGB SR image), `<stem>_kernel.png` (the kernel scaled by its maximum,
@@ -188,6 +189,8 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
     scale: the SR factor wanted; None = the restorer's. Must equal the restorer's scale.
     spectrum_mode, tile, overlap: see `pipeline.super_resolve`.
     noise_sigma: LR noise σ on [0, 1] for every image; None = estimated per image (`noise_level`).
+    grid: where the LR pixels sit (`pipeline.super_resolve`): 'centre' for photos and resized images,
+      'direct' for LR = HR[::s, ::s] after the blur (the papers' synthetic LR).
     progress: print summaries and a tqdm bar.
 
   Returns:
@@ -196,6 +199,9 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
   paths = [os.fspath(p) for p in paths]
   out_dir = os.fspath(out_dir)
   pipeline.check_options(spectrum_mode, tile, overlap)
+  if grid not in degradation.LR_GRIDS:
+    raise ValueError(f'grid must be one of {degradation.LR_GRIDS} (centre: photos and resized images; '
+                     f'direct: LR = HR[::s, ::s] after the blur), got {grid!r}.')
   _check_unique_stems(paths)
   est = _load('estimator', estimator_dir, estimator_lib.load)
   rest = _load('restorer', restorer_dir, tasks.load_restorer)
@@ -209,7 +215,7 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
   for path in bar:
     try:
       result = _process_file(path, out_dir, est, rest, spectrum_mode=spectrum_mode, tile=tile,
-                             overlap=overlap, noise_sigma=noise_sigma)
+                             overlap=overlap, noise_sigma=noise_sigma, grid=grid)
     except (ValueError, OSError) as e:  # images.ImageError and ImageTooSmallError are ValueErrors.
       result = ImageResult(path=path, error=str(e))
     results.append(result)
@@ -271,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument('--noise-sigma', type=float, default=None,
                       help=f'LR noise σ on [0, {noise.SIGMA_MAX}] (0.01 = 1%%), for restorers trained with noise '
                            '(default: estimated from each photo and printed).')
+  parser.add_argument('--grid', choices=degradation.LR_GRIDS, default='centre',
+                      help='where the LR pixels sit on the output grid: centre (default: camera photos and images '
+                      'shrunk by any resizer; each LR pixel at the centre of its s×s block) or direct (LR = '
+                      'HR[::s, ::s] after the blur, the synthetic LR of the S2K/USRNet papers).')
   parser.add_argument('--quiet', action='store_true', help='print only errors (no progress bar, per-image lines or totals).')
   return parser
 
@@ -286,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = super_resolve_files(
         args.images, args.out, estimator, restorer, args.scale,
         spectrum_mode=args.spectrum_mode, tile=args.tile, overlap=args.overlap,
-        noise_sigma=args.noise_sigma, progress=not args.quiet)
+        noise_sigma=args.noise_sigma, grid=args.grid, progress=not args.quiet)
   except (ValueError, FileNotFoundError) as e:  # Raised before any image is processed.
     print(f's2k-sr: error: {e}', file=sys.stderr)
     return EXIT_USAGE

@@ -32,7 +32,44 @@ import numpy as np
 from s2k_jax import kernels as kernels_lib
 
 SCALES = (2, 3, 4)
-DOWNSAMPLE_METHODS = ('direct', 'bicubic')
+DOWNSAMPLE_METHODS = ('direct', 'bicubic', 'area')
+
+
+# Fields of each kernel family (kernels.sample_kernels reads them); other families' are absent.
+FAMILY_FIELDS = {
+    # σx, σy ~ U[sigma_range], θ ~ U[0, 2π) (BasicSR's bivariate Gaussian; docs/conventions.md).
+    'gaussian': dict(kernel_size=15, sigma_range=(1.0, 3.0)),
+    # r ~ U[radius_range] (MATLAB fspecial('disk', r)) in a 15×15 canvas.
+    'disk': dict(kernel_size=15, radius_range=(1.0, 3.0)),
+    # Boracchi & Foi (2012) trajectories. The paper draws from a fixed bank of 500 kernels
+    # (motion_bank_size; 0 draws a fresh kernel each time); motion_bank_path '' builds it from the seed.
+    # Trajectories: exposure_range (0.15, 0.3), motion_canvas 64, motion_samples 2000, motion_max_length 60,
+    # motion_anxiety 0.005 (kernels.MOTION_TRAJECTORY_DEFAULTS; not read with motion_bank_path).
+    'motion': dict(kernel_size=23, **kernels_lib.MOTION_TRAJECTORY_DEFAULTS, motion_bank_size=500,
+                   **kernels_lib.MOTION_BANK_DEFAULTS),  # motion_bank_seed=0, motion_bank_path=''
+}
+# Each kernel from one of the three families, equally likely, all on the motion canvas (23×23; a
+# Gaussian or disk of the ranges above has no mass outside 15×15, so it is the same kernel padded).
+FAMILY_FIELDS[kernels_lib.MIXED] = {**FAMILY_FIELDS['gaussian'], **FAMILY_FIELDS['disk'],
+                                    **FAMILY_FIELDS['motion']}
+
+
+def default_config(family: str) -> ml_collections.ConfigDict:
+  """The degradation section of an experiment config: kernel family and LR synthesis, LR =
+  (HR ⊗ k)↓s + n (paper Eq. 1, §4), with the paper's settings."""
+  if family not in FAMILY_FIELDS:
+    raise ValueError(f'unknown kernel family {family!r}; choose one of {sorted(FAMILY_FIELDS)}.')
+  d = ml_collections.ConfigDict()
+  d.family = family                # 'gaussian' | 'motion' | 'disk' | 'mixed' (all three, equally)
+  d.scale = 4                      # 2, 3 or 4
+  d.downsample = 'direct'          # 'direct' (x[::s]) | 'bicubic' (MATLAB imresize) | 'area' (s×s means)
+  d.noise_max = 0.0                # σ ~ U[0, noise_max] per image, on the [0, 1] scale
+  d.noise_prob = 1.0               # share of LR images that get that noise (the others: σ = 0)
+  d.quantize = False               # round LR to uint8 levels after the noise
+  d.jpeg_prob = 0.0                # share of LR images saved as JPEG after the noise (0: none, the paper)
+  d.jpeg_quality_range = tuple(JPEG_DEFAULTS['jpeg_quality_range'])  # quality ~ U{q_min..q_max}
+  d.update(FAMILY_FIELDS[family])
+  return d
 
 
 def fast_fft_size(n: int, multiple_of: int = 1) -> int:
@@ -221,27 +258,79 @@ def cubic(x: np.ndarray) -> np.ndarray:
   return near + far
 
 
-@functools.lru_cache(maxsize=32)
-def bicubic_matrix(in_size: int, scale: int) -> np.ndarray:
-  """(ceil(in_size/scale), in_size) float32 matrix of MATLAB `imresize(·, 1/scale)` on one axis.
+def box(x: np.ndarray) -> np.ndarray:
+  """MATLAB `imresize`'s 'box' kernel: 1 on [-0.5, 0.5), 0 elsewhere (at integer factors: area
+  averaging, as OpenCV INTER_AREA and PIL BOX)."""
+  return ((x >= -0.5) & (x < 0.5)).astype(np.float64)
 
-  As MATLAB's `contributions`: the cubic is widened by `scale` (antialiasing); output pixel x (1-based)
-  is centred at input coordinate u = x·scale + 0.5·(1 - scale); each row is normalised to sum 1; taps
-  outside the image are mirrored with the edge pixel repeated (MATLAB 'symmetric').
-  """
+
+# Downsampler → (MATLAB kernel, its support in input pixels before widening by the scale).
+_RESIZE_KERNELS = {'bicubic': (cubic, 4.0), 'area': (box, 1.0)}
+
+
+# Where LR pixels sit on the HR grid (docs/conventions.md): 'centre' — LR pixel i covers HR pixels
+# [s·i, s·i + s) and sits at their centre, as for every resizer (MATLAB, PIL, OpenCV) and camera;
+# 'direct' — LR pixel i is HR pixel s·i, the papers' direct decimation x[::s].
+LR_GRIDS = ('centre', 'direct')
+
+
+def lr_grid(method: str) -> str:
+  """The grid of LR images made by a downsampler: 'direct' for direct decimation, else 'centre'."""
+  if method not in DOWNSAMPLE_METHODS:
+    raise ValueError(f'downsample method must be one of {DOWNSAMPLE_METHODS}, got {method!r}.')
+  return 'direct' if method == 'direct' else 'centre'
+
+
+def grid_offset(scale: int, grid: str) -> float:
+  """HR position of LR pixel 0 along each axis: LR pixel i sits at HR s·i + offset, with offset
+  (s − 1)/2 on the 'centre' grid and 0 on the 'direct' grid."""
   check_scale(scale)
-  out_size = -(-in_size // scale)
-  centres = np.arange(1, out_size + 1) * scale + 0.5 * (1 - scale)
-  support = 4.0 * scale
+  if grid not in LR_GRIDS:
+    raise ValueError(f'LR grid must be one of {LR_GRIDS} (centre: resized images and photos; direct: '
+                     f'LR = HR[::s, ::s] after blur), got {grid!r}.')
+  return (scale - 1) / 2 if grid == 'centre' else 0.0
+
+
+def _resize_matrix(in_size: int, positions: np.ndarray, kernel, support: float) -> np.ndarray:
+  """MATLAB's `contributions` for one axis: row r holds the weights kernel(positions[r] − j) of
+  input pixels j (0-based input coordinates; `support` = the kernel's width in input pixels), each row
+  normalised to sum 1; taps outside the image mirror with the edge pixel repeated ('symmetric')."""
   taps = int(np.ceil(support)) + 2
-  positions = np.floor(centres - support / 2)[:, None] + np.arange(taps)[None, :]
-  weights = cubic((centres[:, None] - positions) / scale) / scale
+  first = np.floor(positions - support / 2)  # MATLAB's floor(u − width/2), 0-based
+  index = first[:, None] + np.arange(taps)[None, :]
+  weights = kernel(positions[:, None] - index)
   weights /= weights.sum(axis=1, keepdims=True)
   mirrored = np.concatenate([np.arange(in_size), np.arange(in_size - 1, -1, -1)])
-  columns = mirrored[np.mod(positions.astype(np.int64) - 1, 2 * in_size)]
-  matrix = np.zeros((out_size, in_size), np.float64)
-  np.add.at(matrix, (np.repeat(np.arange(out_size), taps), columns.ravel()), weights.ravel())
-  return matrix.astype(np.float32)
+  columns = mirrored[np.mod(index.astype(np.int64), 2 * in_size)]
+  matrix = np.zeros((positions.size, in_size), np.float64)
+  np.add.at(matrix, (np.repeat(np.arange(positions.size), taps), columns.ravel()), weights.ravel())
+  return matrix
+
+
+@functools.lru_cache(maxsize=64)
+def downsample_matrix(in_size: int, scale: int, method: str = 'bicubic') -> np.ndarray:
+  """(ceil(in_size/scale), in_size) float32 matrix of MATLAB `imresize(·, 1/scale, method)` on one
+  axis, antialiased: the kernel widened by `scale`; LR pixel i is centred on HR coordinate
+  s·i + (s − 1)/2 (pixel centres, `grid_offset`)."""
+  _check_downsample(scale, method)
+  if method == 'direct':
+    raise ValueError("'direct' decimation has no resize matrix: it keeps HR pixels (s·i, s·j).")
+  kernel, support = _RESIZE_KERNELS[method]
+  positions = np.arange(-(-in_size // scale)) * scale + (scale - 1) / 2
+  return _resize_matrix(in_size, positions, lambda x: kernel(x / scale) / scale, support * scale).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def upsample_matrix(in_size: int, scale: int, offset: float) -> np.ndarray:
+  """(in_size·scale, in_size) float32 matrix of bicubic enlargement by `scale` (Keys a = −0.5, MATLAB
+  `imresize` when enlarging, symmetric edges) for LR pixel i at HR position s·i + offset.
+
+  With offset (s − 1)/2 this is MATLAB's `imresize(·, s)`; with offset 0 it is the bicubic
+  interpolation of directly decimated LR, each LR pixel landing on the HR pixel it was taken from.
+  """
+  check_scale(scale)
+  positions = (np.arange(in_size * scale) - offset) / scale
+  return _resize_matrix(in_size, positions, cubic, 4.0).astype(np.float32)
 
 
 @functools.partial(jax.jit, static_argnames=('scale', 'method'))
@@ -249,17 +338,18 @@ def _downsample(images, scale, method):
   images = images.astype(jnp.float32)
   if method == 'direct':
     return images[:, ::scale, ::scale]
-  rows = bicubic_matrix(images.shape[1], scale)
-  cols = bicubic_matrix(images.shape[2], scale)
+  rows = downsample_matrix(images.shape[1], scale, method)
+  cols = downsample_matrix(images.shape[2], scale, method)
   return jnp.einsum('ih,bhwc,jw->bijc', rows, images, cols, precision=jax.lax.Precision.HIGHEST)
 
 
 def downsample(images: jnp.ndarray, scale: int, method: str = 'direct') -> jnp.ndarray:
   """↓s of Eq. 1: (B, H, W, C) -> (B, ceil(H/s), ceil(W/s), C) float32.
 
-  'direct' keeps pixels (s·i, s·j), offset 0; 'bicubic' is MATLAB `imresize(x, 1/s)` with
-  antialiasing. H and W need not be multiples of s; crop HR to multiples of s when SR outputs must
-  align with it (then LR side × s = HR side).
+  'direct' keeps pixels (s·i, s·j) (grid offset 0); 'bicubic' is MATLAB `imresize(x, 1/s)` with
+  antialiasing and 'area' the mean of each s×s block (MATLAB 'box', OpenCV INTER_AREA, PIL BOX), both
+  on pixel centres (grid offset (s − 1)/2, `grid_offset`). H and W need not be multiples of s; crop
+  HR to multiples of s when SR outputs must align with it (then LR side × s = HR side).
   """
   _check_images(images)
   _check_downsample(scale, method)
@@ -315,11 +405,78 @@ def _noise_prob(config: ml_collections.ConfigDict) -> float:
   return prob
 
 
-def bicubic_upsample(lr: jnp.ndarray, scale: int) -> jnp.ndarray:
-  """The kernel-free baseline (Table 1's Bicubic row): Keys a = −0.5 with half-pixel centres (MATLAB
-  `imresize` when enlarging), clipped to [0, 1]; jittable. (B, h, w, C) → (B, h·s, w·s, C)."""
-  b, h, w, c = lr.shape
-  return jnp.clip(jax.image.resize(lr, (b, h * scale, w * scale, c), 'bicubic'), 0.0, 1.0)
+def bicubic_upsample(lr: jnp.ndarray, scale: int, grid: str) -> jnp.ndarray:
+  """The kernel-free baseline (Table 1's Bicubic row) on the LR image's own grid: Keys a = −0.5
+  (MATLAB `imresize` when enlarging, symmetric edges), LR pixel i placed at HR s·i + `grid_offset`,
+  clipped to [0, 1]; jittable. (B, h, w, C) → (B, h·s, w·s, C).
+
+  `grid` is the LR image's (`LR_GRIDS`): 'centre' for resized images and photos (then this is MATLAB's
+  `imresize(lr, s)`), 'direct' for direct decimation (each LR pixel lands on the HR pixel it was).
+  """
+  _, h, w, _ = lr.shape
+  offset = grid_offset(scale, grid)
+  rows, cols = upsample_matrix(h, scale, offset), upsample_matrix(w, scale, offset)
+  up = jnp.einsum('ih,bhwc,jw->bijc', rows, lr.astype(jnp.float32), cols, precision=jax.lax.Precision.HIGHEST)
+  return jnp.clip(up, 0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _translate_matrix(size: int, offset: float) -> np.ndarray:
+  return _resize_matrix(size, np.arange(size) - offset, cubic, 4.0).astype(np.float32)
+
+
+def translate(images: jnp.ndarray, offset: float) -> jnp.ndarray:
+  """Moves (B, H, W, C) image content by `offset` pixels down and right: out(p) = in(p − offset),
+  Keys cubic between pixels (exact for integer offsets), symmetric edges; jittable."""
+  _check_images(images)
+  if offset == 0:
+    return images
+  rows, cols = _translate_matrix(images.shape[1], float(offset)), _translate_matrix(images.shape[2], float(offset))
+  return jnp.einsum('ih,bhwc,jw->bijc', rows, images, cols, precision=jax.lax.Precision.HIGHEST)
+
+
+def antialias_taps(scale: int, method: str) -> tuple[np.ndarray, np.ndarray]:
+  """(positions, weights) of a downsampler's 1-D filter around the LR pixel's own position on the HR
+  grid: HR pixels at s·i + grid_offset + position are averaged with these weights (sum 1). 'direct':
+  one tap at 0; 'bicubic': the widened cubic (taps at half-pixel positions for even s); 'area': s taps."""
+  offset = grid_offset(scale, lr_grid(method))
+  if method == 'direct':
+    return np.zeros(1), np.ones(1)
+  kernel, support = _RESIZE_KERNELS[method]
+  reach = int(np.ceil(support * scale / 2 + offset)) + 1
+  positions = np.arange(-reach, reach + 1) - offset
+  weights = kernel(positions / scale) / scale
+  keep = weights != 0
+  return positions[keep], weights[keep] / weights[keep].sum()
+
+
+def effective_kernel(kernels: jnp.ndarray, scale: int, method: str, size: int | None = None) -> jnp.ndarray:
+  """The kernel LR made by blurring with `kernels` and downsampling by `method` shows on its own grid:
+  the blur ⊗ the downsampler's filter (`antialias_taps`), centred on the LR pixel (docs/conventions.md).
+
+  (B, k, k) → (B, size, size) float32 summing to 1 (size defaults to k + the filter's reach, odd);
+  jittable. With it, `method`'s LR is the blur by it sampled at HR s·i + `grid_offset` — exactly at ×3
+  and for 'direct' (the blur itself), and as a band-limited kernel at ×2 and ×4, where LR pixels sit
+  between HR pixels (the continuous convolution sampled at integer offsets, computed in the Fourier
+  domain). Not clipped: the bicubic filter's negative lobes stay, since they are part of the resizer.
+  """
+  k = kernels.shape[-1]
+  positions, weights = antialias_taps(scale, method)
+  reach = int(np.ceil(np.abs(positions).max()))
+  size = k + 2 * reach if size is None else int(size)
+  if size % 2 == 0:
+    raise ValueError(f'kernel canvas must have an odd side, got {size}.')
+  if method == 'direct' and size == k:
+    return kernels.astype(jnp.float32)
+  n = fast_fft_size(2 * (k + size + reach) + 1)
+  canvas = jnp.zeros((kernels.shape[0], n, n), jnp.float32).at[:, :k, :k].set(kernels.astype(jnp.float32))
+  canvas = jnp.roll(canvas, (-(k // 2), -(k // 2)), axis=(1, 2))  # kernel centre at the origin
+  freq = np.fft.fftfreq(n)
+  # The filter's frequency response; real, since its taps are symmetric about the LR pixel's centre.
+  response = np.sum(weights[None, :] * np.cos(2 * np.pi * freq[:, None] * positions[None, :]), axis=1)
+  spectrum = jnp.fft.fft2(canvas) * jnp.asarray(response[:, None] * response[None, :], jnp.complex64)
+  out = jnp.roll(jnp.real(jnp.fft.ifft2(spectrum)), (size // 2, size // 2), axis=(1, 2))[:, :size, :size]
+  return out / jnp.sum(out, axis=(1, 2), keepdims=True)
 
 
 def _fields(config: ml_collections.ConfigDict) -> tuple[tuple[float, float, float], dict[str, Any]]:

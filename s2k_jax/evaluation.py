@@ -106,11 +106,6 @@ def sr_labels(rest: base.Restorer) -> tuple[str, str, str]:
   return MEAN.format(rest.name), S2K.format(rest.name), TRUE.format(rest.name)
 
 
-def bicubic_upsample(lr: jax.Array, scale: int) -> jax.Array:
-  """Bicubic (Keys a = −0.5, half-pixel centres: MATLAB `imresize` when enlarging), clipped to [0, 1]."""
-  return np.asarray(degradation.bicubic_upsample(jnp.asarray(lr), scale))
-
-
 def _batches(testset: testsets.TestSet, batch_size: int) -> Iterable[list[int]]:
   """Indices grouped by LR size (a jitted batch needs one shape), in test-set order within a group."""
   by_shape = collections.defaultdict(list)
@@ -180,7 +175,11 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
   test_degradation = ml_collections.ConfigDict(testset.manifest['degradation'])
   family = test_degradation.family
   flip = kernels_lib.flip_invariant(family)
-  mean_k = kernels_lib.mean_kernel(test_degradation)
+  downsample = test_degradation.downsample
+  grid = degradation.lr_grid(downsample)
+  # A protocol's fixed kernels (gaussian8) average to its mean kernel; random kernels to the family's.
+  mean_k = (testset.kernels.mean(axis=0) if testset.manifest.get('protocol') == 'gaussian8'
+            else kernels_lib.mean_kernel(test_degradation))
   labels = {r.name: sr_labels(r) for r in rests}
   sr_methods = [BICUBIC] + [m for r in rests for m in labels[r.name] if est or m != labels[r.name][1]]
   kernel_scores = {m: collections.defaultdict(lambda: np.zeros(n, np.float32)) for m in KERNEL_METHODS}
@@ -207,14 +206,18 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
           for method, k in (('S2K', estimates[idx]), ('mean kernel', np.broadcast_to(mean_k, true_k.shape))):
             for name, v in metrics.kernel_metrics(k, true_k, flip_invariant=flip).items():
               kernel_scores[method][name][idx] = np.asarray(v)
-        out[BICUBIC] = bicubic_upsample(lr, scale)
+        out[BICUBIC] = np.asarray(degradation.bicubic_upsample(jnp.asarray(lr), scale, grid))
         sigma = testset.noise_sigma[idx]
         given = {}  # SR method → the kernels its restorer was given
         for r in rests:
-          restore = functools.partial(r.restore, scale=scale)
-          for method, k in zip(labels[r.name], (np.broadcast_to(mean_k, true_k.shape), estimates[idx], true_k)):
+          # The test set's blurs go with its downsampler; S2K's with the one its estimator was trained on
+          # (pipeline.kernel_downsample), on the set's grid, as blind SR runs it.
+          kernel_downsample = (downsample, pipeline.kernel_downsample(est) if est else None, downsample)
+          for method, k, kd in zip(labels[r.name], (np.broadcast_to(mean_k, true_k.shape), estimates[idx], true_k),
+                                   kernel_downsample):
             if method in sr_methods:  # the S2K rows only with an estimator
               given[method] = k
+              restore = functools.partial(r.restore, scale=scale, downsample=kd, grid=grid)
               out[method] = _run_sharded(restore, mesh, lr, k, sigma)
         for method, sr in out.items():
           p, s = _image_scores(sr, hr, scale)

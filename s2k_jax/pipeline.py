@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from s2k_jax import degradation
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import images
 from s2k_jax import kernels
@@ -66,14 +67,14 @@ def check_image_size(shape: Sequence[int], est: estimator_lib.Estimator, name: s
 def check_compatible(est: estimator_lib.Estimator, rest: base.Restorer,
                      scale: int | None = None) -> None:
   """Raises IncompatibleModelsError, saying what to do, unless the two models can run together."""
-  e, r = est.config.degradation, rest.config.degradation
+  e = est.config.degradation
   where = f'estimator {est.directory}, restorer {rest.directory}'
   served = ', '.join(f'×{s}' for s in rest.scales)
   if scale is not None and int(scale) not in rest.scales:
     raise IncompatibleModelsError(
         f'the restorer in {rest.directory} restores {served}, not ×{scale}: ask for one of those '
         f'(--scale) or train a restorer for ×{scale} (python train.py --config configs/usrnet.py '
-        '--workdir ..., every scale) and an estimator for ×{scale}.')
+        f'--workdir ..., every scale) and an estimator for ×{scale}.')
   if scale is not None and int(scale) != int(e.scale):
     raise IncompatibleModelsError(
         f'the estimator in {est.directory} reads ×{e.scale} LR spectra, not ×{scale}: pass an estimator '
@@ -90,10 +91,6 @@ def check_compatible(est: estimator_lib.Estimator, rest: base.Restorer,
         f'{where}: the estimator knows {e.family} kernels but the restorer was trained on '
         f'{", ".join(rest.families)} kernels only; use a restorer trained on {", ".join(missing)} kernels '
         '(the USRNet trained on all families, configs/usrnet.py, serves every estimator).')
-  if e.downsample != r.downsample:
-    raise IncompatibleModelsError(
-        f'{where}: the estimator was trained with {e.downsample!r} downsampling, the restorer with '
-        f'{r.downsample!r}; the kernel means something different under each, so use matching models.')
   if int(e.kernel_size) > rest.kernel_size:
     raise IncompatibleModelsError(
         f'{where}: the estimator returns {e.kernel_size}×{e.kernel_size} kernels but the restorer\'s code '
@@ -151,7 +148,8 @@ def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, int
 
 def restore_tiled(rest: base.Restorer, lr: jax.Array, kernels: jax.Array, tile: int,
                   overlap: int, noise_sigma: jax.Array | None = None,
-                  scale: int | None = None) -> np.ndarray:
+                  scale: int | None = None, downsample: str = 'bicubic',
+                  grid: str | None = None) -> np.ndarray:
   """The restorer on overlapping tile×tile LR tiles (all one shape: one compilation), seams cropped.
 
   Equal to the untiled result (up to float round-off) when overlap ≥ `rest.receptive_field`.
@@ -161,7 +159,8 @@ def restore_tiled(rest: base.Restorer, lr: jax.Array, kernels: jax.Array, tile: 
   out = np.zeros((batch, height * s, width * s, 3), np.float32)
   for r0, r1, kr0, kr1 in tile_spans(height, tile, overlap):
     for c0, c1, kc0, kc1 in tile_spans(width, tile, overlap):
-      sr = np.asarray(rest.restore(lr[:, r0:r1, c0:c1], kernels, noise_sigma, s))
+      sr = np.asarray(rest.restore(lr[:, r0:r1, c0:c1], kernels, noise_sigma, s, downsample=downsample,
+                                   grid=grid))
       out[:, kr0 * s:kr1 * s, kc0 * s:kc1 * s] = sr[:, (kr0 - r0) * s:(kr1 - r0) * s,
                                                     (kc0 - c0) * s:(kc1 - c0) * s]
   return out
@@ -201,6 +200,12 @@ def estimate(est: estimator_lib.Estimator, lr: jax.Array,
   return spectrum.canonical_kernel(out['kernel']), out['inputs']
 
 
+def kernel_downsample(est: estimator_lib.Estimator) -> str:
+  """The downsampler an estimator's kernels are blurs before: the one of its training LR. A 'direct'-
+  trained estimator's kernel already includes whatever filter made the image smaller."""
+  return str(est.config.degradation.downsample)
+
+
 def _auto_tile(height: int, width: int, tile: int | None) -> int:
   if tile is None:
     return AUTO_TILE if height * width > AUTO_TILE ** 2 else 0
@@ -209,7 +214,8 @@ def _auto_tile(height: int, width: int, tile: int | None) -> int:
 
 def super_resolve_batch(lr: Any, est: estimator_lib.Estimator, rest: base.Restorer, *,
                         spectrum_mode: str | None = None, tile: int | None = None,
-                        overlap: int | None = None, noise_sigma: float = 0.0) -> dict[str, np.ndarray]:
+                        overlap: int | None = None, noise_sigma: float = 0.0,
+                        grid: str = 'centre') -> dict[str, np.ndarray]:
   """One batch of same-size LR images → dict(sr (B, h·s, w·s, 3), kernel (B, k, k), inputs (B, S, S, 1)).
 
   LR is float in [0, 1]; the kernel is estimated once per image from the whole image, and the
@@ -222,16 +228,16 @@ def super_resolve_batch(lr: Any, est: estimator_lib.Estimator, rest: base.Restor
   tile = _auto_tile(lr.shape[1], lr.shape[2], tile)
   if tile and max(lr.shape[1:3]) > tile:
     overlap = default_overlap(rest, tile) if overlap is None else overlap
-    sr = restore_tiled(rest, lr, kernels, tile, overlap, sigma, scale)
+    sr = restore_tiled(rest, lr, kernels, tile, overlap, sigma, scale, kernel_downsample(est), grid)
   else:
-    sr = np.asarray(rest.restore(lr, kernels, sigma, scale))
+    sr = np.asarray(rest.restore(lr, kernels, sigma, scale, downsample=kernel_downsample(est), grid=grid))
   return dict(sr=sr, kernel=np.asarray(kernels), inputs=np.asarray(inputs))
 
 
 def super_resolve(lr_images: Any, estimator: estimator_lib.Estimator, restorer: base.Restorer, *,
                   spectrum_mode: str | None = None, tile: int | None = None, overlap: int | None = None,
                   noise_sigma: float = 0.0, batch_size: int = 4,
-                  names: Sequence[str] | None = None) -> tuple[Any, Any]:
+                  names: Sequence[str] | None = None, grid: str = 'centre') -> tuple[Any, Any]:
   """Blind SR: estimate each image's kernel with S2K, then super-resolve with the restorer.
 
   Args:
@@ -247,6 +253,10 @@ def super_resolve(lr_images: Any, estimator: estimator_lib.Estimator, restorer: 
     noise_sigma: LR noise σ on [0, 1] for restorers trained with noise (S2K does not estimate it).
     batch_size: images per jitted call.
     names: one label per image for error messages (file names).
+    grid: where the LR pixels sit on the HR grid: 'centre' (the default: photos and images shrunk by any
+      resizer, LR pixels at the centres of s×s HR blocks) or 'direct' (LR = (HR ⊗ k)[::s, ::s], the
+      papers' synthetic LR); docs/conventions.md, "Pixel grid". The kernel is the blur before the
+      downsampler the estimator was trained with (`kernel_downsample`), and the restorer is told so.
 
   Returns:
     (sr, kernels): for an array input, float32 (B, h·s, w·s, 3) in [0, 1] and (B, k, k) canonical
@@ -255,6 +265,7 @@ def super_resolve(lr_images: Any, estimator: estimator_lib.Estimator, restorer: 
   check_compatible(estimator, restorer)
   check_noise_sigma(restorer, noise_sigma)
   check_options(spectrum_mode, tile, overlap)
+  degradation.grid_offset(int(estimator.config.degradation.scale), grid)  # a known grid, or a clear error
   as_list = not hasattr(lr_images, 'ndim')
   if not as_list and lr_images.ndim != 4:
     raise ValueError(f'pass a (B, h, w, 3) batch or a list of (h, w, 3) images, got an array of shape '
@@ -273,7 +284,7 @@ def super_resolve(lr_images: Any, estimator: estimator_lib.Estimator, restorer: 
     for start in range(0, len(indices), batch_size):
       chunk = indices[start:start + batch_size]
       out = super_resolve_batch(np.stack([items[i] for i in chunk]), est, rest, spectrum_mode=spectrum_mode,
-                                tile=tile, overlap=overlap, noise_sigma=noise_sigma)
+                                tile=tile, overlap=overlap, noise_sigma=noise_sigma, grid=grid)
       for j, i in enumerate(chunk):
         sr[i], kernels[i] = out['sr'][j], out['kernel'][j]
   if as_list:

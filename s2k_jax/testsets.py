@@ -100,10 +100,10 @@ def _hr_image(image: np.ndarray, name: str, hr_crop: int, scale: int) -> np.ndar
 
 
 def _degrade_one(hr: np.ndarray, key: jax.Array, config: ml_collections.ConfigDict,
-                 sample) -> tuple[np.ndarray, np.ndarray, float]:
-  """uint8 HR (H, W, 3) → (uint8 LR, float32 kernel (k, k), noise σ)."""
-  kernel_key, noise_key = jax.random.split(key)
-  kernel = sample(kernel_key)
+                 kernel: Any) -> tuple[np.ndarray, np.ndarray, float]:
+  """uint8 HR (H, W, 3), its (1, k, k) blur kernel → (uint8 LR, float32 kernel (k, k) as the LR shows
+  it, noise σ)."""
+  _, noise_key = jax.random.split(key)
   out = degradation.degrade_with_kernels(images.to_float(hr)[None], kernel, noise_key, config.degradation)
   lr = np.asarray(out['lr'][0], np.float32)
   lr_uint8 = np.round(np.clip(lr, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -111,10 +111,12 @@ def _degrade_one(hr: np.ndarray, key: jax.Array, config: ml_collections.ConfigDi
 
 
 def _write_entry(directory: str, i: int, hr: np.ndarray, hr_png: bytes, name: str,
-                 config: ml_collections.ConfigDict, split: str, sample, base_key: jax.Array) -> dict[str, Any]:
-  """Degrades `hr` (PNG-encoded as `hr_png`) with entry i's key, writes its three files, returns its
-  manifest entry."""
-  lr, kernel, sigma = _degrade_one(hr, jax.random.fold_in(base_key, i), config, sample)
+                 config: ml_collections.ConfigDict, split: str, kernel_for, base_key: jax.Array) -> dict[str, Any]:
+  """Degrades `hr` (PNG-encoded as `hr_png`) with entry i's key and `kernel_for(i, kernel key)`,
+  writes its three files, returns its manifest entry."""
+  key = jax.random.fold_in(base_key, i)
+  blur = kernel_for(i, jax.random.split(key)[0])
+  lr, kernel, sigma = _degrade_one(hr, key, config, blur)
   source_name = _source_name(name, config, split)
   stem = f'{i:04d}_{_stem(source_name, config.data.source)}'
   files = {'hr': (f'hr/{stem}.png', hr_png), 'lr': (f'lr/{stem}.png', _png_bytes(lr)),
@@ -157,6 +159,20 @@ def generate(config: ml_collections.ConfigDict, out_dir: str, *, seed: int = 0, 
   Kernel family, scale, downsampling and noise come from config.degradation, images from config.data.
   hr_crop = 0 keeps whole images (modcropped); otherwise centred hr_crop squares (a multiple of the scale).
   """
+  if copies < 1:
+    raise ValueError(f'copies={copies} must be >= 1.')
+  sample = jax.jit(functools.partial(kernels_lib.sample_kernels, batch=1, config=config.degradation))
+  records = data.image_records(config, split)
+  return _generate(config, out_dir, records, lambda i, key: sample(key), seed=seed, split=split,
+                   hr_crop=hr_crop, limit=limit, copies=copies, overwrite=overwrite,
+                   source=_source_description(config, split))
+
+
+def _generate(config: ml_collections.ConfigDict, out_dir: str, records: data.ImageRecords, kernel_for, *,
+              seed: int, split: str, hr_crop: int, limit: int, copies: int, overwrite: bool,
+              source: dict[str, str], extra: dict[str, Any] | None = None, min_side: int = 0) -> dict[str, Any]:
+  """Entry i (image i // copies) gets the blur kernel `kernel_for(i, kernel key)` (1, k, k); images
+  with a side below `min_side` are refused by name."""
   scale = int(config.degradation.scale)
   degradation.check_scale(scale)
   if hr_crop < 0 or hr_crop % scale:
@@ -167,12 +183,8 @@ def generate(config: ml_collections.ConfigDict, out_dir: str, *, seed: int = 0, 
       raise ValueError(f'{out_dir} exists and is not empty; pass --overwrite to replace it.')
     if not os.path.isfile(os.path.join(out_dir, MANIFEST)):
       raise ValueError(f'{out_dir} is not a test set (no {MANIFEST}); refusing to overwrite it.')
-  if copies < 1:
-    raise ValueError(f'copies={copies} must be >= 1.')
-  records = data.image_records(config, split)
   if limit > 0:
     records = records.subset(range(min(limit, len(records))))
-  sample = jax.jit(functools.partial(kernels_lib.sample_kernels, batch=1, config=config.degradation))
   base_key = jax.random.key(seed)
 
   parent = os.path.dirname(os.path.abspath(out_dir))
@@ -187,17 +199,22 @@ def generate(config: ml_collections.ConfigDict, out_dir: str, *, seed: int = 0, 
       for j, record in enumerate(records.records):
         name, payload = records.reader(record)
         hr = _hr_image(images.to_uint8(images.decode_payload(payload, name)), name, hr_crop, scale)
+        if min(hr.shape[:2]) < min_side:
+          raise images.ImageError(
+              f'{name}: {hr.shape[0]}×{hr.shape[1]} pixels is smaller than scale × kernel ({scale} × '
+              f'{config.degradation.kernel_size} = {min_side} pixels a side), too small for the protocol; '
+              'leave it out of the folder.')
         hr_png = _png_bytes(hr)  # Once per image: its copies share the HR file's bytes.
         for i in range(j * copies, (j + 1) * copies):
-          entries.append(_write_entry(tmp, i, hr, hr_png, name, config, split, sample, base_key))
+          entries.append(_write_entry(tmp, i, hr, hr_png, name, config, split, kernel_for, base_key))
     manifest = dict(
         format=FORMAT, seed=seed, split=split, hr_crop=hr_crop, limit=limit, copies=copies,
-        source=_source_description(config, split), scale=scale, family=config.degradation.family,
+        source=source, scale=scale, family=config.degradation.family,
         degradation=json.loads(json.dumps(config.degradation.to_dict())),
         software=dict(s2k_jax=s2k_jax.__version__, jax=jax.__version__, numpy=np.__version__, backend='cpu'),
         key_rule=('entry i (image i // copies): jax.random.split(fold_in(key(seed), i)) -> '
                   '(kernel key, noise key)'),
-        images=entries)
+        images=entries, **(extra or {}))
     with open(os.path.join(tmp, MANIFEST), 'w') as f:
       json.dump(manifest, f, indent=2, sort_keys=True)
       f.write('\n')
@@ -208,6 +225,79 @@ def generate(config: ml_collections.ConfigDict, out_dir: str, *, seed: int = 0, 
     shutil.rmtree(tmp, ignore_errors=True)
     raise
   return manifest
+
+
+# ---------------------------------------------------------------------------------------------------
+# Benchmark protocols on a folder of HR images (Set5, Set14, BSD100, Urban100, DIV2K valid, ...).
+
+PROTOCOLS = ('gaussian8', 's2k')
+# IKC (Gu et al., CVPR 2019, §4.1) "Gaussian8": 8 isotropic Gaussians on a 21×21 canvas, σ evenly spaced
+# over these ranges per scale; HR blurred, then MATLAB bicubic ÷s; every image with every kernel.
+GAUSSIAN8_SIGMAS = {2: (0.80, 1.60), 3: (1.35, 2.40), 4: (1.80, 3.20)}
+GAUSSIAN8_SIZE = 21
+S2K_FAMILIES = ('gaussian', 'motion', 'disk')
+
+
+def gaussian8_sigmas(scale: int) -> np.ndarray:
+  degradation.check_scale(scale)
+  return np.linspace(*GAUSSIAN8_SIGMAS[scale], 8)
+
+
+def gaussian8_kernels(scale: int) -> np.ndarray:
+  """(8, 21, 21) float32 isotropic Gaussian blur kernels of Gaussian8 at `scale`, each summing to 1."""
+  return np.stack([kernels_lib.gaussian_kernel(GAUSSIAN8_SIZE, s, s, 0.0) for s in gaussian8_sigmas(scale)]
+                  ).astype(np.float32)
+
+
+def protocol_config(protocol: str, scale: int, hr_dir: str, family: str | None = None) -> ml_collections.ConfigDict:
+  """The degradation and image source a protocol fixes (a config with `degradation` and `data`)."""
+  degradation.check_scale(scale)
+  if protocol not in PROTOCOLS:
+    raise ValueError(f'unknown protocol {protocol!r}; choose one of {PROTOCOLS} (gaussian8: IKC\'s 8 '
+                     'isotropic Gaussians then bicubic; s2k: the paper\'s one random kernel per image, direct).')
+  if protocol == 'gaussian8':
+    if family not in (None, 'gaussian'):
+      raise ValueError(f'the gaussian8 protocol has Gaussian kernels only; leave the family out (got {family!r}).')
+    deg = degradation.default_config('gaussian')
+    deg.kernel_size = GAUSSIAN8_SIZE
+    deg.sigma_range = GAUSSIAN8_SIGMAS[scale]
+    deg.downsample = 'bicubic'
+  else:
+    if family not in S2K_FAMILIES:
+      raise ValueError(f'the s2k protocol needs --family, one of {S2K_FAMILIES}; got {family!r}.')
+    deg = degradation.default_config(family)
+    if family == 'motion':
+      deg.motion_bank_size = 0  # fresh trajectories: kernels no estimator trained on
+  deg.scale = int(scale)
+  config = ml_collections.ConfigDict(dict(degradation=deg, data=dict(source='folder', eval_dir=hr_dir)))
+  return config
+
+
+def generate_protocol(protocol: str, hr_dir: str, out_dir: str, *, scale: int, family: str | None = None,
+                      seed: int = 0, limit: int = 0, overwrite: bool = False) -> dict[str, Any]:
+  """A benchmark test set of every image in `hr_dir` (modcropped) under a named protocol:
+
+  * 'gaussian8': each image with each of the 8 kernels of `gaussian8_kernels(scale)`, MATLAB bicubic
+    downsampling, no noise (8 entries per image); kernels saved as the LR shows them
+    (`degradation.effective_kernel`: the blur through the bicubic filter), the mean kernel of the set
+    is the mean of those 8.
+  * 's2k': the paper's §4: one seeded random kernel of `family` per image (the family's default ranges;
+    motion trajectories fresh, not from the training bank), direct decimation, no noise.
+  """
+  config = protocol_config(protocol, scale, hr_dir, family)
+  records = data.ImageRecords(images.list_images(hr_dir), data.FileReader(), f'folder {hr_dir}')
+  source = dict(kind='folder', location=os.path.abspath(hr_dir))
+  extra = dict(protocol=protocol)
+  min_side = scale * int(config.degradation.kernel_size)
+  if protocol == 'gaussian8':
+    bank = jax.numpy.asarray(gaussian8_kernels(scale))
+    extra['sigmas'] = [float(s) for s in gaussian8_sigmas(scale)]
+    return _generate(config, out_dir, records, lambda i, key: bank[i % 8][None], seed=seed, split='eval',
+                     hr_crop=0, limit=limit, copies=8, overwrite=overwrite, source=source, extra=extra,
+                     min_side=min_side)
+  sample = jax.jit(functools.partial(kernels_lib.sample_kernels, batch=1, config=config.degradation))
+  return _generate(config, out_dir, records, lambda i, key: sample(key), seed=seed, split='eval', hr_crop=0,
+                   limit=limit, copies=1, overwrite=overwrite, source=source, extra=extra, min_side=min_side)
 
 
 @dataclasses.dataclass(frozen=True)

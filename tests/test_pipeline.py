@@ -1,8 +1,10 @@
 """Tests for the blind SR pipeline (s2k_jax/pipeline.py): shapes, grouping, tiling, checks, files."""
 import dataclasses
 import functools
+import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from skimage import data as skdata
@@ -10,8 +12,10 @@ from skimage import transform
 
 from configs import gaussian as gaussian_config
 from configs import sftmd as sftmd_config
+from s2k_jax import degradation
 from s2k_jax import estimator
 from s2k_jax import kernels
+from s2k_jax import modelio
 from s2k_jax import pipeline
 from s2k_jax import tasks
 from s2k_jax.restorers import base
@@ -79,9 +83,9 @@ def _impulse_extent(r: base.Restorer, scale: int) -> float:
   c = r.receptive_field + 4  # The impulse's LR pixel, with room for its whole reach on both sides.
   lr = np.random.default_rng(0).random((1, 2 * c + 1, 2 * c + 1, 3), np.float32) * 0.8
   kernel = np.asarray(kernels.gaussian_kernel(15, 2.0, 1.5, 0.3))[None]
-  base_sr = np.asarray(r.restore(lr, kernel))
+  base_sr = np.asarray(r.restore(lr, kernel, downsample='direct'))
   lr[0, c, c] += 0.2
-  changed = np.abs(np.asarray(r.restore(lr, kernel)) - base_sr).max(axis=(0, 3))
+  changed = np.abs(np.asarray(r.restore(lr, kernel, downsample='direct')) - base_sr).max(axis=(0, 3))
   rows = np.nonzero(changed.max(axis=1) > 0)[0]
   # LR pixel c covers HR rows [c·s, (c + 1)·s).
   return max(c * scale - rows.min(), rows.max() - ((c + 1) * scale - 1)) / scale
@@ -92,8 +96,9 @@ def test_receptive_field_radius_matches_an_impulse_response(scale):
   """The network's radius is tight; the anchor's adds its low-pass reach. (The anchored output's far
   changes, network tails through a 49-tap average, fall below float32 resolution: an upper bound only.)"""
   r = untrained_restorer(f'gaussian_x{scale},smoke', num_blocks=2, anchor='none')
-  radius = r.receptive_field
-  assert radius - 1 < _impulse_extent(r, scale) <= radius, radius
+  radius = r.receptive_field  # the network's, and the reach of moving its output to another LR grid
+  grid_reach = math.ceil(sftmd_restorer.GRID_REACH / scale)
+  assert radius - grid_reach - 1 < _impulse_extent(r, scale) <= radius - grid_reach, radius
   anchored = untrained_restorer(f'gaussian_x{scale},smoke', num_blocks=2)
   assert anchored.receptive_field == radius + sftmd_restorer.ANCHOR_REACH
   assert sftmd_restorer.ANCHOR_REACH - 2 < _impulse_extent(anchored, scale) <= anchored.receptive_field
@@ -101,7 +106,8 @@ def test_receptive_field_radius_matches_an_impulse_response(scale):
 
 def test_tiled_equals_untiled_when_the_overlap_covers_the_receptive_field(est, plain_rest, photo, monkeypatch):
   rest = plain_rest
-  assert rest.receptive_field == 15  # 1 block: 3 + 6 + 3 + 1 + ½ + 1 = 14.5 → 15.
+  # 1 block: 3 + 6 + 3 + 1 + ½ + 1 = 14.5 → 15, and 1 for moving the output onto a resized photo's grid.
+  assert rest.receptive_field == 16
   untiled, k_untiled = pipeline.super_resolve(photo[None], est, rest, tile=0)
   assert pipeline.default_overlap(rest, 60) == 15
   tiled, k_tiled = pipeline.super_resolve(photo[None], est, rest, tile=60)  # 2 × 4 tiles.
@@ -123,7 +129,7 @@ def test_tiled_equals_untiled_when_the_overlap_covers_the_receptive_field(est, p
 
 def test_anchored_tiles_are_seamless_too(est, rest):
   """The anchor's low-pass reaches 26 LR pixels further: with that overlap tiles still equal the whole."""
-  assert rest.receptive_field == 15 + sftmd_restorer.ANCHOR_REACH
+  assert rest.receptive_field == 16 + sftmd_restorer.ANCHOR_REACH
   lr = transform.rescale(skdata.chelsea(), 0.6, channel_axis=-1, anti_aliasing=True).astype(np.float32)[None]
   untiled, _ = pipeline.super_resolve(lr, est, rest, tile=0)
   tiled, _ = pipeline.super_resolve(lr, est, rest, tile=100, overlap=rest.receptive_field)  # 2 × 3 tiles
@@ -140,8 +146,8 @@ def test_default_overlap_is_capped_at_a_quarter_tile(est, plain_rest, photo, mon
   rest = plain_rest
   lr = photo[None]
   radius = rest.receptive_field
-  assert radius == 15
-  assert [pipeline.default_overlap(rest, tile) for tile in (28, 40, 59, 60, 100)] == [7, 10, 14, 15, 15]
+  assert radius == 16
+  assert [pipeline.default_overlap(rest, tile) for tile in (28, 40, 59, 64, 100)] == [7, 10, 14, 16, 16]
   untiled, _ = pipeline.super_resolve(lr, est, rest, tile=0)
   used = []
   original = pipeline.restore_tiled
@@ -155,7 +161,7 @@ def test_default_overlap_is_capped_at_a_quarter_tile(est, plain_rest, photo, mon
     seam, abutting_seam = np.abs(capped - untiled).max(), np.abs(abutting - untiled).max()
     assert abutting_seam > 1e-3 and seam < 0.01 * abutting_seam, (tile, seam, abutting_seam)
   # The uncapped radius does not fit in a 28-pixel tile.
-  with pytest.raises(ValueError, match=r'tile \(28\) must exceed twice the overlap \(15\)'):
+  with pytest.raises(ValueError, match=r'tile \(28\) must exceed twice the overlap \(16\)'):
     pipeline.super_resolve(lr, est, rest, tile=28, overlap=radius)
 
 
@@ -182,7 +188,7 @@ def test_pipeline_is_training_mode_estimate_then_canonical_kernel_then_restore(e
   raw = estimator.estimate_kernels(est, lr, mode=est.config.spectrum.mode)['kernel']
   expected_k = np.asarray(spectrum.canonical_kernel(raw))
   np.testing.assert_allclose(k, expected_k, atol=1e-7)
-  np.testing.assert_allclose(sr, np.asarray(rest.restore(lr, expected_k)), atol=1e-6)
+  np.testing.assert_allclose(sr, np.asarray(rest.restore(lr, expected_k, downsample='direct', grid='centre')), atol=1e-6)
 
 
 def test_lists_are_grouped_by_size_and_keep_their_order(est, rest, photo, monkeypatch):
@@ -324,3 +330,27 @@ def test_super_resolve_files_reports_bad_files_and_writes_the_rest(est, rest, ph
       'good_kernel.npy', 'good_kernel.png', 'good_spectrum.png', 'good_x4.png']
   with pytest.raises(ValueError, match='would write the same outputs'):
     cli.super_resolve_files([good, tmp_path / 'x' / 'good.jpg'], tmp_path / 'out', est, rest)
+
+
+def _best_diagonal_shift(sr: np.ndarray, hr: np.ndarray) -> float:
+  """The shift t (HR px, both axes) that best aligns `sr` with `hr`: argmin over t of the interior MSE of
+  sr moved by −t, on a 1/8-pixel grid."""
+  shifts = np.linspace(-2.5, 2.5, 41)
+  errors = [np.mean((np.asarray(degradation.translate(jnp.asarray(sr)[None], -t))[0] - hr)[16:-16, 16:-16] ** 2)
+            for t in shifts]
+  return float(shifts[int(np.argmin(errors))])
+
+
+def test_shipped_pipeline_puts_a_resized_photo_back_on_its_grid():
+  """A held-out photo shrunk ÷4 by PIL's bicubic resize comes back without a shift (measured 0.0 px); told
+  the papers' direct grid instead, it comes back (4 − 1)/2 = 1.5 px off, as before this convention."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  hr_uint8 = skdata.coffee()[100:292, 200:392]
+  lr = np.asarray(Image.fromarray(hr_uint8).resize((48, 48), Image.Resampling.BICUBIC))
+  est = estimator.load(modelio.pretrained_estimator('gaussian', 4))
+  rest = tasks.load_restorer(modelio.pretrained_restorer('gaussian', 4))
+  hr = hr_uint8.astype(np.float32) / 255
+  centre, _ = pipeline.super_resolve(lr[None], est, rest)
+  direct, _ = pipeline.super_resolve(lr[None], est, rest, grid='direct')
+  assert abs(_best_diagonal_shift(centre[0], hr)) <= 0.25
+  assert abs(_best_diagonal_shift(direct[0], hr) + 1.5) <= 0.25

@@ -28,7 +28,7 @@ def test_config_argument_and_fields_are_checked():
   assert config.data.hr_crop == config.restorer.hr_patch == 48
   with pytest.raises(ValueError, match='FAMILY'):
     usrnet_config.get_config('blurry')
-  for field, value, match in (('degradation.downsample', 'bicubic', 'direct'),
+  for field, value, match in (('degradation.downsample', 'lanczos', "downsample method must be one of .*'lanczos'"),
                               ('restorer.hr_patch', 50, 'multiple of every scale'),
                               ('restorer.scales', (2, 5), 'subset'),
                               ('restorer.scales', (2, 2), 'twice'),
@@ -93,11 +93,11 @@ def test_smoke_run_loads_as_a_restorer_for_every_scale_and_family(smoke_usrnet_w
   lr = np.random.default_rng(0).random((2, 20, 24, 3)).astype(np.float32)
   k = np.full((2, 15, 15), 1 / 225, np.float32)
   for s in (2, 3, 4):
-    assert rest.restore(lr, k, np.array([0.0, 0.02]), scale=s).shape == (2, 20 * s, 24 * s, 3)
+    assert rest.restore(lr, k, np.array([0.0, 0.02]), scale=s, downsample='direct').shape == (2, 20 * s, 24 * s, 3)
   with pytest.raises(ValueError, match='say which one'):
-    rest.restore(lr, k)
+    rest.restore(lr, k, downsample='direct')
   with pytest.raises(ValueError, match='not ×5'):
-    rest.restore(lr, k, scale=5)
+    rest.restore(lr, k, scale=5, downsample='direct')
 
 
 def test_bundle_round_trip(smoke_usrnet_workdir, tmp_path):
@@ -112,7 +112,7 @@ def test_bundle_round_trip(smoke_usrnet_workdir, tmp_path):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path_a))
   # ... and restores alike: XLA:CPU on 8 virtual devices runs this network with ~1e-7 run-to-run
   # round-off (the same restorer called twice differed by 1.2e-7), so outputs agree to that, not bitwise.
-  np.testing.assert_allclose(np.asarray(again.restore(lr, k, scale=3)), np.asarray(rest.restore(lr, k, scale=3)),
+  np.testing.assert_allclose(np.asarray(again.restore(lr, k, scale=3, downsample='direct')), np.asarray(rest.restore(lr, k, scale=3, downsample='direct')),
                              atol=1e-6, rtol=0)
 
 
@@ -139,8 +139,8 @@ def test_true_kernel_beats_mean_kernel_on_held_out_crops(smoke_usrnet_workdir):
   (measured 1.2 dB on these 6 crops) and both above bicubic."""
   rest = tasks.load_restorer(str(smoke_usrnet_workdir))
   hr, lr, k, mean = _held_out_lr(2)
-  true_psnr = _psnr(rest.restore(lr, k, scale=2), hr)
-  mean_psnr = _psnr(rest.restore(lr, np.broadcast_to(mean, k.shape), scale=2), hr)
+  true_psnr = _psnr(rest.restore(lr, k, scale=2, downsample='direct'), hr)
+  mean_psnr = _psnr(rest.restore(lr, np.broadcast_to(mean, k.shape), scale=2, downsample='direct'), hr)
   bicubic = _psnr(np.clip(jax.image.resize(lr, hr.shape, 'bicubic'), 0, 1), hr)
   assert true_psnr > mean_psnr + 0.5 and mean_psnr > bicubic, (true_psnr, mean_psnr, bicubic)
 
@@ -149,7 +149,7 @@ def test_colour_photo_keeps_its_channel_means(smoke_usrnet_workdir):
   rest = tasks.load_restorer(str(smoke_usrnet_workdir))
   for scale in (2, 4):
     hr, lr, k, _ = _held_out_lr(scale)
-    sr = np.asarray(rest.restore(lr, k, scale=scale))
+    sr = np.asarray(rest.restore(lr, k, scale=scale, downsample='direct'))
     shift = np.abs(sr.mean(axis=(1, 2)) - hr.mean(axis=(1, 2))) * 255
     assert shift.max() < 2.0, shift
 
@@ -163,9 +163,9 @@ def test_tiles_are_seamless(smoke_usrnet_workdir):
   assert rest.config.restorer.border == 4 and rest.receptive_field == usrnet.INFERENCE_BORDER + 16
   _, lr, k, _ = _held_out_lr(2, n=1, size=288)
   lr, k = lr[:1], k[:1]
-  whole = np.asarray(rest.restore(lr, k, scale=2))
+  whole = np.asarray(rest.restore(lr, k, scale=2, downsample='direct'))
   overlap = pipeline.default_overlap(rest, 96)
-  tiled = pipeline.restore_tiled(rest, jnp.asarray(lr), jnp.asarray(k), 96, overlap, scale=2)
+  tiled = pipeline.restore_tiled(rest, jnp.asarray(lr), jnp.asarray(k), 96, overlap, scale=2, downsample='direct')
   assert np.abs(tiled - whole).max() < 1 / 255
 
 
@@ -176,9 +176,10 @@ def test_bad_kernels_noise_and_scales_are_refused(smoke_usrnet_workdir):
   for bad, match in ((good * np.nan, 'NaN or inf'), (-good, 'negative'), (good * 0, 'sums to 0'),
                      (np.ones((1, 4, 4)), 'odd'), (np.full((1, 65, 65), 1 / 65 ** 2), 'larger than the 63×63')):
     with pytest.raises(ValueError, match=match):
-      rest.restore(lr, bad, scale=2)
+      rest.restore(lr, bad, scale=2, downsample='direct')
   for sigma in (-0.01, 0.3, np.nan):
     with pytest.raises(ValueError, match=r'noise σ must be in \[0, 0.2\]'):
-      rest.restore(lr, good, np.array([sigma]), scale=2)
+      rest.restore(lr, good, np.array([sigma]), scale=2, downsample='direct')
   # The largest kernel fits the canvas of the smallest image (inference border 48 LR pixels).
-  assert rest.restore(np.zeros((1, 4, 4, 3), np.float32), np.full((1, 63, 63), 1 / 63 ** 2), scale=2).shape == (1, 8, 8, 3)
+  assert rest.restore(np.zeros((1, 4, 4, 3), np.float32), np.full((1, 63, 63), 1 / 63 ** 2), scale=2,
+                      downsample='direct').shape == (1, 8, 8, 3)

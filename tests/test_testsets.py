@@ -182,3 +182,88 @@ def test_command_line_refuses_an_unread_field(tmp_path):
   assert result.returncode == 1
   assert '--config.data.flip has no effect on a test set' in result.stderr
   assert not (tmp_path / 'x').exists()
+
+
+# --- benchmark protocols ------------------------------------------------------------------------------
+
+
+def test_gaussian8_kernels_are_ikcs_eight_isotropic_gaussians():
+  """σ = linspace over IKC's ranges, 21×21, sum 1, each against exp(−r²/2σ²) computed here in float64."""
+  expected_sigmas = {2: (0.8, 1.6), 3: (1.35, 2.4), 4: (1.8, 3.2)}
+  r = np.arange(21) - 10
+  for scale, (low, high) in expected_sigmas.items():
+    sigmas = testsets.gaussian8_sigmas(scale)
+    np.testing.assert_allclose(sigmas, low + (high - low) * np.arange(8) / 7, rtol=1e-12)
+    kernels = testsets.gaussian8_kernels(scale)
+    assert kernels.shape == (8, 21, 21) and kernels.dtype == np.float32
+    for k, sigma in zip(kernels, sigmas):
+      ref = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma ** 2))
+      np.testing.assert_allclose(k, ref / ref.sum(), atol=1e-7)
+
+
+def _hr_folder(path, sizes=((96, 112), (100, 84))):
+  path.mkdir(parents=True, exist_ok=True)
+  photo = skimage.data.astronaut()
+  for i, (h, w) in enumerate(sizes):
+    Image.fromarray(photo[40 * i:40 * i + h, 60:60 + w]).save(path / f'img_{i}.png')
+  return path
+
+
+def test_gaussian8_set_is_every_image_with_every_kernel_blurred_then_bicubic(tmp_path):
+  hr_dir = _hr_folder(tmp_path / 'hr')
+  manifest = testsets.generate_protocol('gaussian8', str(hr_dir), str(tmp_path / 'g8'), scale=4)
+  assert manifest['protocol'] == 'gaussian8' and manifest['degradation']['downsample'] == 'bicubic'
+  ts = testsets.load(str(tmp_path / 'g8'), verify=True)
+  assert len(ts) == 16 and ts.hr[0].shape == (96, 112, 3) and ts.hr[8].shape == (100, 84, 3)
+  np.testing.assert_array_equal(ts.kernels[:8], testsets.gaussian8_kernels(4))
+  np.testing.assert_array_equal(ts.kernels[8:], testsets.gaussian8_kernels(4))
+  # Entry 3: image 0 with σ = 1.8 + 3·0.2, by scipy's blur (mirror) and Pillow's bicubic, interior.
+  hr = ts.hr[3].astype(np.float64) / 255
+  blurred = np.stack([scipy.ndimage.correlate(hr[..., c], ts.kernels[3].astype(np.float64), mode='mirror')
+                      for c in range(3)], axis=-1)
+  pil = np.stack([np.asarray(Image.fromarray(blurred[..., c].astype(np.float32)).resize((28, 24), Image.Resampling.BICUBIC))
+                  for c in range(3)], axis=-1)
+  lr = ts.lr[3].astype(np.float64) / 255
+  np.testing.assert_allclose(lr[3:-3, 3:-3], np.clip(pil, 0, 1)[3:-3, 3:-3], atol=0.5 / 255 + 1e-6)
+
+
+def test_s2k_protocol_draws_one_kernel_per_image_with_direct_decimation(tmp_path):
+  hr_dir = _hr_folder(tmp_path / 'hr')
+  manifest = testsets.generate_protocol('s2k', str(hr_dir), str(tmp_path / 'motion'), scale=2, family='motion', seed=3)
+  ts = testsets.load(str(tmp_path / 'motion'))
+  assert len(ts) == 2 and manifest['degradation']['downsample'] == 'direct'
+  assert manifest['degradation']['motion_bank_size'] == 0  # fresh trajectories, never a training bank
+  assert ts.kernels.shape == (2, 23, 23) and not np.allclose(ts.kernels[0], ts.kernels[1])
+
+
+def test_protocol_errors_name_the_problem(tmp_path):
+  hr_dir = _hr_folder(tmp_path / 'hr')
+  with pytest.raises(ValueError, match=r"unknown protocol 'div2krk'; choose one of \('gaussian8', 's2k'\)"):
+    testsets.generate_protocol('div2krk', str(hr_dir), str(tmp_path / 'a'), scale=4)
+  with pytest.raises(ValueError, match=r"scale must be one of \(2, 3, 4\).*got 8"):
+    testsets.generate_protocol('gaussian8', str(hr_dir), str(tmp_path / 'a'), scale=8)
+  with pytest.raises(ValueError, match=r"s2k protocol needs --family, one of \('gaussian', 'motion', 'disk'\); got None"):
+    testsets.generate_protocol('s2k', str(hr_dir), str(tmp_path / 'a'), scale=4)
+  (tmp_path / 'empty').mkdir()
+  with pytest.raises(ValueError, match='empty: no image files'):
+    testsets.generate_protocol('gaussian8', str(tmp_path / 'empty'), str(tmp_path / 'a'), scale=4)
+  (hr_dir / 'notes.png').write_bytes(b'not an image at all')
+  with pytest.raises(ValueError, match='notes.png'):
+    testsets.generate_protocol('gaussian8', str(hr_dir), str(tmp_path / 'a'), scale=4)
+  small = _hr_folder(tmp_path / 'small', sizes=((96, 112), (60, 90)))
+  with pytest.raises(ValueError, match=r'img_1.png: 60×88 pixels is smaller than scale × kernel \(4 × 21 = 84'):
+    testsets.generate_protocol('gaussian8', str(small), str(tmp_path / 'b'), scale=4)
+  assert not (tmp_path / 'a').exists() and not (tmp_path / 'b').exists()  # nothing half-written
+
+
+def test_make_testset_protocol_command_line(tmp_path):
+  hr_dir = _hr_folder(tmp_path / 'hr', sizes=((96, 96),))
+  run = lambda *args: subprocess.run([sys.executable, '-m', 's2k_jax.make_testset', *args], cwd=ROOT,
+                                     capture_output=True, text=True)
+  ok = run('--protocol=gaussian8', '--scale=2', f'--hr_dir={hr_dir}', f'--out={tmp_path / "g8"}')
+  assert ok.returncode == 0, ok.stderr
+  assert '8 images, gaussian kernels, ×2' in ok.stdout
+  bad = run('--protocol=gaussian8', '--scale=2', f'--hr_dir={hr_dir}', '--copies=3', f'--out={tmp_path / "x"}')
+  assert bad.returncode != 0 and '--copies has no effect with --protocol' in bad.stderr
+  bad = run('--protocol=gaussian8', f'--hr_dir={hr_dir}', f'--out={tmp_path / "x"}')
+  assert bad.returncode != 0 and '--protocol needs --hr_dir' in bad.stderr

@@ -7,7 +7,8 @@ for `iterations` rounds (USRNet Eq. 6–7):
     data step   x_i = argmin_x ‖y − (x ⊗ k)↓s‖² + α_i ‖x − z_{i−1}‖²   (closed form, Fourier domain)
     prior step  z_i = x_i + ResUNet(x_i, β_i)                          (a learned denoiser)
 
-starting from z_0 = nearest-neighbour upsampling of y. A small hyper-network maps (noise σ, scale s) to
+starting from z_0 = bicubic upsampling of y on its grid (USRNet starts from nearest-neighbour
+upsampling, which cannot be placed on the direct grid without a bias at even scales). A small hyper-network maps (noise σ, scale s) to
 the per-round α_i and β_i, so one set of weights serves every kernel, kernel size, scale and noise level.
 
 The data step (`data_step`) is the analytic solution of Zhao et al. (TIP 2016) for circular
@@ -41,16 +42,33 @@ from s2k_jax import degradation
 # The closed-form data step (planes: (B, C, H, W), FFTs over the two minor axes).
 
 
-def kernel_spectrum(kernels: jax.Array, height: int, width: int) -> jax.Array:
+def grid_phase(size: int, offset: float) -> jax.Array:
+  """(size,) complex: the DFT of moving a kernel by `offset` pixels, e^(−2πi f·offset), with the
+  Nyquist bin of an even size kept real (cos) so that a real kernel stays real."""
+  freq = jnp.fft.fftfreq(size)
+  phase = jnp.exp(-2j * jnp.pi * freq * offset)
+  if size % 2 == 0:
+    phase = phase.at[size // 2].set(jnp.cos(jnp.pi * offset))
+  return phase
+
+
+def kernel_spectrum(kernels: jax.Array, height: int, width: int, offset: float = 0.0) -> jax.Array:
   """B of the data step: (B, k, k) kernels → (B, 1, H, W) complex, the DFT of cross-correlation with
-  k on an H×W circular canvas (k centred at the origin, `psf2otf` with a flip)."""
+  k on an H×W circular canvas (k centred at the origin, `psf2otf` with a flip).
+
+  `offset` is the LR grid's (`degradation.grid_offset`): LR pixel i samples the blurred image at HR
+  s·i + offset, which is direct decimation (S) of the blur by k moved by `offset` (a phase ramp;
+  band-limited for half-pixel offsets). 0 is the papers' direct decimation."""
   k = kernels.shape[-1]
   if k > height or k > width:
     raise ValueError(f'a {k}×{k} kernel does not fit an HR canvas of {height}×{width}.')
   dtype = jnp.promote_types(kernels.dtype, jnp.float32)  # float64 kernels stay float64 (tests)
   canvas = jnp.zeros((kernels.shape[0], height, width), dtype).at[:, :k, :k].set(kernels.astype(dtype))
   canvas = jnp.roll(canvas, (-(k // 2), -(k // 2)), axis=(1, 2))
-  return jnp.conj(jnp.fft.fft2(canvas))[:, None]
+  spectrum = jnp.fft.fft2(canvas)
+  if offset:
+    spectrum = spectrum * (grid_phase(height, offset)[:, None] * grid_phase(width, offset)[None, :])
+  return jnp.conj(spectrum)[:, None]
 
 
 def block_mean(spectra: jax.Array, scale: int) -> jax.Array:
@@ -186,6 +204,12 @@ class USRNet(nn.Module):
   """lr (B, h, w, 3) in [0, 1], kernels (B, k, k), noise σ (B,), static scale → SR (B, s·h, s·w, 3).
 
   One set of weights for every scale in {2, 3, 4}, kernel and noise level (σ on the [0, 1] scale).
+  `downsample` (static, `degradation.DOWNSAMPLE_METHODS`) is how the LR image was made from the
+  blurred one: 'direct' decimation (the paper's Eq. 1) or a resizer ('bicubic', 'area'), whose filter
+  joins the blur (`degradation.effective_kernel`) and whose LR pixels sit at HR s·i + (s − 1)/2. `grid`
+  (static, `degradation.LR_GRIDS`; None = the downsampler's) overrides where the LR pixels sit, for a
+  kernel that already includes the resizer's filter (an estimate from directly decimated training LR,
+  used on a photo).
   """
   iterations: int = 8
   features: Sequence[int] = (64, 128, 256, 512)
@@ -195,18 +219,22 @@ class USRNet(nn.Module):
 
   @nn.compact
   def __call__(self, lr: jax.Array, kernels: jax.Array, noise_sigma: jax.Array, scale: int,
-               clip: bool = True) -> jax.Array:
+               clip: bool = True, downsample: str = 'direct', grid: str | None = None) -> jax.Array:
     degradation.check_scale(scale)
     b, h, w, _ = lr.shape
     pad = self.border
     rows, cols = padded_lr_size(h, pad), padded_lr_size(w, pad)
     y = degradation.reflect_canvas(lr, pad, rows, cols)  # (B, C, rows, cols)
     hr_rows, hr_cols = scale * rows, scale * cols
-    fb = kernel_spectrum(kernels, hr_rows, hr_cols)
+    grid = grid or degradation.lr_grid(downsample)
+    if downsample != 'direct':
+      kernels = degradation.effective_kernel(kernels, scale, downsample)
+    fb = kernel_spectrum(kernels, hr_rows, hr_cols, degradation.grid_offset(scale, grid))
     fbfy = jnp.conj(fb) * jnp.fft.fft2(zero_upsample(y, scale))
     alphas, betas = HyperNet(self.iterations, self.hyper_features)(noise_sigma.astype(jnp.float32), scale)
 
-    z = jnp.repeat(jnp.repeat(y, scale, axis=2), scale, axis=3)  # nearest-neighbour start
+    # The start: bicubic upsampling on the LR image's grid (planes: NHWC for the resize).
+    z = jnp.transpose(degradation.bicubic_upsample(jnp.transpose(y, (0, 2, 3, 1)), scale, grid), (0, 3, 1, 2))
     prior = ResUNet(self.features, self.num_blocks, out_channels=lr.shape[-1], name='prior')
     for i in range(self.iterations):
       x = data_step(z, fb, fbfy, alphas[:, i], scale)

@@ -26,8 +26,9 @@ class Restorer:
     state: what `apply` reads (parameters, a kernel-code basis, ...), replicated over the devices.
     step: training step the parameters come from.
     directory: the checkpoints directory or bundle file it was loaded from.
-    apply: jitted (state, lr (B, h, w, 3), kernels (B, k, k), noise_sigma (B,), scale) → SR
-      (B, h·s, w·s, 3); `scale` is static, one of `scales`.
+    apply: jitted (state, lr (B, h, w, 3), kernels (B, k, k), noise_sigma (B,), scale, downsample,
+      grid) → SR (B, h·s, w·s, 3); `scale` (one of `scales`), `downsample`
+      (`degradation.DOWNSAMPLE_METHODS`) and `grid` (`degradation.LR_GRIDS` or None) are static.
     receptive_field: LR pixels on each side that one output pixel depends on; tiles overlapping by
       this much reproduce the untiled result.
     kernel_size: the largest kernel side the restorer represents without cutting tails.
@@ -72,10 +73,21 @@ class Restorer:
                        f'{", ".join(f"×{s}" for s in self.scales)}, not ×{scale}.')
     return int(scale)
 
-  def restore(self, lr: Any, kernels: Any, noise_sigma: Any = None, scale: int | None = None) -> jax.Array:
+  def restore(self, lr: Any, kernels: Any, noise_sigma: Any = None, scale: int | None = None, *,
+              downsample: str, grid: str | None = None) -> jax.Array:
     """Non-blind SR: LR (B, h, w, 3) in [0, 1] (uint8 is rescaled), kernels (B, k, k) of any odd k,
-    noise σ (B,) on the [0, 1] scale (None = 0), scale (None: the only one) → (B, h·s, w·s, 3) in [0, 1]."""
+    noise σ (B,) on the [0, 1] scale (None = 0), scale (None: the only one) → (B, h·s, w·s, 3) in [0, 1].
+
+    `downsample` (required: it decides where every output pixel goes) is how the LR image was made from
+    the blurred HR one (Eq. 1's ↓s): 'bicubic' (photos and images shrunk by a resizer, LR pixels at the
+    centres of s×s HR blocks; what `pipeline.super_resolve` assumes by default), 'area',
+    or 'direct' (LR = (HR ⊗ k)[::s, ::s], the papers' synthetic LR); docs/conventions.md, "Pixel grid".
+    `grid` ('centre' or 'direct'; None = the downsampler's) says where the LR pixels sit when that
+    differs from the downsampler the kernel was defined with (an estimator's, `pipeline.estimate`)."""
     scale = self.resolve_scale(scale)
+    degradation.lr_grid(downsample)  # a known downsampler, or a clear error
+    if grid is not None:
+      degradation.grid_offset(scale, grid)
     degradation.check_kernels(kernels)  # finite, ≥ 0, positive mass, odd square: or a clear error
     if np.shape(kernels)[-1] > self.kernel_size:
       raise ValueError(f'{np.shape(kernels)[-1]}×{np.shape(kernels)[-1]} kernels are larger than the '
@@ -88,4 +100,4 @@ class Restorer:
     if lr.dtype == jnp.uint8:
       lr = lr.astype(jnp.float32) / 255.0
     sigma = jnp.zeros((lr.shape[0],), jnp.float32) if noise_sigma is None else jnp.asarray(noise_sigma)
-    return self.apply(self.state, lr, jnp.asarray(kernels, jnp.float32), sigma, scale)
+    return self.apply(self.state, lr, jnp.asarray(kernels, jnp.float32), sigma, scale, downsample, grid)

@@ -42,6 +42,9 @@ ANCHOR_MODES = ('bicubic', 'none')  # restorer.anchor: what the output keeps of 
 # ~1/(2π·8) cycles per LR pixel, which blur kernels of the three families barely attenuate.
 ANCHOR_SIGMA = 8.0
 ANCHOR_REACH = math.ceil(3 * ANCHOR_SIGMA) + 2  # LR pixels: the low-pass, then Keys' cubic (2)
+# HR pixels an output moved to another LR grid reads beyond its own: Keys' cubic (2) around an offset
+# of up to (4 − 1)/2 = 1.5 (`_restore`).
+GRID_REACH = 4
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -68,6 +71,11 @@ def make_batch_fn(config: ml_collections.ConfigDict):
   return batch_fn
 
 
+def training_grid(config: ml_collections.ConfigDict) -> str:
+  """The LR grid SFTMD learned (`degradation.lr_grid` of its downsampler): its outputs sit on it."""
+  return degradation.lr_grid(config.degradation.downsample)
+
+
 def anchor_mode(config: ml_collections.ConfigDict) -> str:
   """restorer.anchor, checked; 'bicubic' for configs saved before the field existed."""
   mode = config.restorer.get('anchor', 'bicubic')
@@ -91,8 +99,10 @@ def _lowpass(x: jax.Array, sigma: float) -> jax.Array:
 def anchor_to_bicubic(sr: jax.Array, lr: jax.Array, scale: int) -> jax.Array:
   """`sr` (B, h·s, w·s, 3) on the bicubic upsampling of `lr`: its chroma, and its luma low-passed at
   `ANCHOR_SIGMA` (the grey difference averaged over each LR pixel's s×s block, low-passed on the LR
-  grid, Keys-upsampled). Unclipped, differentiable."""
-  bicubic = degradation.bicubic_upsample(lr, scale)
+  grid, Keys-upsampled). Unclipped, differentiable. Pixel-centre geometry whatever the LR grid: at
+  these frequencies an offset of (s − 1)/2 HR pixels is immaterial, and it is what the shipped models
+  were trained with."""
+  bicubic = degradation.bicubic_upsample(lr, scale, 'centre')
   out = color.with_luma_of(bicubic, sr)
   b, height, width, c = out.shape
   blocks = (bicubic - out).reshape(b, height // scale, scale, width // scale, scale, c).mean(axis=(2, 4))
@@ -158,7 +168,7 @@ def eval_step(state: RestorerState, batch: dict[str, jax.Array], *, config) -> d
   """SR with the true kernels, its PSNR, and the PSNR of bicubic upsampling (the kernel-free baseline)."""
   code = kernel_codes(state, batch['kernel'], batch['noise_sigma'], config)
   sr = predict(state, state.params, batch['lr'], code, config, clip=True)
-  bicubic = degradation.bicubic_upsample(batch['lr'], int(config.degradation.scale))
+  bicubic = degradation.bicubic_upsample(batch['lr'], int(config.degradation.scale), training_grid(config))
   return dict(sr=sr, psnr=metrics.psnr_rgb(sr, batch['hr']), psnr_bicubic=metrics.psnr_rgb(bicubic, batch['hr']))
 
 
@@ -233,17 +243,22 @@ def _basis_shapes(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
               variance=np.zeros((r.pca_components,), np.float32))
 
 
-@functools.partial(jax.jit, static_argnames=('scale', 'config'))
-def _restore(state, lr, kernels, noise_sigma, scale, config):
-  del scale  # One per model: Restorer.resolve_scale has checked it.
+@functools.partial(jax.jit, static_argnames=('scale', 'downsample', 'grid', 'config'))
+def _restore(state, lr, kernels, noise_sigma, scale, downsample, grid, config):
   code = kernel_codes(state, kernels, noise_sigma, config)
-  return predict(state, state.params, lr, code, config, clip=True)
+  sr = predict(state, state.params, lr, code, config, clip=True)
+  # SFTMD's output sits on the grid it was trained on; moved (Keys cubic) to the LR image's grid. Its
+  # kernel code knows only the blur: a resizer's filter other than its training one is not modelled.
+  shift = (degradation.grid_offset(scale, grid or degradation.lr_grid(downsample))
+           - degradation.grid_offset(scale, training_grid(config)))
+  return jnp.clip(degradation.translate(sr, shift), 0.0, 1.0)
 
 
 def from_state(config: ml_collections.ConfigDict, state: Any, step: int = 0,
                directory: str = '') -> base.Restorer:
   """A `base.Restorer` around an SFTMD state (a RestorerState or its `modelio.InferenceState`)."""
-  reach = sftmd.receptive_field_radius(config.degradation.scale, config.restorer.num_blocks)
+  scale = int(config.degradation.scale)
+  reach = sftmd.receptive_field_radius(scale, config.restorer.num_blocks) + math.ceil(GRID_REACH / scale)
   if anchor_mode(config) == 'bicubic':
     reach += ANCHOR_REACH
   return base.Restorer(

@@ -41,15 +41,12 @@ def scales(config: ml_collections.ConfigDict) -> tuple[int, ...]:
 
 def check_fields(config: ml_collections.ConfigDict) -> None:
   """The settings USRNet cannot honour, refused with what to do."""
-  r, d = config.restorer, config.degradation
+  r = config.restorer
+  degradation.lr_grid(config.degradation.downsample)  # a known downsampler (its data step models each)
   if not scales(config) or any(s not in degradation.SCALES for s in scales(config)):
     raise ValueError(f'restorer.scales must be a non-empty subset of {degradation.SCALES}, got {r.scales}.')
   if len(set(scales(config))) != len(scales(config)):
     raise ValueError(f'restorer.scales lists a scale twice: {r.scales}.')
-  if d.downsample != 'direct':
-    raise ValueError(f"degradation.downsample={d.downsample!r}: USRNet's data step inverts direct s-fold "
-                     "subsampling only; use --config.degradation.downsample=direct (or train SFTMD, "
-                     'configs/sftmd.py, for bicubic downsampling).')
   for s in scales(config):
     if r.hr_patch % s:
       raise ValueError(f'restorer.hr_patch={r.hr_patch} must be a multiple of every scale in '
@@ -130,7 +127,7 @@ def train_step(state: train_state.TrainState, batch: dict[str, jax.Array], key: 
 
   def loss_fn(params):
     sr = state.apply_fn({'params': params}, batch[f'lr_x{scale}'], batch['kernel'], batch['noise_sigma'],
-                        scale, clip=False)
+                        scale, clip=False, downsample=config.degradation.downsample)
     return jnp.mean(jnp.abs(sr - batch['hr'])), sr
 
   (loss, sr), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -144,11 +141,13 @@ def eval_step(state, batch: dict[str, jax.Array], *, config, mean_kernel: np.nda
   out = {}
   b = batch['hr'].shape[0]
   mean = jnp.broadcast_to(jnp.asarray(mean_kernel), (b,) + mean_kernel.shape)
+  method = config.degradation.downsample
   for s in scales(config):
     lr = batch[f'lr_x{s}']
-    true_sr = state.apply_fn({'params': state.params}, lr, batch['kernel'], batch['noise_sigma'], s)
-    mean_sr = state.apply_fn({'params': state.params}, lr, mean, batch['noise_sigma'], s)
-    bicubic = degradation.bicubic_upsample(lr, s)
+    true_sr = state.apply_fn({'params': state.params}, lr, batch['kernel'], batch['noise_sigma'], s,
+                             downsample=method)
+    mean_sr = state.apply_fn({'params': state.params}, lr, mean, batch['noise_sigma'], s, downsample=method)
+    bicubic = degradation.bicubic_upsample(lr, s, degradation.lr_grid(method))
     out[f'psnr_true_kernel_x{s}'] = metrics.psnr_rgb(true_sr, batch['hr'])
     out[f'psnr_mean_kernel_x{s}'] = metrics.psnr_rgb(mean_sr, batch['hr'])
     out[f'psnr_bicubic_x{s}'] = metrics.psnr_rgb(bicubic, batch['hr'])
@@ -214,9 +213,9 @@ def task(config: ml_collections.ConfigDict) -> loop.Task:
 # Inference.
 
 
-@functools.partial(jax.jit, static_argnames=('scale',))
-def _restore(state, lr, kernels, noise_sigma, scale):
-  return state.apply_fn({'params': state.params}, lr, kernels, noise_sigma, scale)
+@functools.partial(jax.jit, static_argnames=('scale', 'downsample', 'grid'))
+def _restore(state, lr, kernels, noise_sigma, scale, downsample, grid):
+  return state.apply_fn({'params': state.params}, lr, kernels, noise_sigma, scale, downsample=downsample, grid=grid)
 
 
 # Reflect padding (LR pixels) at inference, whatever the training border: the trained data steps reach
