@@ -5,8 +5,11 @@ Images are float32 NHWC in [0, 1]; every image in a batch has its own kernel.
 * `blur` applies a (B, k, k) kernel batch as cross-correlation (PyTorch `F.conv2d` convention) with
   reflect boundary handling (`numpy.pad(mode='reflect')` = `ReflectionPad2d`, edge pixel not
   repeated), computed with real FFTs on a canvas of a fast ("smooth", 2^a·3^b·5^c) size.
-* `downsample` is 'direct' s-fold subsampling `x[:, ::s, ::s]` (SRMD/USRNet/KernelGAN/FKP) or
-  'bicubic', MATLAB `imresize(x, 1/s)` with antialiasing, as two matrix products.
+* `downsample` is 'direct' s-fold subsampling `x[:, ::s, ::s]` (SRMD/USRNet/KernelGAN/FKP), 'bicubic',
+  MATLAB `imresize(x, 1/s)` with antialiasing, or 'area' (s×s means), the last two as matrix products.
+  Where each puts its LR pixels on the HR grid (`grid_offset`: the 'direct' or the 'centre' grid), the
+  kernel a resizer's LR shows (`effective_kernel`) and the bicubic baseline on the LR's own grid
+  (`bicubic_upsample`) are the pixel-grid convention of docs/conventions.md.
 * `blur_downsample` = `downsample(blur(x, k), s, 'direct')`, computing only the kept rows and columns.
 * `add_noise` adds Gaussian noise with σ ~ U[0, noise_max] per image, clips to [0, 1] and can round
   to uint8 levels.

@@ -6,6 +6,7 @@
 # are fresh trajectories (motion_bank_size=0): no estimator or restorer trained on them.
 #   bash scripts/eval_restorers.sh [USRNET_BUNDLE] [OUT]   (default: the shipped bundle, runs/eval_restorers)
 #   SFTMD_DIR=runs/bundles bash scripts/eval_restorers.sh   (SFTMD bundles sftmd_<family>_x4.npz from there)
+#   FAMILIES="gaussian motion" SCALES=4 NOISE=0 bash scripts/eval_restorers.sh   (a subset; default: all)
 # The tables of docs/results.md §4 end up in OUT/tables.md (scripts/collect_restorers.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,9 @@ USRNET=${1:-s2k_jax/weights/usrnet_mixed.npz}
 OUT=${2:-runs/eval_restorers}
 COPIES=${COPIES:-10}
 SFTMD_DIR=${SFTMD_DIR:-s2k_jax/weights}
+FAMILIES=${FAMILIES:-gaussian motion disk}
+SCALES=${SCALES:-4 2}
+NOISE=${NOISE:-1}
 CLEAN=(--config.degradation.noise_max=0 --config.degradation.quantize=False --config.degradation.jpeg_prob=0)
 # The shipped default estimator for (family, scale), or nothing where none ships.
 estimator() { $PY -c "from s2k_jax import modelio
@@ -21,9 +25,9 @@ try: print(modelio.pretrained_estimator('$1', $2))
 except ValueError: pass"; }
 mkdir -p "$OUT"
 reports=()
-for family in gaussian motion disk; do
+for family in $FAMILIES; do
   fresh=(); [ "$family" = motion ] && fresh=(--config.degradation.motion_bank_size=0)
-  for scale in 4 2; do
+  for scale in $SCALES; do
     set_dir="$OUT/testsets/${family}_x${scale}"
     [ -d "$set_dir" ] || $PY -m s2k_jax.make_testset --config "configs/${family}.py:cpu" \
         --config.degradation.scale=$scale "${CLEAN[@]}" "${fresh[@]}" --copies "$COPIES" --seed 1 --out "$set_dir"
@@ -37,6 +41,7 @@ for family in gaussian motion disk; do
   done
 done
 # Gaussian ×4 with noise σ ~ U[0, 3%] and 8-bit LR (the restorers are given the true σ).
+if [ "$NOISE" = 1 ]; then
 set_dir="$OUT/testsets/gaussian_x4_noise3"
 [ -d "$set_dir" ] || $PY -m s2k_jax.make_testset --config configs/gaussian.py:cpu --config.degradation.noise_max=0.03 \
     --config.degradation.quantize=True --config.degradation.jpeg_prob=0 --copies "$COPIES" --seed 2 --out "$set_dir"
@@ -44,5 +49,6 @@ $PY evaluate.py --restorer "$USRNET" --restorer "$SFTMD_DIR/sftmd_gaussian_x4.np
     --estimator "$(estimator gaussian 4)" --testset "$set_dir" --out "$OUT/gaussian_x4_noise3" > /dev/null
 echo "$OUT/gaussian_x4_noise3/results.md"
 reports+=("$OUT/gaussian_x4_noise3")
+fi
 $PY scripts/collect_restorers.py "${reports[@]}" > "$OUT/tables.md"
 echo "$OUT/tables.md"

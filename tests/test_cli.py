@@ -165,6 +165,12 @@ def test_missing_checkpoints_and_bad_arguments_exit_2(photo_png, tmp_path, capsy
     cli.main([str(photo_png), '--out', str(tmp_path), '--family', 'box'])
   assert exit_info.value.code == 2
   assert "invalid choice: 'box'" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main([str(photo_png), '--out', str(tmp_path), '--grid', 'corner'])
+  assert exit_info.value.code == 2
+  assert "argument --grid: invalid choice: 'corner' (choose from 'centre', 'direct')" in capsys.readouterr().err
+  with pytest.raises(ValueError, match=r"grid must be one of \('centre', 'direct'\).*got 'corner'"):
+    cli.super_resolve_files([str(photo_png)], str(tmp_path), tmp_path / 'nope', tmp_path / 'nope', grid='corner')
   # Shipped models: only the sizes that ship (one taken out of the table here); a file that is not a
   # bundle is named.
   monkeypatch.delitem(modelio.PRETRAINED_ESTIMATORS, ('gaussian', 3))
