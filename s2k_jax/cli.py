@@ -199,9 +199,7 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
   paths = [os.fspath(p) for p in paths]
   out_dir = os.fspath(out_dir)
   pipeline.check_options(spectrum_mode, tile, overlap)
-  if grid not in degradation.LR_GRIDS:
-    raise ValueError(f'grid must be one of {degradation.LR_GRIDS} (centre: photos and resized images; '
-                     f'direct: LR = HR[::s, ::s] after the blur), got {grid!r}.')
+  degradation.check_grid(grid)
   _check_unique_stems(paths)
   est = _load('estimator', estimator_dir, estimator_lib.load)
   rest = _load('restorer', restorer_dir, tasks.load_restorer)

@@ -284,13 +284,17 @@ def lr_grid(method: str) -> str:
   return 'direct' if method == 'direct' else 'centre'
 
 
+def check_grid(grid: str) -> None:
+  if grid not in LR_GRIDS:
+    raise ValueError(f'LR grid must be one of {LR_GRIDS} (centre: resized images and photos; direct: '
+                     f'LR = HR[::s, ::s] after blur), got {grid!r}.')
+
+
 def grid_offset(scale: int, grid: str) -> float:
   """HR position of LR pixel 0 along each axis: LR pixel i sits at HR s·i + offset, with offset
   (s − 1)/2 on the 'centre' grid and 0 on the 'direct' grid."""
   check_scale(scale)
-  if grid not in LR_GRIDS:
-    raise ValueError(f'LR grid must be one of {LR_GRIDS} (centre: resized images and photos; direct: '
-                     f'LR = HR[::s, ::s] after blur), got {grid!r}.')
+  check_grid(grid)
   return (scale - 1) / 2 if grid == 'centre' else 0.0
 
 
@@ -336,14 +340,18 @@ def upsample_matrix(in_size: int, scale: int, offset: float) -> np.ndarray:
   return _resize_matrix(in_size, positions, cubic, 4.0).astype(np.float32)
 
 
+def _separable(rows: np.ndarray, images: jnp.ndarray, cols: np.ndarray) -> jnp.ndarray:
+  """rows (H', H) and cols (W', W) applied to (B, H, W, C) images: the one-axis resize matrices."""
+  return jnp.einsum('ih,bhwc,jw->bijc', rows, images, cols, precision=jax.lax.Precision.HIGHEST)
+
+
 @functools.partial(jax.jit, static_argnames=('scale', 'method'))
 def _downsample(images, scale, method):
   images = images.astype(jnp.float32)
   if method == 'direct':
     return images[:, ::scale, ::scale]
-  rows = downsample_matrix(images.shape[1], scale, method)
-  cols = downsample_matrix(images.shape[2], scale, method)
-  return jnp.einsum('ih,bhwc,jw->bijc', rows, images, cols, precision=jax.lax.Precision.HIGHEST)
+  return _separable(downsample_matrix(images.shape[1], scale, method), images,
+                    downsample_matrix(images.shape[2], scale, method))
 
 
 def downsample(images: jnp.ndarray, scale: int, method: str = 'direct') -> jnp.ndarray:
@@ -418,8 +426,7 @@ def bicubic_upsample(lr: jnp.ndarray, scale: int, grid: str) -> jnp.ndarray:
   """
   _, h, w, _ = lr.shape
   offset = grid_offset(scale, grid)
-  rows, cols = upsample_matrix(h, scale, offset), upsample_matrix(w, scale, offset)
-  up = jnp.einsum('ih,bhwc,jw->bijc', rows, lr.astype(jnp.float32), cols, precision=jax.lax.Precision.HIGHEST)
+  up = _separable(upsample_matrix(h, scale, offset), lr.astype(jnp.float32), upsample_matrix(w, scale, offset))
   return jnp.clip(up, 0.0, 1.0)
 
 
@@ -434,8 +441,8 @@ def translate(images: jnp.ndarray, offset: float) -> jnp.ndarray:
   _check_images(images)
   if offset == 0:
     return images
-  rows, cols = _translate_matrix(images.shape[1], float(offset)), _translate_matrix(images.shape[2], float(offset))
-  return jnp.einsum('ih,bhwc,jw->bijc', rows, images, cols, precision=jax.lax.Precision.HIGHEST)
+  return _separable(_translate_matrix(images.shape[1], float(offset)), images,
+                    _translate_matrix(images.shape[2], float(offset)))
 
 
 def antialias_taps(scale: int, method: str) -> tuple[np.ndarray, np.ndarray]:

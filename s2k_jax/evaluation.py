@@ -177,6 +177,9 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
   flip = kernels_lib.flip_invariant(family)
   downsample = test_degradation.downsample
   grid = degradation.lr_grid(downsample)
+  # The test set's blurs (mean, true) go with its downsampler; S2K's with the one its estimator was
+  # trained on (pipeline.kernel_downsample), on the set's grid, as blind SR runs it.
+  kernel_downsample = (downsample, pipeline.kernel_downsample(est) if est else None, downsample)
   # A protocol's fixed kernels (gaussian8) average to its mean kernel; random kernels to the family's.
   mean_k = (testset.kernels.mean(axis=0) if testset.manifest.get('protocol') == 'gaussian8'
             else kernels_lib.mean_kernel(test_degradation))
@@ -210,9 +213,6 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
         sigma = testset.noise_sigma[idx]
         given = {}  # SR method → the kernels its restorer was given
         for r in rests:
-          # The test set's blurs go with its downsampler; S2K's with the one its estimator was trained on
-          # (pipeline.kernel_downsample), on the set's grid, as blind SR runs it.
-          kernel_downsample = (downsample, pipeline.kernel_downsample(est) if est else None, downsample)
           for method, k, kd in zip(labels[r.name], (np.broadcast_to(mean_k, true_k.shape), estimates[idx], true_k),
                                    kernel_downsample):
             if method in sr_methods:  # the S2K rows only with an estimator

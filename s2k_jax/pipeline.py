@@ -265,7 +265,7 @@ def super_resolve(lr_images: Any, estimator: estimator_lib.Estimator, restorer: 
   check_compatible(estimator, restorer)
   check_noise_sigma(restorer, noise_sigma)
   check_options(spectrum_mode, tile, overlap)
-  degradation.grid_offset(int(estimator.config.degradation.scale), grid)  # a known grid, or a clear error
+  degradation.check_grid(grid)
   as_list = not hasattr(lr_images, 'ndim')
   if not as_list and lr_images.ndim != 4:
     raise ValueError(f'pass a (B, h, w, 3) batch or a list of (h, w, 3) images, got an array of shape '

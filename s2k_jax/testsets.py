@@ -99,11 +99,9 @@ def _hr_image(image: np.ndarray, name: str, hr_crop: int, scale: int) -> np.ndar
     raise images.ImageError(f'{name}: {e} Use a smaller --hr_crop or --hr_crop=0 (whole images).') from e
 
 
-def _degrade_one(hr: np.ndarray, key: jax.Array, config: ml_collections.ConfigDict,
-                 kernel: Any) -> tuple[np.ndarray, np.ndarray, float]:
-  """uint8 HR (H, W, 3), its (1, k, k) blur kernel → (uint8 LR, float32 kernel (k, k) as the LR shows
-  it, noise σ)."""
-  _, noise_key = jax.random.split(key)
+def _degrade_one(hr: np.ndarray, kernel: Any, noise_key: jax.Array,
+                 config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray, float]:
+  """uint8 HR (H, W, 3), its (1, k, k) blur kernel → (uint8 LR, float32 blur kernel (k, k), noise σ)."""
   out = degradation.degrade_with_kernels(images.to_float(hr)[None], kernel, noise_key, config.degradation)
   lr = np.asarray(out['lr'][0], np.float32)
   lr_uint8 = np.round(np.clip(lr, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -114,9 +112,8 @@ def _write_entry(directory: str, i: int, hr: np.ndarray, hr_png: bytes, name: st
                  config: ml_collections.ConfigDict, split: str, kernel_for, base_key: jax.Array) -> dict[str, Any]:
   """Degrades `hr` (PNG-encoded as `hr_png`) with entry i's key and `kernel_for(i, kernel key)`,
   writes its three files, returns its manifest entry."""
-  key = jax.random.fold_in(base_key, i)
-  blur = kernel_for(i, jax.random.split(key)[0])
-  lr, kernel, sigma = _degrade_one(hr, key, config, blur)
+  kernel_key, noise_key = jax.random.split(jax.random.fold_in(base_key, i))
+  lr, kernel, sigma = _degrade_one(hr, kernel_for(i, kernel_key), noise_key, config)
   source_name = _source_name(name, config, split)
   stem = f'{i:04d}_{_stem(source_name, config.data.source)}'
   files = {'hr': (f'hr/{stem}.png', hr_png), 'lr': (f'lr/{stem}.png', _png_bytes(lr)),
@@ -269,8 +266,7 @@ def protocol_config(protocol: str, scale: int, hr_dir: str, family: str | None =
     if family == 'motion':
       deg.motion_bank_size = 0  # fresh trajectories: kernels no estimator trained on
   deg.scale = int(scale)
-  config = ml_collections.ConfigDict(dict(degradation=deg, data=dict(source='folder', eval_dir=hr_dir)))
-  return config
+  return ml_collections.ConfigDict(dict(degradation=deg, data=dict(source='folder', eval_dir=hr_dir)))
 
 
 def generate_protocol(protocol: str, hr_dir: str, out_dir: str, *, scale: int, family: str | None = None,
@@ -278,9 +274,8 @@ def generate_protocol(protocol: str, hr_dir: str, out_dir: str, *, scale: int, f
   """A benchmark test set of every image in `hr_dir` (modcropped) under a named protocol:
 
   * 'gaussian8': each image with each of the 8 kernels of `gaussian8_kernels(scale)`, MATLAB bicubic
-    downsampling, no noise (8 entries per image); kernels saved as the LR shows them
-    (`degradation.effective_kernel`: the blur through the bicubic filter), the mean kernel of the set
-    is the mean of those 8.
+    downsampling, no noise (8 entries per image); the saved kernels are the blurs (the bicubic filter is
+    named by the manifest's downsampler), and the set's mean kernel is the mean of those 8.
   * 's2k': the paper's §4: one seeded random kernel of `family` per image (the family's default ranges;
     motion trajectories fresh, not from the training bank), direct decimation, no noise.
   """

@@ -87,7 +87,7 @@ class Restorer:
     scale = self.resolve_scale(scale)
     degradation.lr_grid(downsample)  # a known downsampler, or a clear error
     if grid is not None:
-      degradation.grid_offset(scale, grid)
+      degradation.check_grid(grid)
     degradation.check_kernels(kernels)  # finite, ≥ 0, positive mass, odd square: or a clear error
     if np.shape(kernels)[-1] > self.kernel_size:
       raise ValueError(f'{np.shape(kernels)[-1]}×{np.shape(kernels)[-1]} kernels are larger than the '
