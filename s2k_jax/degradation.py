@@ -5,8 +5,11 @@ Images are float32 NHWC in [0, 1]; every image in a batch has its own kernel.
 * `blur` applies a (B, k, k) kernel batch as cross-correlation (PyTorch `F.conv2d` convention) with
   reflect boundary handling (`numpy.pad(mode='reflect')` = `ReflectionPad2d`, edge pixel not
   repeated), computed with real FFTs on a canvas of a fast ("smooth", 2^a·3^b·5^c) size.
-* `downsample` is 'direct' s-fold subsampling `x[:, ::s, ::s]` (SRMD/USRNet/KernelGAN/FKP), 'bicubic',
-  MATLAB `imresize(x, 1/s)` with antialiasing, or 'area' (s×s means), the last two as matrix products.
+* `downsample` is 'direct' s-fold subsampling `x[:, ::s, ::s]` (SRMD/USRNet/KernelGAN/FKP) or one of
+  the `RESIZERS` as MATLAB `imresize(x, 1/s, method)` with antialiasing ('bicubic', 'area' = s×s means,
+  'bilinear', 'lanczos' = Lanczos3; PIL and OpenCV INTER_AREA agree away from the borders), as matrix
+  products. Training data can also draw a resizer per image (`RANDOM_RESIZER`), as users' photos
+  come from any resizer.
   Where each puts its LR pixels on the HR grid (`grid_offset`: the 'direct' or the 'centre' grid), the
   kernel a resizer's LR shows (`effective_kernel`) and the bicubic baseline on the LR's own grid
   (`bicubic_upsample`) are the pixel-grid convention of docs/conventions.md.
@@ -35,7 +38,13 @@ import numpy as np
 from s2k_jax import kernels as kernels_lib
 
 SCALES = (2, 3, 4)
-DOWNSAMPLE_METHODS = ('direct', 'bicubic', 'area')
+RESIZERS = ('bicubic', 'area', 'bilinear', 'lanczos')   # antialiased, on the 'centre' grid
+DOWNSAMPLE_METHODS = ('direct',) + RESIZERS
+# Training LR only: each image shrunk by one of RESIZERS drawn at random (key-driven, per image). An
+# estimator trained on it still learns the blur, and its kernels are read as blurs before a bicubic
+# resize (pipeline.kernel_downsample): with the true blur, a restorer told 'bicubic' is within 0.2 dB
+# of one told the true resizer (docs/notebook.md, 2026-12-05).
+RANDOM_RESIZER = 'random_resizer'
 
 
 # Fields of each kernel family (kernels.sample_kernels reads them); other families' are absent.
@@ -65,7 +74,8 @@ def default_config(family: str) -> ml_collections.ConfigDict:
   d = ml_collections.ConfigDict()
   d.family = family                # 'gaussian' | 'motion' | 'disk' | 'mixed' (all three, equally)
   d.scale = 4                      # 2, 3 or 4
-  d.downsample = 'direct'          # 'direct' (x[::s]) | 'bicubic' (MATLAB imresize) | 'area' (s×s means)
+  d.downsample = 'direct'          # 'direct' (x[::s]) | a resizer: 'bicubic' (MATLAB imresize) | 'area'
+                                   # (s×s means) | 'bilinear' | 'lanczos' | 'random_resizer' (estimators)
   d.noise_max = 0.0                # σ ~ U[0, noise_max] per image, on the [0, 1] scale
   d.noise_prob = 1.0               # share of LR images that get that noise (the others: σ = 0)
   d.quantize = False               # round LR to uint8 levels after the noise
@@ -134,10 +144,10 @@ def _check_blur_shapes(image_shape: tuple[int, ...], kernel_shape: tuple[int, ..
         f'needs height and width > {pad}. Use larger crops or a smaller kernel.')
 
 
-def _check_downsample(scale: int, method: str) -> None:
+def _check_downsample(scale: int, method: str, random_ok: bool = False) -> None:
   check_scale(scale)
-  if method not in DOWNSAMPLE_METHODS:
-    raise ValueError(f'downsample method must be one of {DOWNSAMPLE_METHODS}, got {method!r}.')
+  if not (method in DOWNSAMPLE_METHODS or (random_ok and method == RANDOM_RESIZER)):
+    lr_grid(method)  # the error that says what each choice is for
 
 
 def _reflect_indices(size: int, pad: int, length: int) -> np.ndarray:
@@ -267,8 +277,20 @@ def box(x: np.ndarray) -> np.ndarray:
   return ((x >= -0.5) & (x < 0.5)).astype(np.float64)
 
 
-# Downsampler → (MATLAB kernel, its support in input pixels before widening by the scale).
-_RESIZE_KERNELS = {'bicubic': (cubic, 4.0), 'area': (box, 1.0)}
+def triangle(x: np.ndarray) -> np.ndarray:
+  """MATLAB `imresize`'s 'bilinear' (triangle) kernel, PIL BILINEAR's filter."""
+  return np.maximum(1.0 - np.abs(x), 0.0)
+
+
+def lanczos3(x: np.ndarray) -> np.ndarray:
+  """MATLAB `imresize`'s 'lanczos3' kernel, PIL LANCZOS's filter: sinc(x)·sinc(x/3) on |x| < 3."""
+  return np.where(np.abs(x) < 3, np.sinc(x) * np.sinc(x / 3), 0.0)
+
+
+# Resizer → (MATLAB kernel, its support in input pixels before widening by the scale).
+_RESIZE_KERNELS = {'bicubic': (cubic, 4.0), 'area': (box, 1.0), 'bilinear': (triangle, 2.0),
+                   'lanczos': (lanczos3, 6.0)}
+assert tuple(_RESIZE_KERNELS) == RESIZERS
 
 
 # Where LR pixels sit on the HR grid (docs/conventions.md): 'centre' — LR pixel i covers HR pixels
@@ -279,8 +301,12 @@ LR_GRIDS = ('centre', 'direct')
 
 def lr_grid(method: str) -> str:
   """The grid of LR images made by a downsampler: 'direct' for direct decimation, else 'centre'."""
+  if method == RANDOM_RESIZER:
+    raise ValueError(f"downsample='{RANDOM_RESIZER}' (a resizer drawn per image) is for training kernel "
+                     f'estimators; here one downsampler is needed: one of {DOWNSAMPLE_METHODS}.')
   if method not in DOWNSAMPLE_METHODS:
-    raise ValueError(f'downsample method must be one of {DOWNSAMPLE_METHODS}, got {method!r}.')
+    raise ValueError(f'downsample method must be one of {DOWNSAMPLE_METHODS} (or {RANDOM_RESIZER!r} for '
+                     f'estimator training), got {method!r}.')
   return 'direct' if method == 'direct' else 'centre'
 
 
@@ -492,7 +518,7 @@ def effective_kernel(kernels: jnp.ndarray, scale: int, method: str, size: int | 
 def _fields(config: ml_collections.ConfigDict) -> tuple[tuple[float, float, float], dict[str, Any]]:
   """The degradation settings, checked once: the traced ones (noise_max, jpeg_prob, noise_prob) and, as
   hashable jit arguments, the ones that change the computed graph."""
-  _check_downsample(config.scale, config.downsample)
+  _check_downsample(config.scale, config.downsample, random_ok=True)
   if not config.noise_max >= 0:
     raise ValueError(f'noise_max must be ≥ 0 (σ on the [0, 1] scale), got {config.noise_max}.')
   noise_prob = _noise_prob(config)
@@ -519,29 +545,51 @@ def _blur_then_downsample(hr, kernels, scale, method):
   return _downsample(_blur(hr, kernels), scale, method)
 
 
+def _blur_then_random_resize(hr, kernels, key, scale):
+  """Blur, then each image shrunk by one of RESIZERS drawn from `key`: (LR, (B,) resizer index)."""
+  blurred = _blur(hr, kernels)
+  choice = jax.random.randint(key, (hr.shape[0],), 0, len(RESIZERS))
+  shrunk = jnp.stack([_downsample(blurred, scale, m) for m in RESIZERS])
+  return jnp.take_along_axis(shrunk, choice[None, :, None, None, None], axis=0)[0], choice
+
+
 def blur_then_downsample(hr: jnp.ndarray, kernels: jnp.ndarray, scale: int,
-                         method: str = 'direct') -> jnp.ndarray:
-  """(HR ⊗ k)↓s of Eq. 1 without the noise, for either downsampling method: (B, H, W, C), (B, k, k)
-  -> (B, ceil(H/s), ceil(W/s), C) float32 (what a restorer's output should reproduce)."""
+                         method: str = 'direct', grid: str | None = None) -> jnp.ndarray:
+  """(HR ⊗ k)↓s of Eq. 1 without the noise, for any downsampling method: (B, H, W, C), (B, k, k)
+  -> (B, ceil(H/s), ceil(W/s), C) float32 (what a restorer's output should reproduce).
+
+  `grid` (None = the method's) places a 'direct' kernel on the 'centre' grid: the blurred image sampled
+  at HR s·i + (s − 1)/2 (Keys cubic between pixels at even scales), the forward model a 'direct'-trained
+  estimator's kernel has on resized LR (`pipeline.kernel_downsample`)."""
   _check_images(hr)
   check_kernels(kernels)
   _check_blur_shapes(hr.shape, kernels.shape)
   _check_downsample(scale, method)
-  return _blur_then_downsample(hr, jnp.asarray(kernels, jnp.float32), scale, method)
+  kernels = jnp.asarray(kernels, jnp.float32)
+  if grid is None or grid == lr_grid(method):
+    return _blur_then_downsample(hr, kernels, scale, method)
+  if method != 'direct':
+    raise ValueError(f'a {method} downsampler puts LR pixels on the {lr_grid(method)} grid; only '
+                     "'direct' kernels (effective kernels) can be placed on another grid.")
+  return translate(_blur(hr, kernels), -grid_offset(scale, grid))[:, ::scale, ::scale]
 
 
 @functools.partial(jax.jit, static_argnames=('scale', 'method', 'quantize', 'jpeg_range'))
 def _degrade_with_kernels(hr, kernels, key, noise_max, jpeg_prob=0.0, noise_prob=1.0, *, scale, method,
                           quantize, jpeg_range=None):
   kernels = kernels.astype(jnp.float32)
-  lr = _blur_then_downsample(hr, kernels, scale, method)
+  extra = {}
+  if method == RANDOM_RESIZER:  # Its own key, so that the noise and JPEG draws stay as without it.
+    lr, extra['resizer'] = _blur_then_random_resize(hr, kernels, jax.random.fold_in(key, 2), scale)
+  else:
+    lr = _blur_then_downsample(hr, kernels, scale, method)
   if jpeg_range is None:  # The paper's setting: the noise key alone, as before JPEG existed.
     lr, sigma = add_noise(lr, key, noise_max, quantize, noise_prob)
-    return {'lr': lr, 'kernel': kernels, 'noise_sigma': sigma}
+    return {'lr': lr, 'kernel': kernels, 'noise_sigma': sigma, **extra}
   noise_key, jpeg_key = jax.random.split(key)
   lr, sigma = add_noise(lr, noise_key, noise_max, quantize, noise_prob)
   lr, quality = add_jpeg(lr, jpeg_key, jpeg_prob, jpeg_range)
-  return {'lr': lr, 'kernel': kernels, 'noise_sigma': sigma, 'jpeg_quality': quality}
+  return {'lr': lr, 'kernel': kernels, 'noise_sigma': sigma, 'jpeg_quality': quality, **extra}
 
 
 def degrade_with_kernels(hr: jnp.ndarray, kernels: jnp.ndarray, key: jax.Array,
@@ -549,8 +597,9 @@ def degrade_with_kernels(hr: jnp.ndarray, kernels: jnp.ndarray, key: jax.Array,
   """Eq. 1 with given kernels, jitted: hr (B, H, W, C) in [0, 1], kernels (B, k, k) -> dict of float32.
 
   lr (B, ceil(H/s), ceil(W/s), C) in [0, 1], kernel (B, k, k) (the input), noise_sigma (B,), and with
-  JPEG on, jpeg_quality (B,) (0 = not compressed). Reads config.scale, .downsample, .noise_max,
-  .noise_prob, .quantize, .jpeg_prob and .jpeg_quality_range; `key` drives the noise (and the JPEG draws).
+  JPEG on, jpeg_quality (B,) (0 = not compressed); with downsample = RANDOM_RESIZER, resizer (B,) int32,
+  each image's index into RESIZERS. Reads config.scale, .downsample, .noise_max, .noise_prob,
+  .quantize, .jpeg_prob and .jpeg_quality_range; `key` drives the noise (and the JPEG and resizer draws).
   """
   _check_images(hr)
   check_kernels(kernels)

@@ -211,12 +211,12 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
               kernel_scores[method][name][idx] = np.asarray(v)
         out[BICUBIC] = np.asarray(degradation.bicubic_upsample(jnp.asarray(lr), scale, grid))
         sigma = testset.noise_sigma[idx]
-        given = {}  # SR method → the kernels its restorer was given
+        given, given_downsample = {}, {}  # SR method → the kernels its restorer was given, their downsampler
         for r in rests:
           for method, k, kd in zip(labels[r.name], (np.broadcast_to(mean_k, true_k.shape), estimates[idx], true_k),
                                    kernel_downsample):
             if method in sr_methods:  # the S2K rows only with an estimator
-              given[method] = k
+              given[method], given_downsample[method] = k, kd
               restore = functools.partial(r.restore, scale=scale, downsample=kd, grid=grid)
               out[method] = _run_sharded(restore, mesh, lr, k, sigma)
         for method, sr in out.items():
@@ -225,7 +225,8 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
           for name, value in _colour_scores(sr, hr, scale).items():
             sr_scores[method][name][idx] = value
         for method, k in given.items():  # LR consistency: each SR re-degraded with the kernel it was given
-          sr_scores[method]['lr_psnr'][idx] = lr_consistency(out[method], lr, k, test_degradation)
+          sr_scores[method]['lr_psnr'][idx] = lr_consistency(out[method], lr, k, scale, given_downsample[method],
+                                                             grid)
         if len(examples.get('lr', [])) < 4:
           examples.setdefault('lr', []).extend(lr[:4])
           examples.setdefault('hr', []).extend(hr[:4])
@@ -253,11 +254,12 @@ def _colour_scores(sr: np.ndarray, hr: np.ndarray, scale: int) -> dict[str, np.n
               saturation=np.asarray(metrics.saturation_ratio(sr, hr, crop_border=scale)))
 
 
-def lr_consistency(sr: np.ndarray, lr: np.ndarray, kernels: np.ndarray,
-                   config: ml_collections.ConfigDict) -> np.ndarray:
-  """PSNR (dB, RGB) of the SR image degraded again with the kernel it was restored with (no noise)
-  against the LR input: how exactly the output explains what was observed. (B,)."""
-  again = degradation.blur_then_downsample(jnp.asarray(sr), kernels, int(config.scale), config.downsample)
+def lr_consistency(sr: np.ndarray, lr: np.ndarray, kernels: np.ndarray, scale: int, downsample: str,
+                   grid: str) -> np.ndarray:
+  """PSNR (dB, RGB) of the SR image degraded again with the kernel it was restored with and that
+  kernel's downsampler, on the LR's grid (no noise), against the LR input: how exactly the output
+  explains what was observed. (B,)."""
+  again = degradation.blur_then_downsample(jnp.asarray(sr), kernels, scale, downsample, grid)
   return np.asarray(metrics.psnr_rgb(again, jnp.asarray(lr)))
 
 

@@ -1,6 +1,7 @@
 """Tests for s2k_jax/degradation.py (paper Eq. 1) against scipy, Pillow and hand-derived values."""
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
@@ -205,11 +206,22 @@ def _box(t):
   return 1.0 if -0.5 <= t < 0.5 else 0.0
 
 
+def _triangle(t):
+  return max(1.0 - abs(t), 0.0)
+
+
+def _lanczos3(t):  # MATLAB's lanczos3: sin(πt)·sin(πt/3) / (π²t²/3) on |t| < 3
+  if t == 0:
+    return 1.0
+  return np.sin(np.pi * t) * np.sin(np.pi * t / 3) / (np.pi ** 2 * t ** 2 / 3) if abs(t) < 3 else 0.0
+
+
 @pytest.mark.parametrize('scale', [2, 3, 4])
 def test_resizers_equal_a_float64_matlab_imresize_reference(scale):
   rng = np.random.default_rng(10 + scale)
   hr = rng.random((13 * scale + 1, 11 * scale, 2))  # not a multiple of the scale on one axis
-  for method, kernel, width in (('bicubic', _keys, 4.0), ('area', _box, 1.0)):
+  for method, kernel, width in (('bicubic', _keys, 4.0), ('area', _box, 1.0), ('bilinear', _triangle, 2.0),
+                                ('lanczos', _lanczos3, 6.0)):
     ref = _matlab_imresize_axis(hr, -(-hr.shape[0] // scale), 1 / scale, kernel, width)
     ref = _matlab_imresize_axis(ref.transpose(1, 0, 2), -(-hr.shape[1] // scale), 1 / scale, kernel, width)
     out = np.asarray(degradation.downsample(hr[None].astype(np.float32), scale, method))[0]
@@ -231,11 +243,14 @@ def test_area_is_the_mean_of_each_block(scale):
 def test_grid_offsets_and_bad_grids():
   assert [degradation.grid_offset(s, 'centre') for s in (2, 3, 4)] == [0.5, 1.0, 1.5]
   assert [degradation.grid_offset(s, 'direct') for s in (2, 3, 4)] == [0.0, 0.0, 0.0]
-  assert [degradation.lr_grid(m) for m in ('direct', 'bicubic', 'area')] == ['direct', 'centre', 'centre']
+  assert [degradation.lr_grid(m) for m in degradation.DOWNSAMPLE_METHODS] == ['direct'] + ['centre'] * 4
   with pytest.raises(ValueError, match=r"LR grid must be one of \('centre', 'direct'\).*got 'corner'"):
     degradation.grid_offset(2, 'corner')
-  with pytest.raises(ValueError, match=r"downsample method must be one of \('direct', 'bicubic', 'area'\), got 'lanczos'"):
-    degradation.downsample(np.zeros((1, 8, 8, 1)), 2, 'lanczos')
+  with pytest.raises(ValueError, match=r"downsample method must be one of \('direct', 'bicubic', 'area', "
+                     r"'bilinear', 'lanczos'\).*got 'nearest'"):
+    degradation.downsample(np.zeros((1, 8, 8, 1)), 2, 'nearest')
+  with pytest.raises(ValueError, match="'random_resizer'.*is for training kernel estimators"):
+    degradation.downsample(np.zeros((1, 8, 8, 1)), 2, 'random_resizer')
   with pytest.raises(ValueError, match=r'scale must be one of \(2, 3, 4\).*got 5'):
     degradation.bicubic_upsample(np.zeros((1, 8, 8, 1)), 5, 'centre')
 
@@ -532,3 +547,53 @@ def test_jpeg_fields_are_checked():
     config.jpeg_prob, config.jpeg_quality_range = prob, quality_range
     with pytest.raises(ValueError, match=match):
       degradation.degrade(hr, jax.random.key(0), config)
+
+
+def test_resizers_agree_with_pillow_away_from_the_borders():
+  """PIL's antialiased resizers use the same filters (Pillow rounds to 8 bits between its two passes and
+  clips Lanczos overshoot there, so the agreement is to a few levels, not to float precision)."""
+  import skimage.data  # pylint: disable=g-import-not-at-top
+  photo = skimage.data.astronaut()[:240, :240]
+  pil = {'bicubic': Image.Resampling.BICUBIC, 'area': Image.Resampling.BOX, 'bilinear': Image.Resampling.BILINEAR,
+         'lanczos': Image.Resampling.LANCZOS}
+  for method, resample in pil.items():
+    for scale in (2, 4):
+      ours = np.asarray(degradation.downsample(photo[None].astype(np.float32) / 255, scale, method))[0] * 255
+      theirs = np.asarray(Image.fromarray(photo).resize((240 // scale,) * 2, resample), np.float32)
+      err = np.abs(ours - theirs)[6:-6, 6:-6]
+      assert err.mean() < 0.6 and np.percentile(err, 99) < 3, (method, scale, err.mean())
+
+
+def test_random_resizer_shrinks_each_image_by_one_resizer_and_keeps_the_noise_draws():
+  hr = np.random.default_rng(0).random((8, 48, 48, 3)).astype(np.float32)
+  config = degradation.default_config('gaussian')
+  config.update(scale=4, downsample='random_resizer', noise_max=0.02)
+  key = jax.random.PRNGKey(3)
+  out = degradation.degrade(hr, key, config)
+  assert out['resizer'].shape == (8,) and set(np.asarray(out['resizer'])) <= set(range(4))
+  assert len(set(np.asarray(out['resizer']).tolist())) > 1  # 8 draws of 4 resizers: not all the same
+  clean = dict(config)
+  clean.update(noise_max=0.0)
+  clean_out = degradation.degrade(hr, key, ml_collections.ConfigDict(clean))
+  for i, r in enumerate(np.asarray(out['resizer'])):
+    expected = degradation.blur_then_downsample(hr[i:i + 1], np.asarray(out['kernel'][i:i + 1]), 4,
+                                                degradation.RESIZERS[r])
+    np.testing.assert_allclose(np.asarray(clean_out['lr'][i]), np.asarray(expected[0]), atol=1e-5)
+  bicubic = ml_collections.ConfigDict(dict(config))
+  bicubic.downsample = 'bicubic'
+  np.testing.assert_array_equal(np.asarray(degradation.degrade(hr, key, bicubic)['noise_sigma']),
+                                np.asarray(out['noise_sigma']))  # the resizer draw has its own key
+
+
+@pytest.mark.parametrize('method', ['area', 'bilinear'])  # non-negative effective kernels
+def test_a_direct_kernel_on_the_centre_grid_is_the_forward_model_of_an_effective_kernel(method):
+  """At ×3 LR pixels of a resizer sit on HR pixels: blur ⊗ resizer filter as a 'direct' kernel, sampled
+  on the centre grid, reproduces the resizer's LR exactly (up to the borders)."""
+  hr = np.random.default_rng(1).random((1, 60, 60, 1)).astype(np.float32)
+  k = np.asarray(degradation.kernels_lib.gaussian_kernel(9, 1.2, 0.8, 0.5))[None]
+  k_eff = np.maximum(np.asarray(degradation.effective_kernel(jnp.asarray(k), 3, method)), 0)  # FFT round-off
+  lr = np.asarray(degradation.blur_then_downsample(hr, k, 3, method))
+  again = np.asarray(degradation.blur_then_downsample(hr, k_eff, 3, 'direct', grid='centre'))
+  np.testing.assert_allclose(again[0, 3:-3, 3:-3], lr[0, 3:-3, 3:-3], atol=1e-5)
+  with pytest.raises(ValueError, match="only 'direct' kernels"):
+    degradation.blur_then_downsample(hr, k, 3, method, grid='direct')

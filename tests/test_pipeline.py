@@ -296,6 +296,14 @@ def test_a_mixed_family_estimator_needs_a_restorer_of_every_family(est):
     pipeline.check_compatible(mixed, untrained_restorer('gaussian_x4,smoke'))
 
 
+def test_kernels_of_an_estimator_trained_on_random_resizers_are_blurs_before_bicubic(est):
+  assert pipeline.kernel_downsample(est) == est.config.degradation.downsample == 'direct'
+  for trained, read_as in (('random_resizer', 'bicubic'), ('area', 'area'), ('bicubic', 'bicubic')):
+    config = est.config.copy_and_resolve_references()
+    config.degradation.downsample = trained
+    assert pipeline.kernel_downsample(dataclasses.replace(est, config=config)) == read_as
+
+
 def test_other_families_and_smaller_kernel_canvases_are_refused(est, rest):
   with pytest.raises(pipeline.IncompatibleModelsError, match='knows gaussian kernels but the restorer was '
                      'trained on disk kernels only'):
