@@ -137,6 +137,19 @@ def estimator_noise_warning(sigma: float, est) -> str | None:
           'estimator trained with --config.degradation.noise_max fits such photos')
 
 
+def restorer_noise_warning(sigma: float, rest) -> str | None:
+  """A warning when a given noise σ is above the restorer's trained range, else None. Estimated ones are
+  clipped to it (`noise_level`); a restorer without a noise input never gets σ > 0
+  (`pipeline.check_noise_sigma`)."""
+  trained = float(rest.config.degradation.noise_max)
+  if not rest.takes_noise or sigma <= trained:
+    return None
+  return (f'the given noise σ {100 * sigma:.1f}% is above the σ ≤ {100 * trained:.1f}% the restorer '
+          f'({rest.name}) was trained on: it never saw such noise, so expect leftover noise or smeared '
+          f'detail; give --noise-sigma {trained:g} or less, or a restorer trained with a larger '
+          '--config.degradation.noise_max')
+
+
 def kernel_kinds(family: str) -> str:
   """What an estimator's kernels can be, for the per-image line: 'motion kernels', 'any kernel family'."""
   return 'any kernel family' if family == kernels.MIXED else f'{family} kernels'
@@ -149,9 +162,9 @@ def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None 
   pipeline.check_image_size(lr.shape, est, path)
   estimate = noise.estimate_sigma(lr) if noise_sigma is None else noise_sigma
   sigma, noise_text = noise_level(lr, rest, noise_sigma, estimate)
-  warning = estimator_noise_warning(estimate, est)
-  if warning:
-    noise_text += f' [warning: {warning}]'
+  for warning in (estimator_noise_warning(estimate, est), restorer_noise_warning(sigma, rest)):
+    if warning:
+      noise_text += f' [warning: {warning}]'
   out = pipeline.super_resolve_batch(lr[None], est, rest, noise_sigma=sigma, **kwargs)
   scale = int(est.config.degradation.scale)
   outputs = output_paths(path, out_dir, scale)
@@ -273,8 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help='LR pixels dropped at inner tile edges (default: the restorer\'s receptive field, '
                            'at most tile/4, which makes tiles seamless).')
   parser.add_argument('--noise-sigma', type=float, default=None,
-                      help=f'LR noise σ on [0, {noise.SIGMA_MAX}] (0.01 = 1%%), for restorers trained with noise '
-                           '(default: estimated from each photo and printed).')
+                      help=f'LR noise σ (0.01 = 1%%), at most {noise.SIGMA_MAX}; the restorer is trained only '
+                           'up to its config\'s degradation.noise_max (the shipped ones: '
+                           's2k_jax/weights/README.md), a larger σ gets a warning, and one trained without '
+                           'noise takes only 0 (default: estimated from each photo, clipped to that range, '
+                           'and printed).')
   parser.add_argument('--grid', choices=degradation.LR_GRIDS, default='centre',
                       help='where the LR pixels sit on the output grid: centre (default: camera photos and images '
                       'shrunk by any resizer; each LR pixel at the centre of its s×s block) or direct (LR = '

@@ -20,6 +20,7 @@ import concurrent.futures
 import dataclasses
 import io
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,8 @@ _SIXTEEN_BIT_GRAY_MODES = ('I;16', 'I;16B', 'I;16L', 'I;16N')
 _CONVERTIBLE_MODES = ('1', 'L', 'LA', 'La', 'P', 'PA', 'RGB', 'RGBA', 'RGBX', 'RGBa', 'CMYK', 'YCbCr')
 # At most this many bad files are listed in one error; the count says how many there were.
 _MAX_LISTED_ERRORS = 20
+# How Python prints an object without a readable form, e.g. `<_io.BytesIO object at 0x7f…>`.
+_OBJECT_REPR = re.compile(r'<[\w.]+ object at 0x[0-9a-fA-F]+>')
 
 
 class ImageError(ValueError):
@@ -69,15 +72,24 @@ def read_file(path: str | os.PathLike) -> bytes:
     raise ImageError(f'{os.fspath(path)}: cannot read the file ({e.strerror or e}).') from e
 
 
+def _reason(error: Exception, name: str) -> str:
+  """A decoder's exception for an error message. Pillow and tifffile read our in-memory copy of the
+  file, so their messages call it `<_io.BytesIO object at 0x…>`; the user knows it by `name`."""
+  return f'{type(error).__name__}: {_OBJECT_REPR.sub(name, str(error))}'
+
+
 def _open(data: bytes, name: str) -> Image.Image:
   """Opens (header only) with Pillow, enforcing its decompression-bomb limit as an error."""
   try:
     image = Image.open(io.BytesIO(data))
   except Image.DecompressionBombError as e:
-    raise ImageError(f'{name}: rejected as a possible decompression bomb ({e}). If you trust the file, '
-                     'raise PIL.Image.MAX_IMAGE_PIXELS before loading it.') from e
+    raise ImageError(f'{name}: rejected as a possible decompression bomb ({_reason(e, name)}). If you trust '
+                     'the file, raise PIL.Image.MAX_IMAGE_PIXELS before loading it.') from e
+  except Image.UnidentifiedImageError as e:  # Its message only names our in-memory copy of the file.
+    raise ImageError(f'{name}: not a readable image file (no image format recognised: not an image, or '
+                     'damaged from its first bytes); give a PNG, JPEG, TIFF, BMP or WebP file.') from e
   except Exception as e:  # Pillow signals unreadable input with several exception types.
-    raise ImageError(f'{name}: not a readable image file ({type(e).__name__}: {e}).') from e
+    raise ImageError(f'{name}: not a readable image file ({_reason(e, name)}).') from e
   width, height = image.size
   limit = Image.MAX_IMAGE_PIXELS
   if limit is not None and width * height > limit:
@@ -129,7 +141,7 @@ def _tifffile_to_rgb(data: bytes, name: str) -> np.ndarray:
   try:
     array = tifffile.imread(io.BytesIO(data))
   except Exception as e:  # tifffile raises several types for broken or exotic files.
-    raise ImageError(f'{name}: cannot decode this TIFF ({type(e).__name__}: {e}).') from e
+    raise ImageError(f'{name}: cannot decode this TIFF ({_reason(e, name)}).') from e
   if array.dtype not in (np.uint8, np.uint16):
     raise ImageError(f'{name}: TIFF with {array.dtype} samples is not supported (no defined white level); '
                      'save it as 8- or 16-bit unsigned integers.')
@@ -161,7 +173,7 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
   except ImageError:
     raise
   except Exception as e:  # zlib, OSError('image file is truncated'), SyntaxError from broken chunks, ...
-    raise ImageError(f'{name}: cannot decode the pixels ({type(e).__name__}: {e}); the file is truncated or '
+    raise ImageError(f'{name}: cannot decode the pixels ({_reason(e, name)}); the file is truncated or '
                      'corrupt.') from e
 
 

@@ -28,6 +28,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import tqdm
 
+from s2k_jax import commands
 from s2k_jax import visualize
 
 
@@ -61,7 +62,8 @@ class Task:
   # The closing summary the driver prints (host 0) after the paths of the run's outputs:
   # (the latest eval scalars) → lines that read them, e.g. against a baseline on the same eval batch;
   describe_eval: Callable[[Mapping[str, float]], list[str]] = lambda scalars: []
-  # (workdir) → the commands to try next with the model trained there.
+  # (workdir) → the commands to try next with the model trained there, written as typed in an activated
+  # environment (`python evaluate.py …`, `s2k-sr …`); `closing_lines` prints them `commands.runnable`.
   next_steps: Callable[[str], list[str]] = lambda workdir: []
   # > 1: train_step takes a static `variant` keyword, cycled as step mod train_variants (USRNet: one
   # scale per step). Each variant compiles once; XLA:CPU ran a lax.switch over them 20x slower.
@@ -328,7 +330,7 @@ def closing_lines(task: Task, workdir: str, step: int, num_steps: int, *, start:
   lines = [head, f'  checkpoints  {checkpoints}' + (f' (steps {", ".join(map(str, saved))})' if saved else ''),
            f'  metrics      {os.path.join(workdir, "metrics.jsonl")}',
            f'  TensorBoard  {os.path.join(workdir, "tensorboard")}  '
-           f'(tensorboard --logdir {os.path.join(workdir, "tensorboard")})']
+           f'({commands.tensorboard_hint(os.path.join(workdir, "tensorboard"))})']
   if figures:
     lines.append(f'  samples      {os.path.join(samples, figures[-1])}'
                  + (f' (latest of {len(figures)})' if len(figures) > 1 else ''))
@@ -339,10 +341,10 @@ def closing_lines(task: Task, workdir: str, step: int, num_steps: int, *, start:
       lines.append(f'Held-out evaluation at step {evaluated[0]}:')
       lines += [f'  {line}' for line in described]
   if not stopped:
-    commands = task.next_steps(workdir)
-    if commands:
+    next_commands = task.next_steps(workdir)
+    if next_commands:
       lines.append('Next:')
-      lines += [f'  {c}' for c in commands]
+      lines += [f'  {commands.runnable(c)}' for c in next_commands]
   return lines
 
 

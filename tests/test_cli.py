@@ -206,6 +206,22 @@ def test_a_photo_much_noisier_than_the_estimator_saw_gets_a_warning(smoke_estima
   assert cli.estimator_noise_warning(0.03, est) is None
 
 
+def test_a_given_noise_sigma_above_the_restorers_trained_range_gets_a_warning():
+  """The shipped USRNet was trained on σ ≤ 5%; --noise-sigma accepts up to 20%: say what that means."""
+  from s2k_jax import tasks  # pylint: disable=g-import-not-at-top
+  rest = tasks.load_restorer(modelio.pretrained_restorer('gaussian', 4, 'usrnet'))
+  trained = float(rest.config.degradation.noise_max)
+  assert trained == 0.05
+  assert cli.restorer_noise_warning(trained, rest) is None
+  assert cli.restorer_noise_warning(0.15, rest) == (
+      'the given noise σ 15.0% is above the σ ≤ 5.0% the restorer (USRNet) was trained on: it never saw such '
+      'noise, so expect leftover noise or smeared detail; give --noise-sigma 0.05 or less, or a restorer '
+      'trained with a larger --config.degradation.noise_max')
+  help_text = ' '.join(cli.build_parser().format_help().split())
+  assert "trained only up to its config's degradation.noise_max" in help_text
+  assert 'a larger σ gets a warning' in help_text
+
+
 def test_the_per_image_line_names_what_kernels_the_estimator_knows():
   assert cli.kernel_kinds('motion') == 'motion kernels'
   assert cli.kernel_kinds('mixed') == 'any kernel family'  # configs/mixed.py

@@ -1,6 +1,8 @@
 """Tests for the shared training driver (s2k_jax/loop.py) run with a minimal task."""
 import dataclasses
 import functools
+import importlib.util
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -80,6 +82,39 @@ def test_a_stopped_run_says_how_to_resume(tmp_path):
   assert lines[0] == ('Stopped early at step 3 of 10, after saving a checkpoint. Run the same command '
                       'again (same --workdir) to resume from step 3.')
   assert not any(line.startswith('Next:') for line in lines)
+
+
+def test_the_closing_commands_run_as_printed(tmp_path, monkeypatch):
+  """`make demo` runs .venv/bin/python without activating .venv: the next commands name that interpreter
+  and the console scripts beside it (relative to the working directory when inside it), and TensorBoard
+  (not a dependency; tensorboardX writes the logs) is offered only with how to install it."""
+  bin_dir = tmp_path / '.venv' / 'bin'
+  bin_dir.mkdir(parents=True)
+  (bin_dir / 's2k-sr').touch()
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.setattr(sys, 'executable', str(bin_dir / 'python'))
+  find_spec = importlib.util.find_spec
+
+  def tensorboard_installed(installed):
+    spec = object() if installed else None
+    monkeypatch.setattr(importlib.util, 'find_spec',
+                        lambda name, *a: spec if name == 'tensorboard' else find_spec(name, *a))
+
+  tensorboard_installed(False)
+  task = dataclasses.replace(counting_task(gaussian.get_config('smoke')), next_steps=lambda workdir: [
+      f'python evaluate.py --estimator {workdir}',
+      's2k-sr photo.png --out sr   # train a restorer first: python train.py --workdir R'])
+  lines = loop.closing_lines(task, 'runs/w', 3, 3)
+  assert lines[-3:] == ['Next:', '  .venv/bin/python evaluate.py --estimator runs/w',
+                        '  .venv/bin/s2k-sr photo.png --out sr   # train a restorer first: '
+                        '.venv/bin/python train.py --workdir R']
+  assert lines[3] == ('  TensorBoard  runs/w/tensorboard  (TensorBoard is not installed: .venv/bin/python -m '
+                      'pip install tensorboard, then .venv/bin/python -m tensorboard.main --logdir '
+                      'runs/w/tensorboard)')
+  (bin_dir / 'tensorboard').touch()
+  tensorboard_installed(True)
+  assert loop.closing_lines(task, 'runs/w', 3, 3)[3] == (
+      '  TensorBoard  runs/w/tensorboard  (.venv/bin/tensorboard --logdir runs/w/tensorboard)')
 
 
 def test_distributed_start_up_touches_no_backend_first(monkeypatch):
