@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any, Callable, Mapping
 
 from absl import flags
@@ -311,10 +312,25 @@ def last_eval(workdir: str) -> tuple[int, dict[str, float]] | None:
   return found
 
 
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+  """How fast a run trained: `steps` timed steps (the first, which compiles, left out) in `seconds`."""
+  steps: int
+  seconds: float
+  batch_size: int
+
+  def __str__(self) -> str:
+    if self.steps < 1 or self.seconds <= 0:
+      return 'too few steps to time'
+    rate = self.steps / self.seconds
+    return (f'{rate:.3g} steps/s, {rate * self.batch_size:.3g} images/s over {self.steps} steps '
+            f'({self.seconds / 60:.1f} min; the first step, which compiles, not counted)')
+
+
 def closing_lines(task: Task, workdir: str, step: int, num_steps: int, *, start: int = 0,
-                  stopped: bool = False) -> list[str]:
-  """What a run leaves and what to do next: where its outputs are, the latest evaluation (read by the
-  task), and how to resume (after a stop) or the task's next commands."""
+                  stopped: bool = False, throughput: Throughput | None = None) -> list[str]:
+  """What a run leaves and what to do next: where its outputs are, how fast it trained, the latest
+  evaluation (read by the task), and how to resume (after a stop) or the task's next commands."""
   if stopped:
     head = (f'Stopped early at step {step} of {num_steps}, after saving a checkpoint. Run the same '
             f'command again (same --workdir) to resume from step {step}.')
@@ -323,6 +339,8 @@ def closing_lines(task: Task, workdir: str, step: int, num_steps: int, *, start:
             '(raise --config.train.num_steps to train longer).')
   else:
     head = f'Trained to step {step} of {num_steps}' + (f' (resumed at step {start})' if start else '') + '.'
+  if throughput is not None and step > start:
+    head += f' Throughput: {throughput}.'
   checkpoints = os.path.join(workdir, 'checkpoints')
   saved = sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit()) if os.path.isdir(checkpoints) else []
   samples = os.path.join(workdir, 'samples')
@@ -403,6 +421,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
   bar = tqdm.tqdm(total=config.train.num_steps, initial=start, desc=task.name, unit='step',
                   disable=jax.process_index() != 0, dynamic_ncols=True)
   step, stop = start, False
+  timer_start = None  # (step, time) once the first step, which compiles, has finished
   try:
     for step in range(start + 1, config.train.num_steps + 1):
       batch = make_batch(shard_batch(next(train_iter), mesh), jax.random.fold_in(data_key, step))
@@ -411,6 +430,9 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
         check_finite(jax.device_get(pending[1]), pending[0], mngr)
       pending = (step, metrics)
       bar.update(1)
+      if timer_start is None:
+        jax.block_until_ready(metrics)
+        timer_start = (step, time.perf_counter())
 
       if step % config.train.log_every == 0 or step == config.train.num_steps:
         values = jax.device_get(metrics)
@@ -432,6 +454,9 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
         break
   finally:
     bar.close()
+    jax.block_until_ready(state)
+    throughput = Throughput(step - timer_start[0], time.perf_counter() - timer_start[1],
+                            int(config.train.batch_size)) if timer_start else None
     mngr.wait_until_finished()
     mngr.close()
     writer.close()
@@ -440,5 +465,6 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
       train_iter.close()  # Stops grain worker processes.
   if jax.process_index() == 0:
     print('\n'.join(closing_lines(task, workdir, step, config.train.num_steps, start=start,
-                                   stopped=stop and step < config.train.num_steps)), flush=True)
+                                   stopped=stop and step < config.train.num_steps, throughput=throughput)),
+          flush=True)
   return state

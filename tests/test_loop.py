@@ -1,6 +1,7 @@
 """Tests for the shared training driver (s2k_jax/loop.py) run with a minimal task."""
 import dataclasses
 import functools
+import re
 import importlib.util
 import sys
 
@@ -67,13 +68,20 @@ def test_a_run_ends_by_saying_where_things_are_and_what_next(tmp_path, capsys):
                              next_steps=lambda workdir: [f'evaluate {workdir}'])
   loop.run(task, config, str(tmp_path))
   out = capsys.readouterr().out
-  assert 'Trained to step 3 of 3.' in out
+  assert 'Trained to step 3 of 3. Throughput: ' in out
+  assert re.search(r'Throughput: [0-9.e+]+ steps/s, [0-9.e+]+ images/s over 2 steps', out), out
   assert f'checkpoints  {tmp_path / "checkpoints"} (steps 2, 3)' in out
   assert f'metrics      {tmp_path / "metrics.jsonl"}' in out and (tmp_path / 'metrics.jsonl').is_file()
   assert 'Held-out evaluation at step 3:\n  mean 0.50' in out
   assert out.rstrip().endswith(f'Next:\n  evaluate {tmp_path}')
   loop.run(task, config, str(tmp_path))
   assert 'Nothing to train' in capsys.readouterr().out
+
+
+def test_throughput_is_steps_over_seconds_and_images_follow_the_batch():
+  assert str(loop.Throughput(300, 60.0, 8)) == ('5 steps/s, 40 images/s over 300 steps (1.0 min; the first '
+                                                'step, which compiles, not counted)')
+  assert str(loop.Throughput(0, 0.0, 8)) == 'too few steps to time'
 
 
 def test_a_stopped_run_says_how_to_resume(tmp_path):
