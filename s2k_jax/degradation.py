@@ -42,8 +42,7 @@ RESIZERS = ('bicubic', 'area', 'bilinear', 'lanczos')   # antialiased, on the 'c
 DOWNSAMPLE_METHODS = ('direct',) + RESIZERS
 # Training LR only: each image shrunk by one of RESIZERS drawn at random (key-driven, per image). An
 # estimator trained on it still learns the blur, and its kernels are read as blurs before a bicubic
-# resize (pipeline.kernel_downsample): with the true blur, a restorer told 'bicubic' is within 0.2 dB
-# of one told the true resizer (docs/notebook.md, 2026-12-05).
+# resize (pipeline.kernel_downsample; why: docs/conventions.md, "Random resizer").
 RANDOM_RESIZER = 'random_resizer'
 
 

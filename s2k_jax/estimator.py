@@ -26,6 +26,7 @@ import numpy as np
 
 from s2k_jax import data
 from s2k_jax import degradation
+from s2k_jax import images
 from s2k_jax import kernels as kernels_lib
 from s2k_jax import losses
 from s2k_jax import loop
@@ -87,7 +88,7 @@ def make_batch_fn(
   spatial = config.model.input == 'spatial'
 
   def batch_fn(hr_uint8: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
-    hr = jnp.asarray(hr_uint8).astype(jnp.float32) / 255.0
+    hr = images.to_float(jnp.asarray(hr_uint8))
     out = degradation.degrade(hr, key, deg)
     lr, kernel = out['lr'], out['kernel']
     spec = spectrum.amplitude_spectrum(lr, size=size, mode=mode)
@@ -224,7 +225,7 @@ def train_step(state: dict[str, TrainState], batch: dict[str, jax.Array], key: j
     # D's running statistics are only used by D itself; G's term leaves them as they are.
     fake_logits, _ = discriminate(ds.params, ds.batch_stats, fake_map)
     return losses.generator_loss(fake_map, target, fake_logits, tuple(config.train.loss_weights),
-                                 flip_invariant=config.train.flip_invariant_l1)
+                                 flip_invariant=kernels_lib.flip_invariant(config.degradation.family))
 
   (g_loss, terms), d_fake_map = jax.value_and_grad(gen_loss, has_aux=True)(fake)
   (g_grads,) = gen_vjp(d_fake_map)
@@ -244,18 +245,11 @@ def estimate_maps(state: dict[str, TrainState], inputs: jax.Array) -> jax.Array:
   return gs.apply_fn({'params': gs.params, 'batch_stats': gs.batch_stats}, inputs, train=False)
 
 
-def kernel_errors(kernels: jax.Array, true_kernels: jax.Array, flip_invariant: bool) -> jax.Array:
-  """Per-example mean |k̂ − k| (B,), over the better of the two 180° orientations if flip_invariant."""
-  if flip_invariant:
-    return spectrum.flip_invariant_l1(kernels, true_kernels)
-  return jnp.mean(jnp.abs(kernels - true_kernels), axis=(1, 2))
-
-
 def eval_step(state, batch, *, config):
   """Kernel maps → kernels, and their error against the true kernels (flip-invariant for motion)."""
   pred_map = estimate_maps(state, batch['inputs'])
   kernels = spectrum.map_to_kernel(pred_map, config.degradation.kernel_size)
-  err = kernel_errors(kernels, batch['kernel'], config.train.flip_invariant_l1)
+  err = spectrum.kernel_distance(kernels, batch['kernel'], kernels_lib.flip_invariant(config.degradation.family))
   return dict(pred_map=pred_map, kernel=kernels, kernel_mae=err)
 
 
@@ -273,7 +267,8 @@ def summarize_eval(out, eval_batch, *, config: ml_collections.ConfigDict,
   `mean_kernel` () → `kernels.mean_kernel(config.degradation)`, computed once by the caller.
   """
   true = np.asarray(eval_batch['kernel'])
-  baseline = kernel_errors(jnp.broadcast_to(mean_kernel(), true.shape), true, config.train.flip_invariant_l1)
+  baseline = spectrum.kernel_distance(jnp.broadcast_to(mean_kernel(), true.shape), true,
+                                      kernels_lib.flip_invariant(config.degradation.family))
   first = 'LR luma' if config.model.input == 'spatial' else 'spectrum'
   grid = visualize.estimation_grid(eval_batch['inputs'], eval_batch['kernel_map'], out['pred_map'],
                                    true, out['kernel'], input_label=first)
@@ -394,7 +389,7 @@ def estimate_kernels(est: Estimator, lr: np.ndarray | jax.Array, mode: str | Non
   """LR batch (B, h, w, 3) in [0, 1] (uint8 is rescaled) → dict(kernel (B, k, k), kernel_map, inputs)."""
   lr = jnp.asarray(lr)
   if lr.dtype == jnp.uint8:
-    lr = lr.astype(jnp.float32) / 255.0
+    lr = images.to_float(lr)
   c = est.config
   if mode is not None and c.model.input == 'spatial':
     raise ValueError(f'a spectrum mode ({mode!r}) has no effect on the estimator in {est.directory}: it reads '

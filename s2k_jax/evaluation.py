@@ -27,6 +27,7 @@ import tqdm
 
 from s2k_jax import degradation
 from s2k_jax import estimator as estimator_lib
+from s2k_jax import images
 from s2k_jax import kernels as kernels_lib
 from s2k_jax import loop
 from s2k_jax import metrics
@@ -196,7 +197,7 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
   try:
     with tqdm.tqdm(total=n, desc='evaluating', unit='img') as bar:
       for idx in _batches(testset, batch_size):
-        lr = np.stack([testset.lr[i] for i in idx]).astype(np.float32) / 255.0
+        lr = images.to_float(np.stack([testset.lr[i] for i in idx]))
         hr = np.stack([testset.hr[i] for i in idx])
         true_k = testset.kernels[idx]
         out = {}
@@ -249,7 +250,7 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
 
 def _colour_scores(sr: np.ndarray, hr: np.ndarray, scale: int) -> dict[str, np.ndarray]:
   """Chroma error vs HR (8-bit levels) and saturation relative to HR, border of the scale cropped."""
-  sr, hr = jnp.asarray(sr), jnp.asarray(hr, jnp.float32) / 255
+  sr, hr = jnp.asarray(sr), images.to_float(jnp.asarray(hr))
   return dict(chroma=np.asarray(metrics.chroma_error(sr, hr, crop_border=scale)),
               saturation=np.asarray(metrics.saturation_ratio(sr, hr, crop_border=scale)))
 

@@ -187,7 +187,8 @@ def image_size(data: bytes, name: str) -> tuple[int, int]:
 
 
 def to_float(image: np.ndarray) -> np.ndarray:
-  """uint8 or uint16 → float32 in [0, 1] (divides by the type's white level, 255 or 65535)."""
+  """uint8 or uint16 → float32 in [0, 1] (divides by the type's white level, 255 or 65535); numpy or jax
+  arrays (also traced ones): the one uint8 → float conversion of training, inference and evaluation."""
   if image.dtype == np.uint8:
     return image.astype(np.float32) / np.float32(255)
   if image.dtype == np.uint16:

@@ -18,9 +18,7 @@ def l1_map_loss(pred: jnp.ndarray, target: jnp.ndarray, flip_invariant: bool = F
   The map of a 180°-rotated kernel is the map flipped on both spatial axes, because `kernel_to_map`
   puts the kernel centre at the map centre (tested in tests/test_losses.py).
   """
-  if not flip_invariant:
-    return jnp.mean(jnp.mean(jnp.abs(pred - target), axis=(1, 2, 3)))
-  return jnp.mean(spectrum.flip_invariant_mae(pred, target, axes=(1, 2)))
+  return jnp.mean(spectrum.kernel_distance(pred, target, flip_invariant, axes=(1, 2)))
 
 
 def total_variation(x: jnp.ndarray) -> jnp.ndarray:

@@ -231,24 +231,11 @@ def _mean_abs(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
   return jnp.mean(jnp.abs(a - b), axis=(-2, -1))
 
 
-def align_orientation(est: jnp.ndarray, gt: jnp.ndarray) -> jnp.ndarray:
-  """Per kernel, `gt` or its 180° rotation, whichever is closer to `est` in D_v (a tie keeps `gt`).
-
-  Args:
-    est, gt: (B, k, k) or (k, k) kernels of the same shape.
-
-  Returns:
-    Same shape as `gt`, float32 (`spectrum.align_orientation`, the ambiguity's one home).
-  """
-  est, gt = _kernel_pair(est, gt, 'align_orientation')
-  return spectrum.align_orientation(est, gt)
-
-
 def _reference(est: jnp.ndarray, gt: jnp.ndarray, flip_invariant: bool,
                name: str) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Checked kernels and the truth they are scored against (rotated per kernel if flip-invariant)."""
   est, gt = _kernel_pair(est, gt, name)
-  return est, (align_orientation(est, gt) if flip_invariant else gt)
+  return est, (spectrum.align_orientation(est, gt) if flip_invariant else gt)
 
 
 @functools.partial(jax.jit, static_argnames=('flip_invariant',))
@@ -282,7 +269,7 @@ def kernel_kl(est: jnp.ndarray, gt: jnp.ndarray, *, flip_invariant: bool = False
 
   Args:
     est, gt: (B, k, k) or (k, k) estimated and true kernels.
-    flip_invariant: compare with the rotation of K_gt chosen by D_v (see `align_orientation`).
+    flip_invariant: compare with the rotation of K_gt chosen by D_v (see `spectrum.align_orientation`).
     eps: floor of both kernels, > 0.
 
   Returns:
@@ -304,7 +291,7 @@ def kernel_psnr(est: jnp.ndarray, gt: jnp.ndarray, *, flip_invariant: bool = Fal
 
   Args:
     est, gt: (B, k, k) or (k, k) estimated and true kernels.
-    flip_invariant: compare with the rotation of K_gt chosen by D_v (see `align_orientation`).
+    flip_invariant: compare with the rotation of K_gt chosen by D_v (see `spectrum.align_orientation`).
 
   Returns:
     (B,) or () float32 dB; +inf for identical kernels.
@@ -317,6 +304,5 @@ def kernel_psnr(est: jnp.ndarray, gt: jnp.ndarray, *, flip_invariant: bool = Fal
 def kernel_metrics(est: jnp.ndarray, gt: jnp.ndarray, *, flip_invariant: bool = False,
                    eps: float = KL_EPS) -> dict[str, jnp.ndarray]:
   """All kernel scores against one orientation of the truth: {'D_v', 'D_s', 'psnr'}, each (B,) or ()."""
-  if flip_invariant:
-    gt = align_orientation(est, gt)
+  est, gt = _reference(est, gt, flip_invariant, 'kernel_metrics')
   return dict(D_v=kernel_mae(est, gt), D_s=kernel_kl(est, gt, eps=eps), psnr=kernel_psnr(est, gt))

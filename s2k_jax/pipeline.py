@@ -204,8 +204,7 @@ def kernel_downsample(est: estimator_lib.Estimator) -> str:
   """The downsampler an estimator's kernels are blurs before: the one of its training LR. A 'direct'-
   trained estimator's kernel already includes whatever filter made the image smaller. One trained on
   LR from random resizers (degradation.RANDOM_RESIZER) learned blurs before any of them: they are read as
-  blurs before a bicubic resize, which with the true blur restores within 0.2 dB of the true resizer
-  (docs/notebook.md, 2026-12-05)."""
+  blurs before a bicubic resize, close to any resizer's (docs/conventions.md, "Random resizer")."""
   method = str(est.config.degradation.downsample)
   return 'bicubic' if method == degradation.RANDOM_RESIZER else method
 

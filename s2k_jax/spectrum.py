@@ -9,7 +9,7 @@
 * Output (Table 3, "Kernel↑"): the kernel matrix interpolated up to the generator's output size.
   `kernel_to_map` / `map_to_kernel` are that interpolation and its least-squares inverse.
 * The amplitude spectrum cannot tell a kernel from its 180° rotation or from a shifted copy, so
-  motion kernels need `canonical_kernel` (a unique representative) or `flip_invariant_l1` (a
+  motion kernels need `canonical_kernel` (a unique representative) or `kernel_distance(…, flip_invariant=True)` (a
   loss/metric that does not care).
 
 Conventions (decisions and measurements) are listed in docs/conventions.md.
@@ -312,10 +312,15 @@ def align_orientation(est: jnp.ndarray, ref: jnp.ndarray,
   return jnp.where(use_rotated, rot180(ref, axes), ref)
 
 
-def flip_invariant_mae(a: jnp.ndarray, b: jnp.ndarray,
-                       axes: tuple[int, int] = (-2, -1)) -> jnp.ndarray:
-  """min(mean|a − b|, mean|a − rot180(b)|) per sample (the distance of `align_orientation`)."""
-  return jnp.minimum(*_orientation_distances(a, b, axes))
+def kernel_distance(a: jnp.ndarray, b: jnp.ndarray, flip_invariant: bool,
+                    axes: tuple[int, int] = (-2, -1)) -> jnp.ndarray:
+  """Mean |a − b| per sample (over the axes from the first of `axes` to the last); with `flip_invariant`,
+  the smaller of that and the distance to rot180(b): the one distance of losses (maps, axes (1, 2)),
+  training evaluation and metrics (kernels). Whether a family needs it: `kernels.flip_invariant`."""
+  if a.shape != b.shape:
+    raise ValueError(f'kernel_distance needs two arrays of the same shape, got {a.shape} and {b.shape}.')
+  direct, rotated = _orientation_distances(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32), axes)
+  return jnp.minimum(direct, rotated) if flip_invariant else direct
 
 
 def _shift_matrix(shift: jnp.ndarray, n: int) -> jnp.ndarray:
@@ -362,7 +367,7 @@ def canonical_kernel(kernel: jnp.ndarray) -> jnp.ndarray:
      unless m = 0 (point-symmetric kernels, which are their own rotation).
   Any rule choosing between k and rot180(k) must jump somewhere; this one jumps only where the
   kernel's third moment is horizontal, and a loss on canonical targets should still use
-  `flip_invariant_l1` near there.
+  `kernel_distance(…, flip_invariant=True)` near there.
 
   Args:
     kernel: (B, k, k) or (k, k) non-negative kernels with positive sum, k odd.
@@ -380,20 +385,3 @@ def canonical_kernel(kernel: jnp.ndarray) -> jnp.ndarray:
   flip = (m_row < 0) | ((m_row == 0) & (m_col < 0))
   kernel = jnp.where(flip[:, None, None], rot180(kernel), kernel)
   return kernel if batched else kernel[0]
-
-
-@jax.jit
-def flip_invariant_l1(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
-  """min(mean|a − b|, mean|a − rot180(b)|) per kernel: an L1 blind to the spectrum's 180° ambiguity.
-
-  Args:
-    a, b: (B, k, k) or (k, k) kernels of the same shape.
-
-  Returns:
-    (B,) or () float32.
-  """
-  a, b = jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
-  if a.shape != b.shape or a.ndim not in (2, 3):
-    raise ValueError(f'flip_invariant_l1 needs two (B, k, k) or (k, k) arrays of the same shape, '
-                     f'got {a.shape} and {b.shape}.')
-  return flip_invariant_mae(a, b)

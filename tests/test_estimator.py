@@ -3,11 +3,15 @@ import json
 import os
 import re
 import shutil
+import types
+from unittest import mock
 
 import jax
 import numpy as np
 import pytest
 
+from configs import gaussian as gaussian_config
+from configs import motion as motion_config
 from s2k_jax import estimator
 from s2k_jax import modelio
 from s2k_jax import tasks
@@ -119,3 +123,18 @@ def test_the_demo_closing_lines_compare_with_the_mean_kernel_and_say_what_next(s
   from configs import mixed  # pylint: disable=g-import-not-at-top
   sr = [c for c in estimator.next_steps(mixed.get_config('smoke'), 'W') if c.startswith('s2k-sr')]
   assert sr == ['s2k-sr your_photo.png --out sr_out --estimator W   # blind ×4 SR with the shipped restorer']
+
+
+def test_flip_invariance_comes_from_the_family_alone():
+  """One source of truth: the kernel family (kernels.flip_invariant), not a config field beside it."""
+  assert 'flip_invariant_l1' not in motion_config.get_config('smoke').train
+  rng = np.random.default_rng(0)
+  true = rng.random((2, 15, 15)).astype(np.float32)
+  true /= true.sum(axis=(1, 2), keepdims=True)
+  rotated_maps = spectrum.kernel_to_map(true[:, ::-1, ::-1], 32)
+  for config, blind in ((motion_config.get_config('smoke'), True), (gaussian_config.get_config('smoke'), False)):
+    config.degradation.kernel_size = 15
+    state = {'gen': types.SimpleNamespace()}
+    with mock.patch.object(estimator, 'estimate_maps', lambda state, inputs: rotated_maps):
+      out = estimator.eval_step(state, {'inputs': None, 'kernel': true}, config=config)
+    assert (float(np.max(out['kernel_mae'])) < 1e-6) == blind, config.degradation.family

@@ -434,17 +434,25 @@ def test_canonical_kernel_on_project_motion_kernels():
     assert np.allclose(ci, ki, atol=1e-6) or np.allclose(ci, ki[::-1, ::-1], atol=1e-6)
 
 
-def test_flip_invariant_l1():
+def test_kernel_distance_is_blind_to_180_degrees_only_when_asked():
   rng = np.random.default_rng(11)
   a = np.stack([motion_like(rng), motion_like(rng)])
   b = np.stack([disk(23, 3.0), gaussian(23, 2.0, 2.0, 0.0)])
   rot = a[:, ::-1, ::-1]
-  np.testing.assert_allclose(spectrum.flip_invariant_l1(a, rot), 0.0, atol=1e-9)
+  np.testing.assert_allclose(spectrum.kernel_distance(a, rot, True), 0.0, atol=1e-9)
+  np.testing.assert_allclose(spectrum.kernel_distance(a, rot, False), np.mean(np.abs(a - rot), axis=(1, 2)),
+                             rtol=1e-5)
   assert np.all(np.mean(np.abs(a - rot), axis=(1, 2)) > 1e-4)  # a plain L1 would not be 0
   plain = np.mean(np.abs(a - b), axis=(1, 2))
-  np.testing.assert_allclose(spectrum.flip_invariant_l1(a, b), plain, rtol=1e-5)
+  np.testing.assert_allclose(spectrum.kernel_distance(a, b, True), plain, rtol=1e-5)
   # Hand example: b is a's rotation plus 0.1 on one of 9 pixels.
   x = np.zeros((3, 3)); x[0, 0] = 1.0
   y = np.zeros((3, 3)); y[2, 2] = 1.0; y[1, 1] = 0.1
-  np.testing.assert_allclose(spectrum.flip_invariant_l1(x, y), 0.1 / 9, rtol=1e-6)
-  assert spectrum.flip_invariant_l1(a, b).shape == (2,)
+  np.testing.assert_allclose(spectrum.kernel_distance(x, y, True), 0.1 / 9, rtol=1e-6)
+  np.testing.assert_allclose(spectrum.kernel_distance(x, y, False), 2.1 / 9, rtol=1e-6)
+  assert spectrum.kernel_distance(a, b, True).shape == (2,)
+  # Maps (B, S, S, 1), rotated in the plane of axes (1, 2): one value per map.
+  maps = a[..., None]
+  np.testing.assert_allclose(spectrum.kernel_distance(maps, maps[:, ::-1, ::-1], True, axes=(1, 2)), 0.0, atol=1e-9)
+  with pytest.raises(ValueError, match='same shape'):
+    spectrum.kernel_distance(a, b[:1], True)

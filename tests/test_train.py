@@ -443,11 +443,6 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   assert 'after saving a checkpoint' in out
 
 
-def test_motion_config_uses_flip_invariant_l1():
-  assert motion.get_config('smoke').train.flip_invariant_l1
-  assert not gaussian.get_config('smoke').train.flip_invariant_l1
-
-
 @pytest.mark.parametrize('schedule, at_half, at_end', [('constant', 1.0, 1.0), ('cosine', 0.5, 0.0),
                                                          ('linear_decay', 1.0, 0.0)])
 def test_learning_rate_schedules(schedule, at_half, at_end):

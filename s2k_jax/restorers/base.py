@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 
 from s2k_jax import degradation
+from s2k_jax import images
 from s2k_jax import noise
 
 
@@ -98,6 +99,6 @@ class Restorer:
         noise.check_sigma(sigma)
     lr = jnp.asarray(lr)
     if lr.dtype == jnp.uint8:
-      lr = lr.astype(jnp.float32) / 255.0
+      lr = images.to_float(lr)
     sigma = jnp.zeros((lr.shape[0],), jnp.float32) if noise_sigma is None else jnp.asarray(noise_sigma)
     return self.apply(self.state, lr, jnp.asarray(kernels, jnp.float32), sigma, scale, downsample, grid)

@@ -27,6 +27,7 @@ import numpy as np
 from s2k_jax import color
 from s2k_jax import data
 from s2k_jax import degradation
+from s2k_jax import images
 from s2k_jax import loop
 from s2k_jax import metrics
 from s2k_jax import modelio
@@ -64,7 +65,7 @@ def make_batch_fn(config: ml_collections.ConfigDict):
   deg = ml_collections.FrozenConfigDict(config.degradation)
 
   def batch_fn(hr_uint8: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
-    hr = jnp.asarray(hr_uint8).astype(jnp.float32) / 255.0
+    hr = images.to_float(jnp.asarray(hr_uint8))
     out = degradation.degrade(hr, key, deg)
     return dict(hr=hr, lr=out['lr'], kernel=out['kernel'], noise_sigma=out['noise_sigma'])
 

@@ -21,6 +21,7 @@ import optax
 
 from s2k_jax import data
 from s2k_jax import degradation
+from s2k_jax import images
 from s2k_jax import kernels as kernels_lib
 from s2k_jax import loop
 from s2k_jax import metrics
@@ -81,7 +82,7 @@ def make_batch_fn(config: ml_collections.ConfigDict):
   degs = {s: degradation_at(config, s) for s in scales(config)}
 
   def batch_fn(hr_uint8: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
-    hr = jnp.asarray(hr_uint8).astype(jnp.float32) / 255.0
+    hr = images.to_float(jnp.asarray(hr_uint8))
     kernel_key, noise_key = jax.random.split(key)
     kernels = kernels_lib.sample_kernels(kernel_key, hr.shape[0], next(iter(degs.values())))
     out = dict(hr=hr, kernel=kernels)
