@@ -111,7 +111,7 @@ def get_estimator_config(family: str) -> ml_collections.ConfigDict:
 def get_restorer_config(family: str, scale: int) -> ml_collections.ConfigDict:
   """SFTMD trained on (LR, true kernel code) pairs, as IKC trains it (paper §3.4)."""
   config = get_common_config(family)
-  config.task = 'restorer'
+  config.task = 'sftmd'
   config.degradation.scale = scale
   config.data.grayscale = 'skip'       # gray photos teach a restorer to desaturate (docs/conventions.md)
   r = config.restorer = ml_collections.ConfigDict()
@@ -227,7 +227,7 @@ def apply_preset(config: ml_collections.ConfigDict, preset: str | None) -> ml_co
   for estimators 'photo' (real-photo LR on CPUs)."""
   if not preset:
     return config
-  tables = {'estimator': ESTIMATOR_PRESETS, 'restorer': RESTORER_PRESETS,
+  tables = {'estimator': ESTIMATOR_PRESETS, 'sftmd': RESTORER_PRESETS,
             'usrnet': USRNET_PRESETS}[config.task]
   if preset not in tables:
     raise ValueError(f"unknown config preset {preset!r}: use '', {', '.join(map(repr, tables))}")

@@ -70,7 +70,7 @@ def check_model_fields(config: ml_collections.ConfigDict) -> None:
 
 
 def ema_decay(config: ml_collections.ConfigDict) -> float:
-  return float(config.train.get('ema_decay', 0.0))  # configs saved before the field: no average
+  return float(config.train.ema_decay)
 
 
 def make_batch_fn(

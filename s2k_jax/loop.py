@@ -391,7 +391,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
   state = jax.jit(task.create_state, out_shardings=state_sharding)(init_key)
   mngr = checkpoint_manager(workdir, config.train.keep_checkpoints)
   start = mngr.latest_step() or 0
-  init_from = config.train.get('init_from', '')
+  init_from = config.train.init_from
   if init_from and task.warm_start is None:
     raise ValueError(f'train.init_from={init_from!r}: the {task.name} task cannot start from a bundle; '
                      'leave train.init_from empty.')

@@ -184,6 +184,31 @@ def _check_tree_shapes(path: str, name: str, got: Any, expected: Any) -> None:
 # Training checkpoints, read for inference.
 
 
+# A saved config's history, in one place: fields added since models were saved, per task, with the value
+# that reproduces those models; fields removed since; task names changed since.
+_ADDED_FIELDS = {'estimator': {'train.ema_decay': 0.0}, 'usrnet': {'train.hyper_lr_scale': 1.0},
+                 'sftmd': {'restorer.anchor': 'bicubic'}}
+_REMOVED_FIELDS = ('train.flip_invariant_l1',)  # now kernels.flip_invariant(family)
+_RENAMED_TASKS = {'restorer': 'sftmd'}
+
+
+def saved_config(meta: dict) -> ml_collections.ConfigDict:
+  """The config saved with a checkpoint or bundle, brought up to date (the one upgrade step): the
+  model modules read every field directly, as in a config made today."""
+  config = ml_collections.ConfigDict(meta['config'])
+  task = config.get('task', 'estimator')  # configs from before the field were the estimator's
+  config.task = _RENAMED_TASKS.get(task, task)
+  for dotted, value in _ADDED_FIELDS.get(config.task, {}).items():
+    section, field = dotted.split('.')
+    if field not in config[section]:
+      config[section][field] = value
+  for dotted in _REMOVED_FIELDS:
+    section, field = dotted.split('.')
+    if section in config and field in config[section]:
+      del config[section][field]
+  return config
+
+
 def read_meta(checkpoint_dir: str, step: int | None = None) -> dict:
   """Reads the JSON metadata (config, kind, conventions) of a checkpoint directory without jax state."""
   mngr = ocp.CheckpointManager(checkpoint_dir, options=ocp.CheckpointManagerOptions(create=False),
@@ -218,7 +243,7 @@ def restore_for_inference(workdir_or_checkpoints: str, kind: str,
   if meta.get('kind') != kind:
     raise ValueError(f'{workdir_or_checkpoints} holds a {meta.get("kind")!r} checkpoint, not a {kind!r} '
                      'one; pass the workdir of the matching training run.')
-  config = ml_collections.ConfigDict(meta['config'])
+  config = saved_config(meta)
   abstract = loop.abstract_like(jax.eval_shape(make_create_state(config), jax.random.key(0)),
                                 loop.replicated(loop.make_mesh()))
   mngr = loop.checkpoint_manager(os.path.dirname(path), 1)
@@ -250,7 +275,7 @@ def load_for_inference(source: str, kind: str,
   if step is not None:
     raise ValueError(f'{source} is a model bundle (one fixed step); --step applies to training workdirs.')
   meta, trees = read_bundle(source, kind)
-  config = ml_collections.ConfigDict(meta['config'])
+  config = saved_config(meta)
   expected = inference_state(select(jax.eval_shape(make_create_state(config), jax.random.key(0))))
   for name, label in _TREES.items():
     _check_tree_shapes(source, label, trees[name] or {}, getattr(expected, name) or {})

@@ -17,7 +17,7 @@ from s2k_jax.restorers import sftmd
 from s2k_jax.restorers import usrnet
 
 # config.task → the model module whose `task(config)` the driver runs.
-TASKS: dict[str, ModuleType] = {'estimator': estimator, 'restorer': sftmd, 'usrnet': usrnet}
+TASKS: dict[str, ModuleType] = {'estimator': estimator, 'sftmd': sftmd, 'usrnet': usrnet}
 # Checkpoint/bundle kind → the restorer module whose `load(source, step)` reads it.
 RESTORERS: dict[str, ModuleType] = {sftmd.CHECKPOINT_KIND: sftmd, usrnet.CHECKPOINT_KIND: usrnet}
 
@@ -25,7 +25,7 @@ RESTORERS: dict[str, ModuleType] = {sftmd.CHECKPOINT_KIND: sftmd, usrnet.CHECKPO
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains the model `config.task` names in `workdir`, resuming from its latest checkpoint if there is
   one; returns the final train state."""
-  name = config.get('task', 'estimator')
+  name = config.task
   if name not in TASKS:
     raise ValueError(f'config.task must be one of {sorted(TASKS)}, got {name!r}.')
   return loop.run(TASKS[name].task(config), config, workdir)

@@ -296,3 +296,25 @@ def test_shipped_x2_estimator_beats_the_mean_kernel_on_a_jpeg(tmp_path):
   s2k, mean = kernel_errors(est, testset, config.degradation)
   assert len(s2k) == 8
   assert np.mean(s2k) < 0.7 * np.mean(mean), (np.mean(s2k), np.mean(mean))  # measured 0.00081 vs 0.00169
+
+
+def test_saved_configs_are_brought_up_to_date_in_one_step():
+  """Configs saved by older versions: the fields added since get the values that reproduce those models,
+  removed fields go, and task='restorer' (SFTMD's old name) reads as 'sftmd'."""
+  from configs import sftmd, usrnet  # pylint: disable=g-import-not-at-top
+  old_sftmd = sftmd.get_config('gaussian_x4,smoke').to_dict()
+  old_sftmd['task'] = 'restorer'
+  del old_sftmd['restorer']['anchor']
+  config = modelio.saved_config({'config': old_sftmd})
+  assert (config.task, config.restorer.anchor) == ('sftmd', 'bicubic')
+  old_estimator = gaussian.get_config('smoke').to_dict()
+  del old_estimator['task'], old_estimator['train']['ema_decay']
+  old_estimator['train']['flip_invariant_l1'] = False
+  config = modelio.saved_config({'config': old_estimator})
+  assert config.task == 'estimator' and config.train.ema_decay == 0.0
+  assert 'flip_invariant_l1' not in config.train
+  old_usrnet = usrnet.get_config('gaussian,smoke').to_dict()
+  del old_usrnet['train']['hyper_lr_scale']
+  assert modelio.saved_config({'config': old_usrnet}).train.hyper_lr_scale == 1.0
+  today = usrnet.get_config('gaussian,smoke')
+  assert modelio.saved_config({'config': today.to_dict()}).to_dict() == today.to_dict()

@@ -27,7 +27,7 @@ from s2k_jax.restorers import sftmd as sftmd_restorer
 
 def test_config_argument_is_checked():
   config = sftmd_config.get_config('motion_x2,smoke')
-  assert (config.degradation.family, config.degradation.scale, config.task) == ('motion', 2, 'restorer')
+  assert (config.degradation.family, config.degradation.scale, config.task) == ('motion', 2, 'sftmd')
   assert config.restorer.kernel_size == 23
   with pytest.raises(ValueError, match='FAMILY_xSCALE'):
     sftmd_config.get_config('gaussian_x5')

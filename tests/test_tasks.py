@@ -87,7 +87,7 @@ def test_every_task_module_has_the_same_shape():
 def test_unknown_task_is_refused(tmp_path):
   config = gaussian.get_config('smoke')
   config.task = 'denoiser'
-  with pytest.raises(ValueError, match=r"config.task must be one of \['estimator', 'restorer', 'usrnet'\], got 'denoiser'"):
+  with pytest.raises(ValueError, match=r"config.task must be one of \['estimator', 'sftmd', 'usrnet'\], got 'denoiser'"):
     tasks.train_and_evaluate(config, str(tmp_path))
 
 

@@ -78,8 +78,8 @@ def training_grid(config: ml_collections.ConfigDict) -> str:
 
 
 def anchor_mode(config: ml_collections.ConfigDict) -> str:
-  """restorer.anchor, checked; 'bicubic' for configs saved before the field existed."""
-  mode = config.restorer.get('anchor', 'bicubic')
+  """restorer.anchor, checked."""
+  mode = config.restorer.anchor
   if mode not in ANCHOR_MODES:
     raise ValueError(f"restorer.anchor must be 'bicubic' (chroma and the lowest luma frequencies from the "
                      f"bicubic upsampling) or 'none' (the network's output as it is), got {mode!r}.")

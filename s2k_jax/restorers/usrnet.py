@@ -60,7 +60,7 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
 
 
 def hyper_lr_scale(config: ml_collections.ConfigDict) -> float:
-  return float(config.train.get('hyper_lr_scale', 1.0))  # configs saved before the field: 1
+  return float(config.train.hyper_lr_scale)
 
 
 def degradation_at(config: ml_collections.ConfigDict, scale: int) -> ml_collections.FrozenConfigDict:
