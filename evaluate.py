@@ -18,7 +18,7 @@ from ml_collections import config_flags
 
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import evaluation
-from s2k_jax import loop
+from s2k_jax import runtime
 from s2k_jax import tasks
 from s2k_jax import testsets
 
@@ -48,10 +48,10 @@ GENERATION_FLAGS = ('config', 'seed', 'limit', 'copies', 'hr_crop')  # read only
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  loop.quiet_library_logs()
+  runtime.quiet_library_logs()
   if not (FLAGS.estimator or FLAGS.restorer):
     raise app.UsageError('give --estimator, --restorer or both.')
-  loop.exit_on_user_error(evaluate_and_report)
+  runtime.exit_on_user_error(evaluate_and_report)
 
 
 def testset_config(est, rests):

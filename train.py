@@ -13,7 +13,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from s2k_jax import loop
+from s2k_jax import runtime
 from s2k_jax import tasks
 
 FLAGS = flags.FLAGS
@@ -26,12 +26,12 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  loop.quiet_library_logs()
+  runtime.quiet_library_logs()
   # Before any other jax call (the log line below starts the backend).
-  loop.exit_on_user_error(lambda: loop.maybe_initialize_distributed(FLAGS.config.train.distributed))
+  runtime.exit_on_user_error(lambda: runtime.maybe_initialize_distributed(FLAGS.config.train.distributed))
   logging.info('JAX process %d/%d, local devices: %s', jax.process_index(), jax.process_count(),
                jax.local_devices())
-  loop.exit_on_user_error(lambda: tasks.train_and_evaluate(FLAGS.config, FLAGS.workdir))
+  runtime.exit_on_user_error(lambda: tasks.train_and_evaluate(FLAGS.config, FLAGS.workdir))
 
 
 if __name__ == '__main__':

@@ -35,8 +35,8 @@ import skimage.data
 from configs import gaussian
 from s2k_jax import data
 from s2k_jax import estimator
+from s2k_jax import sharding
 from s2k_jax import tasks
-from s2k_jax import loop
 
 DIV2K_SIZE = (2040, 1356)  # (width, height) of most DIV2K HR images.
 
@@ -111,7 +111,7 @@ def loop_share(config, steps: int) -> dict:
   totals = dict(load=0.0, batch_fn=0.0, step=0.0)
   for step in range(steps + 2):  # The first two steps compile and fill buffers; not counted.
     t0 = time.perf_counter()
-    hr = loop.shard_batch(next(it), mesh)['hr']
+    hr = sharding.shard_batch(next(it), mesh)['hr']
     t1 = time.perf_counter()
     batch = jax.block_until_ready(batch_fn(hr, jax.random.key(step)))
     t2 = time.perf_counter()

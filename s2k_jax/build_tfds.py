@@ -13,7 +13,7 @@ import os
 from absl import app
 from absl import flags
 
-from s2k_jax import loop
+from s2k_jax import runtime
 from s2k_jax import tfds_builder
 
 FLAGS = flags.FLAGS
@@ -25,8 +25,8 @@ flags.DEFINE_string('data_dir', None, 'tfds data_dir to write the dataset into.'
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  loop.quiet_library_logs()
-  builder = loop.exit_on_user_error(lambda: tfds_builder.build(FLAGS.train_dir, FLAGS.data_dir, FLAGS.eval_dir))
+  runtime.quiet_library_logs()
+  builder = runtime.exit_on_user_error(lambda: tfds_builder.build(FLAGS.train_dir, FLAGS.data_dir, FLAGS.eval_dir))
   print(f'{tfds_builder.NAME} ready in {builder.data_dir}: ' +
         ', '.join(f'{k} = {v.num_examples} images' for k, v in builder.info.splits.items()))
   print('Train with --config.data.source=tfds '

@@ -26,10 +26,10 @@ from s2k_jax import degradation
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import images
 from s2k_jax import kernels
-from s2k_jax import loop
 from s2k_jax import modelio
 from s2k_jax import noise
 from s2k_jax import pipeline
+from s2k_jax import runtime
 from s2k_jax import tasks
 from s2k_jax import visualize
 
@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
-  loop.quiet_library_logs()
+  runtime.quiet_library_logs()
   try:
     estimator = args.estimator or modelio.pretrained_estimator(args.family, args.scale or modelio.ESTIMATOR_SCALE)
     restorer = args.restorer or modelio.DEFAULT_RESTORER

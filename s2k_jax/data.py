@@ -10,7 +10,7 @@ amplitude spectrum (§3.3). Here that is split in two:
   checkpointed (`grain.checkpoint.CheckpointSave`).
 * Device: each model module's `make_batch_fn` (kernels, degradation and, for the estimator, the
   amplitude spectrum and kernel map) in one jitted function, on batches the driver shards over the
-  ('data',) mesh (`loop.shard_batch`).
+  ('data',) mesh (`sharding.shard_batch`).
 
 Sources (config.data.source):
 * 'bundled': the natural photos shipped inside scikit-image (no download), split by

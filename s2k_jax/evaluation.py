@@ -29,9 +29,9 @@ from s2k_jax import degradation
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import images
 from s2k_jax import kernels as kernels_lib
-from s2k_jax import loop
 from s2k_jax import metrics
 from s2k_jax import pipeline
+from s2k_jax import sharding
 from s2k_jax import testsets
 from s2k_jax import visualize
 from s2k_jax.restorers import base
@@ -124,7 +124,7 @@ def _sharded(x: np.ndarray, mesh) -> tuple[jax.Array, int]:
   pad = (-n) % devices
   if pad:
     x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
-  return jax.device_put(x, loop.data_sharded(mesh)), n
+  return jax.device_put(x, sharding.data_sharded(mesh)), n
 
 
 def _run_sharded(fn, mesh, *arrays):
@@ -193,7 +193,7 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
   fields = ['image'] + [f'{m}: {k}' for m in KERNEL_METHODS if est for k in ('D_v', 'D_s', 'psnr')] + \
       [f'{m}: {k}' for m in sr_methods for k in SR_SCORES]
   rows = _RowWriter(os.path.join(out_dir, 'per_image.csv'), fields)
-  mesh = loop.make_mesh()
+  mesh = sharding.make_mesh()
   try:
     with tqdm.tqdm(total=n, desc='evaluating', unit='img') as bar:
       for idx in _batches(testset, batch_size):

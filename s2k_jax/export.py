@@ -14,8 +14,8 @@ import os
 from absl import app
 from absl import flags
 
-from s2k_jax import loop
 from s2k_jax import modelio
+from s2k_jax import runtime
 from s2k_jax import tasks
 
 FLAGS = flags.FLAGS
@@ -33,8 +33,8 @@ flags.DEFINE_bool('raw_weights', False, "An estimator trained with train.ema_dec
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  loop.quiet_library_logs()
-  out = loop.exit_on_user_error(lambda: tasks.export_bundle(
+  runtime.quiet_library_logs()
+  out = runtime.exit_on_user_error(lambda: tasks.export_bundle(
       FLAGS.workdir, FLAGS.out, step=FLAGS.step, dtype=FLAGS.dtype, trained_on=FLAGS.trained_on,
       raw_weights=FLAGS.raw_weights))
   print(f'Wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB)')

@@ -1,8 +1,8 @@
 """The training driver shared by every model of the project (estimator §3.3, restorers §3.4).
 
-Every model trains with the same driver features: a data-parallel mesh, one orbax `CheckpointManager`
-holding the train state, the grain iterator state and a JSON record of the config; a preemption
-guard; a non-finite-loss stop; metrics to JSONL and TensorBoard; sample figures; a progress bar. They
+Every model trains with the same driver features: a data-parallel mesh (`sharding`), one orbax
+`CheckpointManager` holding the train state, the grain iterator state and a JSON record of the config
+(`checkpoints`, the layout inference reads too); a preemption guard; a non-finite-loss stop; metrics to JSONL and TensorBoard; sample figures; a progress bar. They
 live here once, and `run` is the one linear driver every model trains with. A `Task` brings all that
 differs (its data, batch function, state, step and evaluation), so this module imports no data or
 model module.
@@ -10,34 +10,25 @@ model module.
 import dataclasses
 import functools
 import json
-import logging as std_logging
 import os
 import signal
-import sys
 import threading
 import time
 from typing import Any, Callable, Mapping
 
-from absl import flags
 from absl import logging
-import grain
 import jax
 import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import tqdm
 
+from s2k_jax import checkpoints
 from s2k_jax import commands
+from s2k_jax import runtime
+from s2k_jax import sharding
 from s2k_jax import visualize
-
-
-def quiet_library_logs() -> None:
-  """Entry points: orbax and grain log every save and read at INFO from their threads, drowning the
-  progress bar; raise the threshold to WARNING unless the user chose one (--verbosity / -v)."""
-  if not flags.FLAGS['verbosity'].present:
-    std_logging.getLogger().setLevel(std_logging.WARNING)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,76 +65,6 @@ class Task:
   warm_start: Callable[[Any, str], Any] | None = None
 
 
-class NonFiniteLossError(RuntimeError):
-  """Raised when a training loss becomes NaN or infinite."""
-
-
-def exit_on_user_error(fn: Callable[[], Any]) -> Any:
-  """Entry points: bad input (files, configs, checkpoints) and a non-finite loss end with the message
-  alone on stderr and exit status 1 — the message says what to do; `--verbosity` keeps the traceback."""
-  try:
-    return fn()
-  except (ValueError, FileNotFoundError, NonFiniteLossError) as e:
-    if flags.FLAGS['verbosity'].present:
-      raise
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Devices and sharding.
-
-
-def maybe_initialize_distributed(enabled: bool) -> None:
-  """Multi-host start-up (TPU pods, multi-node GPU): one call per host before any other jax call.
-
-  Asks nothing of the backend first (jax.process_count() would start it, after which initialize()
-  refuses to run); a second call is a no-op.
-  """
-  if enabled and not jax.distributed.is_initialized():
-    jax.distributed.initialize()
-
-
-def make_mesh() -> Mesh:
-  """A 1-D data-parallel mesh over every device of every host ('data' axis)."""
-  return Mesh(np.asarray(jax.devices()), ('data',))
-
-
-def check_batch_divisible(global_batch: int, mesh: Mesh) -> None:
-  n = mesh.devices.size
-  if global_batch % n:
-    raise ValueError(
-        f'train.batch_size={global_batch} is not divisible by the {n} devices of the mesh; '
-        f'set --config.train.batch_size to a multiple of {n}.')
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
-
-
-def data_sharded(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P('data'))
-
-
-def shard_batch(host_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """Host-local arrays → global jax.Arrays sharded P('data') over the mesh.
-
-  Each process passes its own B_local rows; the global batch is their concatenation in process
-  order (`jax.make_array_from_process_local_data`). B_local must split evenly over the local devices.
-  """
-  sharding = data_sharded(mesh)
-  local_devices = len(mesh.local_devices)
-
-  def put(x):
-    x = np.asarray(x)
-    if x.shape[0] % local_devices:
-      raise ValueError(f'host batch of {x.shape[0]} rows cannot be split over {local_devices} local devices; '
-                       'make the per-host batch a multiple of the local device count.')
-    return jax.make_array_from_process_local_data(sharding, x)
-
-  return jax.tree.map(put, dict(host_batch))
-
-
 # ---------------------------------------------------------------------------------------------------
 # Optimiser.
 
@@ -163,48 +84,6 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
   else:
     raise ValueError(f"train.schedule must be 'constant', 'cosine' or 'linear_decay', got {t.schedule!r}")
   return optax.adam(lr, b1=t.b1, b2=t.b2, eps=t.eps)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Checkpoints: train state + data iterator + JSON metadata in one orbax step directory.
-
-
-def checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-  return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'), options=options,
-      item_names=('state', 'data_iter', 'meta'))
-
-
-def save_checkpoint(mngr: ocp.CheckpointManager, step: int, state: Any, data_iter,
-                    meta: Mapping[str, Any]) -> None:
-  items = dict(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta)))
-  if data_iter is not None:
-    items['data_iter'] = grain.checkpoint.CheckpointSave(data_iter)
-  mngr.save(step, args=ocp.args.Composite(**items), force=True)
-
-
-def restore_checkpoint(mngr: ocp.CheckpointManager, step: int, abstract_state: Any, data_iter):
-  """Restores state (onto the shardings of `abstract_state`) and, in place, the data iterator."""
-  items = dict(state=ocp.args.StandardRestore(abstract_state))
-  if data_iter is not None:
-    items['data_iter'] = grain.checkpoint.CheckpointRestore(data_iter)
-  try:
-    restored = mngr.restore(step, args=ocp.args.Composite(**items))
-  except ValueError as e:
-    if 'tree structures do not match' not in str(e):
-      raise
-    parts = [line.strip().rstrip(':') for line in str(e).splitlines()[1:]
-             if line.strip() and not line.startswith(' ') and not line.startswith('If this')]
-    raise ValueError(f'{mngr.directory}: the checkpoint at step {step} holds another train state than this '
-                     f'config builds (differing: {", ".join(parts) or "its layout"}; e.g. another model size, '
-                     'or train.ema_decay switched on or off): resume with the config it was trained with '
-                     '(saved in its meta), or train in a fresh --workdir.') from None
-  return restored['state']
-
-
-def abstract_like(state: Any, sharding: NamedSharding) -> Any:
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -236,13 +115,13 @@ class PreemptionGuard:
 
 
 def check_finite(metrics: Mapping[str, Any], step: int, mngr: ocp.CheckpointManager) -> None:
-  """Raises NonFiniteLossError naming the step and the last good checkpoint if any loss is not finite."""
+  """Raises runtime.NonFiniteLossError naming the step and the last good checkpoint if any loss is not finite."""
   bad = {k: float(v) for k, v in metrics.items() if not np.isfinite(np.asarray(v)).all()}
   if bad:
     last = mngr.latest_step()
     where = (f'the last good checkpoint is step {last} in {mngr.directory}; restarting resumes from it'
              if last is not None else 'no checkpoint was saved yet')
-    raise NonFiniteLossError(
+    raise runtime.NonFiniteLossError(
         f'non-finite loss at step {step}: {bad}; {where}. Lower train.learning_rate or check the data.')
 
 
@@ -341,11 +220,12 @@ def closing_lines(task: Task, workdir: str, step: int, num_steps: int, *, start:
     head = f'Trained to step {step} of {num_steps}' + (f' (resumed at step {start})' if start else '') + '.'
   if throughput is not None and step > start:
     head += f' Throughput: {throughput}.'
-  checkpoints = os.path.join(workdir, 'checkpoints')
-  saved = sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit()) if os.path.isdir(checkpoints) else []
+  checkpoint_dir = os.path.join(workdir, 'checkpoints')
+  saved = (sorted(int(n) for n in os.listdir(checkpoint_dir) if n.isdigit()) if os.path.isdir(checkpoint_dir)
+           else [])
   samples = os.path.join(workdir, 'samples')
   figures = sorted(n for n in os.listdir(samples) if n.endswith('.png')) if os.path.isdir(samples) else []
-  lines = [head, f'  checkpoints  {checkpoints}' + (f' (steps {", ".join(map(str, saved))})' if saved else ''),
+  lines = [head, f'  checkpoints  {checkpoint_dir}' + (f' (steps {", ".join(map(str, saved))})' if saved else ''),
            f'  metrics      {os.path.join(workdir, "metrics.jsonl")}',
            f'  TensorBoard  {os.path.join(workdir, "tensorboard")}  '
            f'({commands.tensorboard_hint(os.path.join(workdir, "tensorboard"))})']
@@ -372,9 +252,9 @@ def closing_lines(task: Task, workdir: str, step: int, num_steps: int, *, start:
 
 def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
   """The training driver: trains `task` in `workdir`, resuming from its latest checkpoint if any."""
-  maybe_initialize_distributed(config.train.distributed)
-  mesh = make_mesh()
-  check_batch_divisible(config.train.batch_size, mesh)
+  runtime.maybe_initialize_distributed(config.train.distributed)
+  mesh = sharding.make_mesh()
+  sharding.check_batch_divisible(config.train.batch_size, mesh)
   if jax.process_index() == 0:
     print(f'{jax.device_count()} {jax.devices()[0].platform} device(s), mesh {dict(mesh.shape)}; '
           f'workdir {os.path.abspath(workdir)}', flush=True)
@@ -384,12 +264,12 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
   # bad checkpoint or train.init_from fails before anything is compiled.
   train_iter = task.train_iterator()
 
-  # State: replicated over the mesh; restored (with the iterator) from the latest checkpoint.
+  # State: sharding.replicated over the mesh; restored (with the iterator) from the latest checkpoint.
   rng = jax.random.key(config.seed)
   init_key, train_key, data_key = jax.random.split(rng, 3)
-  state_sharding = replicated(mesh)
+  state_sharding = sharding.replicated(mesh)
   state = jax.jit(task.create_state, out_shardings=state_sharding)(init_key)
-  mngr = checkpoint_manager(workdir, config.train.keep_checkpoints)
+  mngr = checkpoints.checkpoint_manager(workdir, config.train.keep_checkpoints)
   start = mngr.latest_step() or 0
   init_from = config.train.init_from
   if init_from and task.warm_start is None:
@@ -399,16 +279,16 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
     if jax.process_index() == 0:
       print(f'Resuming from step {start} in {mngr.directory}'
             + (f' (it started from {init_from})' if init_from else ''), flush=True)
-    state = restore_checkpoint(mngr, start, abstract_like(state, state_sharding), train_iter)
+    state = checkpoints.restore_checkpoint(mngr, start, sharding.abstract_like(state, state_sharding), train_iter)
   elif init_from:
     if jax.process_index() == 0:
       print(f'Starting from the weights of {init_from} (train.init_from)', flush=True)
     state = jax.device_put(task.warm_start(state, init_from), state_sharding)
 
   # The on-device batch function (e.g. the degradation) and the fixed held-out batch.
-  batch_sharding = data_sharded(mesh)
+  batch_sharding = sharding.data_sharded(mesh)
   make_batch = jax.jit(task.make_batch, out_shardings=batch_sharding)
-  eval_batch = make_batch(shard_batch(task.eval_data(), mesh), jax.random.key(config.seed + 1))
+  eval_batch = make_batch(sharding.shard_batch(task.eval_data(), mesh), jax.random.key(config.seed + 1))
 
   variants = [functools.partial(task.train_step, variant=v) for v in range(task.train_variants)] \
       if task.train_variants > 1 else [task.train_step]
@@ -424,7 +304,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
   timer_start = None  # (step, time) once the first step, which compiles, has finished
   try:
     for step in range(start + 1, config.train.num_steps + 1):
-      batch = make_batch(shard_batch(next(train_iter), mesh), jax.random.fold_in(data_key, step))
+      batch = make_batch(sharding.shard_batch(next(train_iter), mesh), jax.random.fold_in(data_key, step))
       state, metrics = step_fns[step % len(step_fns)](state, batch, train_key)
       if pending is not None:
         check_finite(jax.device_get(pending[1]), pending[0], mngr)
@@ -448,7 +328,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
       stop = guard.should_stop(step, mngr)
       if step % config.train.checkpoint_every == 0 or step == config.train.num_steps or stop:
         check_finite(jax.device_get(metrics), step, mngr)  # Never checkpoint a broken state.
-        save_checkpoint(mngr, step, state, train_iter, task.meta)
+        checkpoints.save_checkpoint(mngr, step, state, train_iter, task.meta)
       if stop:
         logging.warning('Stopped at step %d after saving a checkpoint.', step)
         break

@@ -17,7 +17,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from s2k_jax import data
-from s2k_jax import loop
+from s2k_jax import runtime
 from s2k_jax import testsets
 
 FLAGS = flags.FLAGS
@@ -41,9 +41,9 @@ flags.DEFINE_bool('overwrite', False, 'Replace an existing test set in --out.')
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  loop.quiet_library_logs()
+  runtime.quiet_library_logs()
   if FLAGS.protocol is not None:
-    manifest = loop.exit_on_user_error(_protocol_set)
+    manifest = runtime.exit_on_user_error(_protocol_set)
   else:
     if FLAGS.config is None:
       raise app.UsageError('give --config (a random-kernel test set of its family) or --protocol with --hr_dir '
@@ -52,8 +52,8 @@ def main(argv: Sequence[str]) -> None:
       if FLAGS[name].present:
         raise app.UsageError(f'--{name} is read only with --protocol; with --config, set the images and scale in '
                              'the config (--config.data.eval_dir, --config.degradation.scale).')
-    loop.exit_on_user_error(lambda: testsets.check_overrides(config_flags.get_override_values(FLAGS['config'])))
-    manifest = loop.exit_on_user_error(lambda: testsets.generate(
+    runtime.exit_on_user_error(lambda: testsets.check_overrides(config_flags.get_override_values(FLAGS['config'])))
+    manifest = runtime.exit_on_user_error(lambda: testsets.generate(
         FLAGS.config, FLAGS.out, seed=FLAGS.seed, split=FLAGS.split, hr_crop=FLAGS.hr_crop,
         limit=FLAGS.limit, copies=FLAGS.copies, overwrite=FLAGS.overwrite))
   print(f'{len(manifest["images"])} images, {manifest["family"]} kernels, ×{manifest["scale"]} '

@@ -3,8 +3,8 @@ r"""Model I/O: what inference reads of a trained model, from a training checkpoi
 The one low-level home of model files (imports no model module, so reading a file never needs one):
   * `InferenceState`: the part of a train state inference reads (parameters, BatchNorm statistics of
     the S2K generator §3.3, the restorer's PCA basis §3.4);
-  * training checkpoints (orbax, written by `loop.run`): `checkpoints_dir`, `read_meta`,
-    `restore_for_inference`;
+  * training checkpoints (orbax, written by `loop.run` in the layout of `checkpoints`):
+    `restore_for_inference`, and `saved_config`, the one upgrade step of a saved config;
   * model bundles: one safe `.npz` per model (`write_bundle` / `read_bundle`, written by
     `python -m s2k_jax.export`);
   * `load_for_inference`: a bundle or a checkpoint → InferenceState, for the model modules' `load`;
@@ -29,11 +29,11 @@ from flax import struct
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
+from s2k_jax import checkpoints
 from s2k_jax import degradation
 from s2k_jax import kernels
-from s2k_jax import loop
+from s2k_jax import sharding
 
 FORMAT = 's2k-jax-bundle/1'
 SUFFIX = '.npz'
@@ -209,26 +209,6 @@ def saved_config(meta: dict) -> ml_collections.ConfigDict:
   return config
 
 
-def read_meta(checkpoint_dir: str, step: int | None = None) -> dict:
-  """Reads the JSON metadata (config, kind, conventions) of a checkpoint directory without jax state."""
-  mngr = ocp.CheckpointManager(checkpoint_dir, options=ocp.CheckpointManagerOptions(create=False),
-                               item_names=('meta',))
-  step = mngr.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f'no checkpoint found in {checkpoint_dir}: train a model there first.')
-  return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-
-
-def checkpoints_dir(workdir_or_checkpoints: str) -> str:
-  """A training workdir or its `checkpoints/` directory → the absolute checkpoints directory."""
-  path = os.path.abspath(workdir_or_checkpoints)
-  if os.path.isdir(os.path.join(path, 'checkpoints')):
-    path = os.path.join(path, 'checkpoints')
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f'{workdir_or_checkpoints}: no such checkpoint directory.')
-  return path
-
-
 def restore_for_inference(workdir_or_checkpoints: str, kind: str,
                           make_create_state: Callable[[ml_collections.ConfigDict], Callable],
                           step: int | None = None):
@@ -238,17 +218,17 @@ def restore_for_inference(workdir_or_checkpoints: str, kind: str,
   the state's shapes from the config saved with it (`make_create_state(config)` → key → state), so
   inference never guesses sizes.
   """
-  path = checkpoints_dir(workdir_or_checkpoints)
-  meta = read_meta(path, step)
+  path = checkpoints.checkpoints_dir(workdir_or_checkpoints)
+  meta = checkpoints.read_meta(path, step)
   if meta.get('kind') != kind:
     raise ValueError(f'{workdir_or_checkpoints} holds a {meta.get("kind")!r} checkpoint, not a {kind!r} '
                      'one; pass the workdir of the matching training run.')
   config = saved_config(meta)
-  abstract = loop.abstract_like(jax.eval_shape(make_create_state(config), jax.random.key(0)),
-                                loop.replicated(loop.make_mesh()))
-  mngr = loop.checkpoint_manager(os.path.dirname(path), 1)
+  abstract = sharding.abstract_like(jax.eval_shape(make_create_state(config), jax.random.key(0)),
+                                sharding.replicated(sharding.make_mesh()))
+  mngr = checkpoints.checkpoint_manager(os.path.dirname(path), 1)
   step = mngr.latest_step() if step is None else step
-  state = loop.restore_checkpoint(mngr, step, abstract, data_iter=None)
+  state = checkpoints.restore_checkpoint(mngr, step, abstract, data_iter=None)
   mngr.close()
   return config, state, int(step), path, meta
 
@@ -257,7 +237,7 @@ def read_kind(source: str) -> str:
   """The `kind` recorded in a bundle or a checkpoint (which model module loads it)."""
   if is_bundle(source):
     return str(read_bundle(source)[0].get('kind'))
-  return str(read_meta(checkpoints_dir(source)).get('kind'))
+  return str(checkpoints.read_meta(checkpoints.checkpoints_dir(source)).get('kind'))
 
 
 def load_for_inference(source: str, kind: str,
@@ -280,7 +260,7 @@ def load_for_inference(source: str, kind: str,
   for name, label in _TREES.items():
     _check_tree_shapes(source, label, trees[name] or {}, getattr(expected, name) or {})
   state = expected.replace(**{name: tree for name, tree in trees.items() if tree is not None})
-  return (config, jax.device_put(state, loop.replicated(loop.make_mesh())), int(meta['step']),
+  return (config, jax.device_put(state, sharding.replicated(sharding.make_mesh())), int(meta['step']),
           os.path.abspath(source), meta)
 
 

@@ -9,6 +9,7 @@ from types import ModuleType
 
 import ml_collections
 
+from s2k_jax import checkpoints
 from s2k_jax import estimator
 from s2k_jax import loop
 from s2k_jax import modelio
@@ -45,8 +46,8 @@ def export_bundle(workdir: str, out: str, *, step: int | None = None,
   """Writes the estimator or restorer checkpoint in `workdir` (latest step by default) as a model
   bundle `out` (`modelio.write_bundle`); returns its path. `raw_weights`: an estimator's raw generator
   weights instead of their moving average (`estimator.load`)."""
-  checkpoints = modelio.checkpoints_dir(workdir)
-  meta = modelio.read_meta(checkpoints, step)
+  checkpoint_dir = checkpoints.checkpoints_dir(workdir)
+  meta = checkpoints.read_meta(checkpoint_dir, step)
   kind = meta.get('kind')
   if kind in RESTORERS:
     if raw_weights:
@@ -57,6 +58,6 @@ def export_bundle(workdir: str, out: str, *, step: int | None = None,
   else:  # estimator.load names the kind if it is neither.
     model = estimator.load(workdir, step, average=not raw_weights)
     kind, state = estimator.CHECKPOINT_KIND, model.state['gen']
-  meta = dict(meta, checkpoint=os.path.relpath(checkpoints), trained_on=trained_on)
+  meta = dict(meta, checkpoint=os.path.relpath(checkpoint_dir), trained_on=trained_on)
   return modelio.write_bundle(out, kind=kind, step=model.step, meta=meta, params=state.params,
                               batch_stats=state.batch_stats, pca=state.pca, dtype=dtype)

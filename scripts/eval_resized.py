@@ -21,10 +21,10 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from s2k_jax import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
 from s2k_jax import images
-from s2k_jax import loop
 from s2k_jax import metrics
 from s2k_jax import modelio
 from s2k_jax import pipeline
+from s2k_jax import runtime
 from s2k_jax import tasks
 
 RESIZERS = {'bicubic': Image.Resampling.BICUBIC, 'lanczos': Image.Resampling.LANCZOS, 'box': Image.Resampling.BOX}
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
                       help='an estimator for scale S instead of the shipped Gaussian one, e.g. x4=runs/est')
   parser.add_argument('--restorer', default=None, help='a restorer instead of the shipped USRNet')
   args = parser.parse_args(argv)
-  loop.quiet_library_logs()
+  runtime.quiet_library_logs()
   scales = [int(s) for s in args.scales.split(',')]
   chosen = {}
   for item in args.estimator:

@@ -21,7 +21,7 @@ from configs import gaussian
 from s2k_jax import data
 from s2k_jax import images
 from s2k_jax import estimator
-from s2k_jax import loop
+from s2k_jax import sharding
 
 
 def smoke_config(**data_overrides):
@@ -451,7 +451,7 @@ def test_shard_batch_over_eight_devices_matches_one_device(device_batch):
   assert jax.device_count() == 8, 'tests/conftest.py forces 8 CPU devices'
   config, hr, single = device_batch
   mesh = Mesh(np.asarray(jax.devices()), ('data',))
-  sharded = loop.shard_batch({'hr': hr}, mesh)['hr']
+  sharded = sharding.shard_batch({'hr': hr}, mesh)['hr']
   assert sharded.shape == (8, 128, 128, 3) and sharded.sharding == NamedSharding(mesh, P('data'))
   for shard in sharded.addressable_shards:
     np.testing.assert_array_equal(shard.data, hr[shard.index])
@@ -463,7 +463,7 @@ def test_shard_batch_over_eight_devices_matches_one_device(device_batch):
     # everything else matches to docs/conventions.md's 2.4e-7 (2× margin).
     np.testing.assert_allclose(out[name], single[name], atol=1e-3 if name in ('spectrum', 'inputs') else 5e-7)
   with pytest.raises(ValueError, match='cannot be split over 8 local devices'):
-    loop.shard_batch({'hr': hr[:6]}, mesh)
+    sharding.shard_batch({'hr': hr[:6]}, mesh)
 
 
 # ---------------------------------------------------------------------------------------------------

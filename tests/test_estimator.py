@@ -22,7 +22,7 @@ OLD_CONVENTION = 'kernel_to_map v0: nearest-neighbour upsampling, max → 1'
 
 
 def _meta_file(workdir, step):
-  """The JSON file orbax writes for a checkpoint's `meta` item (`loop.save_checkpoint`)."""
+  """The JSON file orbax writes for a checkpoint's `meta` item (`checkpoints.save_checkpoint`)."""
   return os.path.join(workdir, 'checkpoints', str(step), 'meta', 'metadata')
 
 

@@ -16,11 +16,11 @@ import skimage.metrics
 
 from configs import gaussian
 from configs import motion
+from s2k_jax import checkpoints
 from s2k_jax import degradation
 from s2k_jax import estimator
 from s2k_jax import evaluation
 from s2k_jax import kernels
-from s2k_jax import loop
 from s2k_jax import metrics
 from s2k_jax import modelio
 from s2k_jax import pipeline
@@ -53,8 +53,8 @@ def test_load_estimator_errors(tmp_path):
   (tmp_path / 'empty').mkdir()
   with pytest.raises(FileNotFoundError, match='no checkpoint found'):
     estimator.load(str(tmp_path / 'empty'))
-  mngr = loop.checkpoint_manager(str(tmp_path / 'other'), 1)
-  loop.save_checkpoint(mngr, 1, {'w': np.zeros(2)}, None, {'kind': 'sftmd_restorer'})
+  mngr = checkpoints.checkpoint_manager(str(tmp_path / 'other'), 1)
+  checkpoints.save_checkpoint(mngr, 1, {'w': np.zeros(2)}, None, {'kind': 'sftmd_restorer'})
   mngr.wait_until_finished()
   with pytest.raises(ValueError, match="'sftmd_restorer' checkpoint, not a 's2k_estimator' one"):
     estimator.load(str(tmp_path / 'other'))

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from configs import gaussian
 from s2k_jax import data
 from s2k_jax import loop
+from s2k_jax import runtime
 
 
 def counting_task(config):
@@ -131,8 +132,8 @@ def test_distributed_start_up_touches_no_backend_first(monkeypatch):
   monkeypatch.setattr(jax.distributed, 'is_initialized', lambda: bool(calls))
   monkeypatch.setattr(jax.distributed, 'initialize', lambda: calls.append('initialize'))
   monkeypatch.setattr(jax, 'process_count', lambda: calls.append('process_count') or 1)
-  loop.maybe_initialize_distributed(False)
+  runtime.maybe_initialize_distributed(False)
   assert calls == []
-  loop.maybe_initialize_distributed(True)
-  loop.maybe_initialize_distributed(True)  # the driver calls it again: a no-op
+  runtime.maybe_initialize_distributed(True)
+  runtime.maybe_initialize_distributed(True)  # the driver calls it again: a no-op
   assert calls == ['initialize']

@@ -17,8 +17,8 @@ from s2k_jax import degradation
 from s2k_jax import images
 from s2k_jax import kernels
 from s2k_jax import modelio
-from s2k_jax import loop
 from s2k_jax import pca
+from s2k_jax import sharding
 from s2k_jax import tasks
 from s2k_jax.restorers import base
 from s2k_jax.models import sftmd
@@ -43,8 +43,8 @@ def test_step_lowers_l1_on_a_fixed_batch(anchor, factor):
   config.train.num_steps, config.train.learning_rate = 1000, 1e-3
   basis = sftmd_restorer.fit_basis(config)
   state = jax.jit(functools.partial(sftmd_restorer.create_train_state, config))(basis, jax.random.key(0))
-  mesh = loop.make_mesh()
-  hr = loop.shard_batch(data.create_eval_batch(config, 8), mesh)['hr']
+  mesh = sharding.make_mesh()
+  hr = sharding.shard_batch(data.create_eval_batch(config, 8), mesh)['hr']
   batch = jax.jit(sftmd_restorer.make_batch_fn(config))(hr, jax.random.key(3))
   step = jax.jit(functools.partial(sftmd_restorer.train_step, config=config))
   losses = []

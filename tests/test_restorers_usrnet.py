@@ -28,7 +28,8 @@ def test_config_argument_and_fields_are_checked():
   assert config.data.hr_crop == config.restorer.hr_patch == 48
   with pytest.raises(ValueError, match='FAMILY'):
     usrnet_config.get_config('blurry')
-  for field, value, match in (('degradation.downsample', 'lanczos', "downsample method must be one of .*'lanczos'"),
+  for field, value, match in (('degradation.downsample', 'nearest', "downsample method must be one of .*'nearest'"),
+                              ('degradation.downsample', 'random_resizer', 'is for training kernel estimators'),
                               ('restorer.hr_patch', 50, 'multiple of every scale'),
                               ('restorer.scales', (2, 5), 'subset'),
                               ('restorer.scales', (2, 2), 'twice'),

@@ -19,11 +19,13 @@ import pytest
 from jax.sharding import Mesh
 
 from configs import gaussian
-from configs import motion
 from configs import sftmd
 from configs import usrnet
+from s2k_jax import checkpoints
 from s2k_jax import data
 from s2k_jax import loop
+from s2k_jax import runtime
+from s2k_jax import sharding
 from s2k_jax import tasks
 from s2k_jax.restorers import sftmd as sftmd_restorer
 from s2k_jax.restorers import usrnet as usrnet_restorer
@@ -43,7 +45,7 @@ def smoke_config(**overrides):
 
 
 def fixed_batch(config, mesh):
-  hr = loop.shard_batch(data.create_eval_batch(config, config.train.batch_size), mesh)['hr']
+  hr = sharding.shard_batch(data.create_eval_batch(config, config.train.batch_size), mesh)['hr']
   return jax.jit(estimator.make_batch_fn(config))(hr, jax.random.key(7))
 
 
@@ -58,7 +60,7 @@ def assert_trees_close(a, b, atol):
 
 def test_steps_lower_the_l1_loss_on_a_fixed_batch():
   config = smoke_config()
-  mesh = loop.make_mesh()
+  mesh = sharding.make_mesh()
   batch = fixed_batch(config, mesh)
   state = jax.jit(functools.partial(estimator.create_train_state, config))(jax.random.key(0))
   step = jax.jit(functools.partial(estimator.train_step, config=config))
@@ -77,7 +79,7 @@ def test_the_generator_moving_average_follows_its_weights_and_is_what_inference_
   """train.ema_decay: after each step ema = d·ema + (1 − d)·params with d = min(decay, (1 + t)/(10 + t)),
   from the initial weights (recomputed here step by step); the raw weights train exactly as without an
   average; eval maps, `load` and the exported bundle read the average; a decay outside [0, 1) is refused."""
-  mesh = loop.make_mesh()
+  mesh = sharding.make_mesh()
   runs = {}
   for decay in (0.0, 0.5):
     config = smoke_config(**{'train.ema_decay': decay})
@@ -138,7 +140,7 @@ def test_precise_batch_stats_are_the_population_statistics_of_the_batches():
   at every BatchNorm layer at once; two batches of 8: at the first layer (whose input no BatchNorm
   has normalised yet, per half) the statistics of the 16 samples together."""
   config = smoke_config(**{'train.batch_size': 16})
-  inputs = fixed_batch(config, loop.make_mesh())['inputs']
+  inputs = fixed_batch(config, sharding.make_mesh())['inputs']
   gen = jax.jit(functools.partial(estimator.create_train_state, config))(jax.random.key(0))['gen']
   key = jax.random.key(5)
   stats = estimator.precise_batch_stats(gen, [inputs], key)
@@ -164,7 +166,7 @@ def test_one_device_and_eight_devices_give_the_same_step():
   results = []
   for devices in (jax.devices()[:1], jax.devices()):
     mesh = Mesh(np.asarray(devices), ('data',))
-    rep, shard = loop.replicated(mesh), loop.data_sharded(mesh)
+    rep, shard = sharding.replicated(mesh), sharding.data_sharded(mesh)
     state = jax.jit(functools.partial(estimator.create_train_state, config), out_shardings=rep)(
         jax.random.key(0))
     batch = jax.device_put(fixed_batch(config, Mesh(np.asarray(jax.devices()[:1]), ('data',))), shard)
@@ -378,7 +380,7 @@ def test_resume_after_a_clean_stop_and_a_sigterm_is_exact(model, tmp_path, monke
   for run in (workdir, tmp_path / 'straight'):
     np.testing.assert_array_equal(batches_after_checkpoint(config, run, 4, 1), by_hand[4:])
 
-  meta = modelio.read_meta(str(workdir / 'checkpoints'))
+  meta = checkpoints.read_meta(str(workdir / 'checkpoints'))
   if model == 'estimator':
     assert meta['kind'] == estimator.CHECKPOINT_KIND
     assert meta['config']['model']['generator'] == 'unet-5-8'
@@ -393,12 +395,12 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
   tasks.train_and_evaluate(smoke_config(**{'train.num_steps': 2}), str(tmp_path))
   config = smoke_config(**{'train.learning_rate': float('nan'), 'train.num_steps': 4})
   # The D update of step 3 makes D NaN, so step 3's generator loss is the first non-finite value.
-  with pytest.raises(loop.NonFiniteLossError,
+  with pytest.raises(runtime.NonFiniteLossError,
                      match=r'non-finite loss at step 3: .*g_loss.*last good checkpoint is step 2'):
     tasks.train_and_evaluate(config, str(tmp_path))
   steps = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit())
   assert steps == [2], 'a non-finite state must never be checkpointed'
-  with pytest.raises(loop.NonFiniteLossError, match=r'step 1: .*no checkpoint was saved yet'):
+  with pytest.raises(runtime.NonFiniteLossError, match=r'step 1: .*no checkpoint was saved yet'):
     tasks.train_and_evaluate(config, str(tmp_path / 'fresh'))
 
 

@@ -262,9 +262,11 @@ def test_a_dot_a_ramp_and_a_constant_come_back_in_place(scale, method):
   for centre in ((46.0, 51.0), (47.5, 44.25)):
     dot = 0.2 + 0.8 * np.exp(-((y - centre[0])**2 + (x - centre[1])**2) / (2 * 2.0**2))
     sr = _restore_untrained(dot, kernel, scale, method)
-    weight = (sr - 0.2) * ((np.abs(y - centre[0]) < 14) & (np.abs(x - centre[1]) < 14))
+    # A window wide enough for the dot's tails and ringing: a narrow one cuts them unevenly for a dot off
+    # the pixel grid and moves the centroid by up to 0.1 px whatever the downsampler.
+    weight = (sr - 0.2) * ((np.abs(y - centre[0]) < 30) & (np.abs(x - centre[1]) < 30))
     found = np.array([(weight * y).sum(), (weight * x).sum()]) / weight.sum()
-    np.testing.assert_allclose(found, centre, atol=0.05)  # measured ≤ 0.02
+    np.testing.assert_allclose(found, centre, atol=0.05)
   ramp = np.broadcast_to(0.2 + 0.6 * np.arange(size) / size, (size, size)).T
   sr = _restore_untrained(np.ascontiguousarray(ramp), kernel, scale, method)
   inner = slice(16, -16)
