@@ -295,7 +295,7 @@ def warm_start(part: Any, source: str, kind: str,
 # the paper (its :photo model measured worse; docs/results.md §5).
 # gaussian_estimator.npz, the clean-LR Gaussian one of docs/results.md §1–2, ships beside them.
 PRETRAINED_ESTIMATORS = {('gaussian', 4): 'gaussian_x4_estimator.npz', ('motion', 4): 'motion_x4_estimator.npz',
-                         ('disk', 4): 'disk_estimator.npz', ('gaussian', 2): 'gaussian_x2_estimator.npz',
+                         ('disk', 4): 'disk_x4_estimator.npz', ('gaussian', 2): 'gaussian_x2_estimator.npz',
                          ('motion', 2): 'motion_x2_estimator.npz', ('motion', 3): 'motion_x3_estimator.npz',
                          ('disk', 2): 'disk_x2_estimator.npz', ('gaussian', 3): 'gaussian_x3_estimator.npz',
                          ('disk', 3): 'disk_x3_estimator.npz'}
