@@ -557,9 +557,10 @@ def blur_then_downsample(hr: jnp.ndarray, kernels: jnp.ndarray, scale: int,
   """(HR ⊗ k)↓s of Eq. 1 without the noise, for any downsampling method: (B, H, W, C), (B, k, k)
   -> (B, ceil(H/s), ceil(W/s), C) float32 (what a restorer's output should reproduce).
 
-  `grid` (None = the method's) places a 'direct' kernel on the 'centre' grid: the blurred image sampled
-  at HR s·i + (s − 1)/2 (Keys cubic between pixels at even scales), the forward model a 'direct'-trained
-  estimator's kernel has on resized LR (`pipeline.kernel_downsample`)."""
+  `grid` (None = the method's) samples the blurred, filtered image on another grid — what a restorer
+  told (downsample, grid) assumes, e.g. a 'direct'-trained estimator's kernel on resized LR
+  (`pipeline.kernel_downsample`): the blurred image is moved by the difference of the two grid offsets
+  (Keys cubic between pixels at even scales), then downsampled by `method`."""
   _check_images(hr)
   check_kernels(kernels)
   _check_blur_shapes(hr.shape, kernels.shape)
@@ -567,10 +568,8 @@ def blur_then_downsample(hr: jnp.ndarray, kernels: jnp.ndarray, scale: int,
   kernels = jnp.asarray(kernels, jnp.float32)
   if grid is None or grid == lr_grid(method):
     return _blur_then_downsample(hr, kernels, scale, method)
-  if method != 'direct':
-    raise ValueError(f'a {method} downsampler puts LR pixels on the {lr_grid(method)} grid; only '
-                     "'direct' kernels (effective kernels) can be placed on another grid.")
-  return translate(_blur(hr, kernels), -grid_offset(scale, grid))[:, ::scale, ::scale]
+  moved = translate(_blur(hr, kernels), grid_offset(scale, lr_grid(method)) - grid_offset(scale, grid))
+  return _downsample(moved, scale, method)
 
 
 @functools.partial(jax.jit, static_argnames=('scale', 'method', 'quantize', 'jpeg_range'))

@@ -595,5 +595,11 @@ def test_a_direct_kernel_on_the_centre_grid_is_the_forward_model_of_an_effective
   lr = np.asarray(degradation.blur_then_downsample(hr, k, 3, method))
   again = np.asarray(degradation.blur_then_downsample(hr, k_eff, 3, 'direct', grid='centre'))
   np.testing.assert_allclose(again[0, 3:-3, 3:-3], lr[0, 3:-3, 3:-3], atol=1e-5)
-  with pytest.raises(ValueError, match="only 'direct' kernels"):
-    degradation.blur_then_downsample(hr, k, 3, method, grid='direct')
+  # The other way round: the resizer on the direct grid = the resizer of the image moved by (s − 1)/2
+  # (one whole HR pixel at ×3: a plain shift), i.e. the resizer's LR pixel i centred on HR pixel 3i.
+  on_direct = np.asarray(degradation.blur_then_downsample(hr, k, 3, method, grid='direct'))
+  blurred = np.asarray(degradation.blur(hr, k))
+  shifted = np.concatenate([blurred[:, :1], blurred[:, :-1]], axis=1)
+  shifted = np.concatenate([shifted[:, :, :1], shifted[:, :, :-1]], axis=2)
+  expected = np.asarray(degradation.downsample(shifted, 3, method))
+  np.testing.assert_allclose(on_direct[0, 3:-3, 3:-3], expected[0, 3:-3, 3:-3], atol=1e-5)
