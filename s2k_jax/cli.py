@@ -294,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument('--grid', choices=degradation.LR_GRIDS, default='centre',
                       help='where the LR pixels sit on the output grid: centre (default: camera photos and images '
                       'shrunk by any resizer; each LR pixel at the centre of its s×s block) or direct (LR = '
-                      'HR[::s, ::s] after the blur, the synthetic LR of the S2K/USRNet papers).')
+                      'HR[::s, ::s] after the blur, the synthetic LR of the S2K/USRNet papers). Without '
+                      '--estimator it also picks the shipped estimator where one per grid ships (Gaussian ×2).')
   parser.add_argument('--quiet', action='store_true', help='print only errors (no progress bar, per-image lines or totals).')
   return parser
 
@@ -303,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   runtime.quiet_library_logs()
   try:
-    estimator = args.estimator or modelio.pretrained_estimator(args.family, args.scale or modelio.ESTIMATOR_SCALE)
+    estimator = args.estimator or modelio.pretrained_estimator(args.family, args.scale or modelio.ESTIMATOR_SCALE,
+                                                               args.grid)
     restorer = args.restorer or modelio.DEFAULT_RESTORER
     if restorer in modelio.PRETRAINED_RESTORERS:
       restorer = modelio.pretrained_restorer(args.family, args.scale or modelio.ESTIMATOR_SCALE, restorer)

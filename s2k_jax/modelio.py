@@ -299,6 +299,10 @@ PRETRAINED_ESTIMATORS = {('gaussian', 4): 'gaussian_x4_estimator.npz', ('motion'
                          ('motion', 2): 'motion_x2_estimator.npz', ('motion', 3): 'motion_x3_estimator.npz',
                          ('disk', 2): 'disk_x2_estimator.npz', ('gaussian', 3): 'gaussian_x3_estimator.npz',
                          ('disk', 3): 'disk_x3_estimator.npz'}
+# For LR on the centre grid (photos, images shrunk by a resizer), where one measures better: estimators
+# trained on LR from a resizer drawn per image (degradation.RANDOM_RESIZER), whose kernels are blurs
+# before a bicubic resize (docs/benchmarks_sr.md).
+RESIZED_ESTIMATORS = {('gaussian', 2): 'gaussian_x2_resized_estimator.npz'}
 CLEAN_LR_ESTIMATOR = 'gaussian_estimator.npz'  # the paper's setting; docs/results.md §1–3
 ESTIMATOR_SCALE = 4  # the scale s2k-sr uses when --scale is not given
 # Restorers by name: SFTMD one per (family, scale); USRNet one for every family and scale.
@@ -321,7 +325,13 @@ def estimator_families() -> list[str]:
   return sorted({family for family, _ in PRETRAINED_ESTIMATORS})
 
 
-def pretrained_estimator(family: str, scale: int = ESTIMATOR_SCALE) -> str:
+def pretrained_estimator(family: str, scale: int = ESTIMATOR_SCALE, grid: str = 'direct') -> str:
+  """The shipped estimator for a family and scale, for LR on `grid` (degradation.LR_GRIDS): on the
+  'centre' grid the resizer-trained one where it ships (RESIZED_ESTIMATORS), else the one of
+  PRETRAINED_ESTIMATORS."""
+  degradation.check_grid(grid)
+  if grid == 'centre' and (family, scale) in RESIZED_ESTIMATORS:
+    return pretrained_path(RESIZED_ESTIMATORS[(family, scale)])
   if family not in estimator_families():
     raise ValueError(f'no shipped estimator for the {family!r} family; shipped: '
                      f'{", ".join(estimator_families())}.')

@@ -4,7 +4,7 @@
 # mean / S2K / true kernel, and writes OUT/gaussian8.md, one row per set and scale.
 #   [SCALES="2 3 4"] [ESTIMATOR_X4=model] [RESTORER=model] [LIMIT=n] \
 #       bash scripts/eval_benchmarks.sh OUT BENCHMARKS_DIR/Set5 BENCHMARKS_DIR/Set14 ...
-# ESTIMATOR_X<s> defaults to the shipped Gaussian estimator of that scale, RESTORER to the shipped USRNet.
+# ESTIMATOR_X<s> defaults to the shipped Gaussian estimator s2k-sr uses at that scale (centre grid), RESTORER to the shipped USRNet.
 # LIMIT=n uses the first n images of each folder (all 8 kernels each); the table says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ for dir in "$@"; do
   set_name=$(basename "$dir")
   for s in $SCALES; do
     var="ESTIMATOR_X$s"
-    est=${!var:-$($PY -c "from s2k_jax import modelio; print(modelio.pretrained_estimator('gaussian', $s))")}
+    est=${!var:-$($PY -c "from s2k_jax import modelio; print(modelio.pretrained_estimator('gaussian', $s, 'centre'))")}
     ts="$OUT/testsets/${set_name}_g8_x$s"
     [ "$LIMIT" = 0 ] || ts="${ts}_first$LIMIT"
     [ -d "$ts" ] || $PY -m s2k_jax.make_testset --protocol=gaussian8 --scale="$s" --hr_dir="$dir" --limit="$LIMIT" --out="$ts"

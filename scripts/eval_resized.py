@@ -62,7 +62,7 @@ def main(argv=None) -> int:
   os.makedirs(args.out, exist_ok=True)
   rows = []
   for scale in scales:
-    est = pipeline.on_one_device(estimator_lib.load(chosen.get(scale) or modelio.pretrained_estimator('gaussian', scale)))
+    est = pipeline.on_one_device(estimator_lib.load(chosen.get(scale) or modelio.pretrained_estimator('gaussian', scale, 'centre')))
     rest = pipeline.on_one_device(tasks.load_restorer(args.restorer or modelio.pretrained_restorer('gaussian', scale)))
     for path in paths:
       hr = images.to_uint8(images.read_image(path))

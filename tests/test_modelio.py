@@ -318,3 +318,31 @@ def test_saved_configs_are_brought_up_to_date_in_one_step():
   assert modelio.saved_config({'config': old_usrnet}).train.hyper_lr_scale == 1.0
   today = usrnet.get_config('gaussian,smoke')
   assert modelio.saved_config({'config': today.to_dict()}).to_dict() == today.to_dict()
+
+
+def test_photos_get_the_resized_x2_estimator_and_direct_lr_the_direct_one():
+  assert modelio.pretrained_estimator('gaussian', 2, 'centre').endswith('gaussian_x2_resized_estimator.npz')
+  assert modelio.pretrained_estimator('gaussian', 2, 'direct').endswith('gaussian_x2_estimator.npz')
+  assert modelio.pretrained_estimator('gaussian', 2) == modelio.pretrained_estimator('gaussian', 2, 'direct')
+  assert modelio.pretrained_estimator('gaussian', 4, 'centre') == modelio.pretrained_estimator('gaussian', 4)
+  with pytest.raises(ValueError, match="LR grid must be one of"):
+    modelio.pretrained_estimator('gaussian', 2, 'corner')
+
+
+def test_shipped_resized_x2_estimator_beats_the_mean_kernel_on_resized_jpegs(tmp_path):
+  """The ×2 Gaussian estimator for photos (LR shrunk by a resizer drawn per image, Welch spectra) on
+  held-out photos blurred, shrunk by MATLAB bicubic and saved as JPEG q75: D_v at most 80% of the mean
+  kernel's (the blur it reads is the one before a bicubic resize, `pipeline.kernel_downsample`)."""
+  est = estimator.load(modelio.pretrained_estimator('gaussian', 2, 'centre'))
+  assert est.config.spectrum.mode == 'welch'
+  assert pipeline.kernel_downsample(est) == 'bicubic'
+  config = gaussian.get_config('cpu')
+  config.degradation = ml_collections.ConfigDict(est.config.degradation.to_dict())
+  config.degradation.downsample, config.degradation.quantize = 'bicubic', True
+  config.degradation.noise_max, config.degradation.noise_prob = 0.0, 1.0
+  config.degradation.jpeg_prob, config.degradation.jpeg_quality_range = 1.0, (75, 75)
+  testsets.generate(config, str(tmp_path / 'ts'), seed=7, copies=4)
+  testset = testsets.load(str(tmp_path / 'ts'))
+  s2k, mean = kernel_errors(est, testset, config.degradation)
+  assert len(s2k) == 8
+  assert np.mean(s2k) < 0.8 * np.mean(mean), (np.mean(s2k), np.mean(mean))
