@@ -8,14 +8,15 @@ from typing import Any, Mapping
 import grain
 import orbax.checkpoint as ocp
 
-# The items of every step directory.
+# A training workdir's checkpoints folder, and the items of each of its step directories.
+SUBDIR = 'checkpoints'
 STATE, DATA_ITER, META = 'state', 'data_iter', 'meta'
 
 
 def checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'), options=options,
+      os.path.join(os.path.abspath(workdir), SUBDIR), options=options,
       item_names=(STATE, DATA_ITER, META))
 
 
@@ -59,8 +60,8 @@ def read_meta(checkpoint_dir: str, step: int | None = None) -> dict:
 def checkpoints_dir(workdir_or_checkpoints: str) -> str:
   """A training workdir or its `checkpoints/` directory → the absolute checkpoints directory."""
   path = os.path.abspath(workdir_or_checkpoints)
-  if os.path.isdir(os.path.join(path, 'checkpoints')):
-    path = os.path.join(path, 'checkpoints')
+  if os.path.isdir(os.path.join(path, SUBDIR)):
+    path = os.path.join(path, SUBDIR)
   if not os.path.isdir(path):
     raise FileNotFoundError(f'{workdir_or_checkpoints}: no such checkpoint directory.')
   return path

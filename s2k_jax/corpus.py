@@ -242,12 +242,16 @@ def is_current(row: dict[str, str] | None, png_path: str) -> bool:
 
 
 def extract_package(deb_path: str, package: str, version: str, photos: list[Photo], out_dir: str, *,
-                    keep_soft: bool = False) -> list[dict[str, str]]:
-  """Writes the package's photos as PNGs into out_dir; returns their manifest rows (soft ones dropped
-  unless keep_soft, but listed with soft = yes and no file written)."""
+                    keep_soft: bool = False, licence_dir: str | None = None) -> list[dict[str, str]]:
+  """Writes the package's photos as PNGs into out_dir (and its copyright file, if it has one, as
+  licence_dir/<package>.copyright); returns their manifest rows (soft ones dropped unless keep_soft, but
+  listed with soft = yes and no file written). The package is read once."""
   copyright_path = f'/usr/share/doc/{package}/copyright'
   files = deb_files(deb_path, [p.member for p in photos] + [copyright_path])
   text = files.get(copyright_path)
+  if text and licence_dir:
+    with open(os.path.join(licence_dir, f'{package}.copyright'), 'wb') as f:
+      f.write(text)
   package_licence = licence(text.decode('utf-8', 'replace') if text else None)
   rows = []
   for photo in photos:

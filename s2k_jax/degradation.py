@@ -545,11 +545,14 @@ def _blur_then_downsample(hr, kernels, scale, method):
 
 
 def _blur_then_random_resize(hr, kernels, key, scale):
-  """Blur, then each image shrunk by one of RESIZERS drawn from `key`: (LR, (B,) resizer index)."""
-  blurred = _blur(hr, kernels)
+  """Blur, then each image shrunk by one of RESIZERS drawn from `key`: (LR, (B,) resizer index). Each
+  image gets its own resizer's pair of matrices, so every image is resized once."""
+  _, height, width, _ = hr.shape
   choice = jax.random.randint(key, (hr.shape[0],), 0, len(RESIZERS))
-  shrunk = jnp.stack([_downsample(blurred, scale, m) for m in RESIZERS])
-  return jnp.take_along_axis(shrunk, choice[None, :, None, None, None], axis=0)[0], choice
+  rows = jnp.asarray(np.stack([downsample_matrix(height, scale, m) for m in RESIZERS]))[choice]
+  cols = jnp.asarray(np.stack([downsample_matrix(width, scale, m) for m in RESIZERS]))[choice]
+  lr = jnp.einsum('bih,bhwc,bjw->bijc', rows, _blur(hr, kernels), cols, precision=jax.lax.Precision.HIGHEST)
+  return lr, choice
 
 
 def blur_then_downsample(hr: jnp.ndarray, kernels: jnp.ndarray, scale: int,

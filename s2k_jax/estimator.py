@@ -78,8 +78,8 @@ def make_batch_fn(
   """fn(hr uint8 (B, C, C, 3), key) → the training batch, jit-able (the caller chooses shardings).
 
   Returns float32 arrays: hr (B, C, C, 3) in [0, 1]; lr (B, C/s, C/s, 3) in [0, 1]; kernel (B, k, k)
-  summing to 1 (the blur, whatever resizer made the LR); kernel_map and spectrum (B, S, S, 1) in [-1, 1]; inputs (B, S, S, 1), the generator
-  input (= spectrum for model.input='dft', `spectrum.spatial_input` for 'spatial'); noise_sigma (B,).
+  summing to 1 (the blur, whatever resizer made the LR); kernel_map and spectrum (B, S, S, 1) in
+  [-1, 1]; inputs (B, S, S, 1), the generator input (= spectrum for model.input='dft', `spectrum.spatial_input` for 'spatial'); noise_sigma (B,).
   Kernels and noise come from `degradation.degrade(hr, key, config.degradation)`.
   """
   check_model_fields(config)
@@ -90,10 +90,10 @@ def make_batch_fn(
   def batch_fn(hr_uint8: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
     hr = images.to_float(jnp.asarray(hr_uint8))
     out = degradation.degrade(hr, key, deg)
-    lr, kernel = out['lr'], out['kernel']
+    lr = out['lr']
     spec = spectrum.amplitude_spectrum(lr, size=size, mode=mode)
     inputs = spectrum.spatial_input(lr, size=size) if spatial else spec
-    return dict(hr=hr, lr=lr, kernel=kernel, kernel_map=spectrum.kernel_to_map(kernel, size),
+    return dict(hr=hr, lr=lr, kernel=out['kernel'], kernel_map=spectrum.kernel_to_map(out['kernel'], size),
                 spectrum=spec, inputs=inputs, noise_sigma=out['noise_sigma'])
 
   return batch_fn

@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from s2k_jax import checkpoints
 from s2k_jax import degradation
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import images
@@ -64,7 +65,7 @@ def distinct_names(rests: Sequence[base.Restorer]) -> list[base.Restorer]:
                      'give each one once.')
   def short(source):  # a bundle file's name, or a workdir's (not its checkpoints/ folder)
     head, tail = os.path.split(source)
-    return os.path.basename(head) if tail == 'checkpoints' else tail
+    return os.path.basename(head) if tail == checkpoints.SUBDIR else tail
   names = [r.name for r in rests]
   labels = [short(s) for s in sources]
   out = []
@@ -212,12 +213,12 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
               kernel_scores[method][name][idx] = np.asarray(v)
         out[BICUBIC] = np.asarray(degradation.bicubic_upsample(jnp.asarray(lr), scale, grid))
         sigma = testset.noise_sigma[idx]
-        given, given_downsample = {}, {}  # SR method → the kernels its restorer was given, their downsampler
+        given = {}  # SR method → (the kernels its restorer was given, their downsampler)
         for r in rests:
           for method, k, kd in zip(labels[r.name], (np.broadcast_to(mean_k, true_k.shape), estimates[idx], true_k),
                                    kernel_downsample):
             if method in sr_methods:  # the S2K rows only with an estimator
-              given[method], given_downsample[method] = k, kd
+              given[method] = (k, kd)
               restore = functools.partial(r.restore, scale=scale, downsample=kd, grid=grid)
               out[method] = _run_sharded(restore, mesh, lr, k, sigma)
         for method, sr in out.items():
@@ -225,9 +226,8 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
           sr_scores[method]['psnr'][idx], sr_scores[method]['ssim'][idx] = p, s
           for name, value in _colour_scores(sr, hr, scale).items():
             sr_scores[method][name][idx] = value
-        for method, k in given.items():  # LR consistency: each SR re-degraded with the kernel it was given
-          sr_scores[method]['lr_psnr'][idx] = lr_consistency(out[method], lr, k, scale, given_downsample[method],
-                                                             grid)
+        for method, (k, kd) in given.items():  # LR consistency: each SR re-degraded as it was restored
+          sr_scores[method]['lr_psnr'][idx] = lr_consistency(out[method], lr, k, scale, kd, grid)
         if len(examples.get('lr', [])) < 4:
           examples.setdefault('lr', []).extend(lr[:4])
           examples.setdefault('hr', []).extend(hr[:4])

@@ -2,7 +2,8 @@
 
 Every model trains with the same driver features: a data-parallel mesh (`sharding`), one orbax
 `CheckpointManager` holding the train state, the grain iterator state and a JSON record of the config
-(`checkpoints`, the layout inference reads too); a preemption guard; a non-finite-loss stop; metrics to JSONL and TensorBoard; sample figures; a progress bar. They
+(`checkpoints`, the layout inference reads too); a preemption guard; a non-finite-loss stop; metrics
+to JSONL and TensorBoard; sample figures; a progress bar. They
 live here once, and `run` is the one linear driver every model trains with. A `Task` brings all that
 differs (its data, batch function, state, step and evaluation), so this module imports no data or
 model module.
@@ -115,7 +116,7 @@ class PreemptionGuard:
 
 
 def check_finite(metrics: Mapping[str, Any], step: int, mngr: ocp.CheckpointManager) -> None:
-  """Raises runtime.NonFiniteLossError naming the step and the last good checkpoint if any loss is not finite."""
+  """Raises runtime.NonFiniteLossError naming the step and the last good checkpoint if a loss is not finite."""
   bad = {k: float(v) for k, v in metrics.items() if not np.isfinite(np.asarray(v)).all()}
   if bad:
     last = mngr.latest_step()
@@ -220,7 +221,7 @@ def closing_lines(task: Task, workdir: str, step: int, num_steps: int, *, start:
     head = f'Trained to step {step} of {num_steps}' + (f' (resumed at step {start})' if start else '') + '.'
   if throughput is not None and step > start:
     head += f' Throughput: {throughput}.'
-  checkpoint_dir = os.path.join(workdir, 'checkpoints')
+  checkpoint_dir = os.path.join(workdir, checkpoints.SUBDIR)
   saved = (sorted(int(n) for n in os.listdir(checkpoint_dir) if n.isdigit()) if os.path.isdir(checkpoint_dir)
            else [])
   samples = os.path.join(workdir, 'samples')
@@ -264,7 +265,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
   # bad checkpoint or train.init_from fails before anything is compiled.
   train_iter = task.train_iterator()
 
-  # State: sharding.replicated over the mesh; restored (with the iterator) from the latest checkpoint.
+  # State: replicated over the mesh; restored (with the iterator) from the latest checkpoint.
   rng = jax.random.key(config.seed)
   init_key, train_key, data_key = jax.random.split(rng, 3)
   state_sharding = sharding.replicated(mesh)
@@ -332,11 +333,13 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
       if stop:
         logging.warning('Stopped at step %d after saving a checkpoint.', step)
         break
-  finally:
-    bar.close()
+    # Timed here, on the way out of a run that did not fail: in `finally` a failed step's donated state
+    # could raise again and hide the error.
     jax.block_until_ready(state)
     throughput = Throughput(step - timer_start[0], time.perf_counter() - timer_start[1],
                             int(config.train.batch_size)) if timer_start else None
+  finally:
+    bar.close()
     mngr.wait_until_finished()
     mngr.close()
     writer.close()

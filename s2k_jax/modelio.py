@@ -225,7 +225,7 @@ def restore_for_inference(workdir_or_checkpoints: str, kind: str,
                      'one; pass the workdir of the matching training run.')
   config = saved_config(meta)
   abstract = sharding.abstract_like(jax.eval_shape(make_create_state(config), jax.random.key(0)),
-                                sharding.replicated(sharding.make_mesh()))
+                                    sharding.replicated(sharding.make_mesh()))
   mngr = checkpoints.checkpoint_manager(os.path.dirname(path), 1)
   step = mngr.latest_step() if step is None else step
   state = checkpoints.restore_checkpoint(mngr, step, abstract, data_iter=None)

@@ -41,14 +41,6 @@ def _download(package: str, deb_dir: str) -> str:
   return found[-1]
 
 
-def _copyright(deb_path: str, package: str, licence_dir: str) -> None:
-  path = f'/usr/share/doc/{package}/copyright'
-  text = corpus.deb_files(deb_path, [path]).get(path)
-  if text:
-    with open(os.path.join(licence_dir, f'{package}.copyright'), 'wb') as f:
-      f.write(text)
-
-
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('out', help='Output folder (photos/, manifest.tsv, licences/, debs/).')
@@ -77,8 +69,8 @@ def main() -> int:
     try:
       deb = _download(package, dirs['debs'])
       version = os.path.basename(deb)[len(package) + 1:].rsplit('_', 1)[0]
-      _copyright(deb, package, dirs['licences'])
-      for row in corpus.extract_package(deb, package, version, todo, dirs['photos'], keep_soft=args.keep_soft):
+      for row in corpus.extract_package(deb, package, version, todo, dirs['photos'], keep_soft=args.keep_soft,
+                                        licence_dir=dirs['licences']):
         manifest[row['file']] = row
     except (RuntimeError, ValueError, OSError) as e:
       failed.append(package)

@@ -87,7 +87,9 @@ def test_extracts_turns_halves_and_drops_soft_photos(package, tmp_path, monkeypa
   monkeypatch.setattr(corpus, 'MAX_SIDE', 100)
   out = tmp_path / 'photos'
   out.mkdir()
-  rows = {r['path']: r for r in corpus.extract_package(deb, PACKAGE, '1.0-1', photos, str(out))}
+  rows = {r['path']: r for r in corpus.extract_package(deb, PACKAGE, '1.0-1', photos, str(out),
+                                                       licence_dir=str(tmp_path))}
+  assert (tmp_path / f'{PACKAGE}.copyright').read_bytes().startswith(b'Format: dep5')
   rotated = np.asarray(Image.open(out / photos[0].name))
   assert rotated.shape == (60, 40, 3)  # EXIF 6: the stored 60×40 picture is turned a quarter clockwise
   expected = np.rot90(source['rotated'], k=-1).astype(np.float64)
