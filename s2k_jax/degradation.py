@@ -42,7 +42,8 @@ RESIZERS = ('bicubic', 'area', 'bilinear', 'lanczos')   # antialiased, on the 'c
 DOWNSAMPLE_METHODS = ('direct',) + RESIZERS
 # Training LR only: each image shrunk by one of RESIZERS drawn at random (key-driven, per image). An
 # estimator trained on it still learns the blur, and its kernels are read as blurs before a bicubic
-# resize (pipeline.kernel_downsample; why: docs/conventions.md, "Random resizer").
+# resize; a USRNet trained on it is told 'bicubic' whatever the resizer, as on photos
+# (`nominal_downsample`; why: docs/conventions.md, "Random resizer").
 RANDOM_RESIZER = 'random_resizer'
 
 
@@ -74,7 +75,7 @@ def default_config(family: str) -> ml_collections.ConfigDict:
   d.family = family                # 'gaussian' | 'motion' | 'disk' | 'mixed' (all three, equally)
   d.scale = 4                      # 2, 3 or 4
   d.downsample = 'direct'          # 'direct' (x[::s]) | a resizer: 'bicubic' (MATLAB imresize) | 'area'
-                                   # (s×s means) | 'bilinear' | 'lanczos' | 'random_resizer' (estimators)
+                                   # (s×s means) | 'bilinear' | 'lanczos' | 'random_resizer' (estimators, USRNet)
   d.noise_max = 0.0                # σ ~ U[0, noise_max] per image, on the [0, 1] scale
   d.noise_prob = 1.0               # share of LR images that get that noise (the others: σ = 0)
   d.quantize = False               # round LR to uint8 levels after the noise
@@ -298,11 +299,17 @@ assert tuple(_RESIZE_KERNELS) == RESIZERS
 LR_GRIDS = ('centre', 'direct')
 
 
+def nominal_downsample(method: str) -> str:
+  """The one downsampler a model trained on LR from `method` assumes: for RANDOM_RESIZER 'bicubic' (a
+  photo's resizer is unknown; bicubic's filter is close to every resizer's), else `method` itself."""
+  return 'bicubic' if method == RANDOM_RESIZER else method
+
+
 def lr_grid(method: str) -> str:
   """The grid of LR images made by a downsampler: 'direct' for direct decimation, else 'centre'."""
   if method == RANDOM_RESIZER:
     raise ValueError(f"downsample='{RANDOM_RESIZER}' (a resizer drawn per image) is for training kernel "
-                     f'estimators; here one downsampler is needed: one of {DOWNSAMPLE_METHODS}.')
+                     f'estimators and USRNet; here one downsampler is needed: one of {DOWNSAMPLE_METHODS}.')
   if method not in DOWNSAMPLE_METHODS:
     raise ValueError(f'downsample method must be one of {DOWNSAMPLE_METHODS} (or {RANDOM_RESIZER!r} for '
                      f'estimator training), got {method!r}.')

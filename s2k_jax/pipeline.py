@@ -205,8 +205,7 @@ def kernel_downsample(est: estimator_lib.Estimator) -> str:
   trained estimator's kernel already includes whatever filter made the image smaller. One trained on
   LR from random resizers (degradation.RANDOM_RESIZER) learned blurs before any of them: they are read as
   blurs before a bicubic resize, close to any resizer's (docs/conventions.md, "Random resizer")."""
-  method = str(est.config.degradation.downsample)
-  return 'bicubic' if method == degradation.RANDOM_RESIZER else method
+  return degradation.nominal_downsample(str(est.config.degradation.downsample))
 
 
 def _auto_tile(height: int, width: int, tile: int | None) -> int:

@@ -249,7 +249,7 @@ def test_grid_offsets_and_bad_grids():
   with pytest.raises(ValueError, match=r"downsample method must be one of \('direct', 'bicubic', 'area', "
                      r"'bilinear', 'lanczos'\).*got 'nearest'"):
     degradation.downsample(np.zeros((1, 8, 8, 1)), 2, 'nearest')
-  with pytest.raises(ValueError, match="'random_resizer'.*is for training kernel estimators"):
+  with pytest.raises(ValueError, match="'random_resizer'.*is for training kernel estimators and USRNet"):
     degradation.downsample(np.zeros((1, 8, 8, 1)), 2, 'random_resizer')
   with pytest.raises(ValueError, match=r'scale must be one of \(2, 3, 4\).*got 5'):
     degradation.bicubic_upsample(np.zeros((1, 8, 8, 1)), 5, 'centre')

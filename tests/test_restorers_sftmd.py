@@ -165,3 +165,11 @@ def test_shipped_restorer_keeps_the_colours_of_a_colour_photo():
   sr = np.asarray(rest.restore(lr, k, downsample='direct'))
   shift = np.abs(sr.mean(axis=(1, 2)) - hr.mean(axis=(1, 2))) * 255
   assert shift.max() < 2.0, shift
+
+
+def test_random_resizers_are_refused_by_name():
+  """SFTMD learns one grid and one downsampler: a resizer drawn per image is USRNet's and the estimators'."""
+  config = sftmd_config.get_config('gaussian_x2,smoke')
+  config.degradation.downsample = 'random_resizer'
+  with pytest.raises(ValueError, match="'random_resizer'.*one downsampler is needed"):
+    sftmd_restorer.task(config)

@@ -29,7 +29,6 @@ def test_config_argument_and_fields_are_checked():
   with pytest.raises(ValueError, match='FAMILY'):
     usrnet_config.get_config('blurry')
   for field, value, match in (('degradation.downsample', 'nearest', "downsample method must be one of .*'nearest'"),
-                              ('degradation.downsample', 'random_resizer', 'is for training kernel estimators'),
                               ('restorer.hr_patch', 50, 'multiple of every scale'),
                               ('restorer.scales', (2, 5), 'subset'),
                               ('restorer.scales', (2, 2), 'twice'),
@@ -85,6 +84,26 @@ def test_steps_cycle_over_the_scales_and_lower_the_loss():
     losses[int(metrics['scale'])].append(float(metrics['l1']))
   for s, values in losses.items():
     assert len(values) == 4 and values[-1] < values[0], (s, values)
+
+
+def test_random_resizer_training_tells_the_data_step_bicubic():
+  """Trained on LR from a resizer drawn per image, the data step is told 'bicubic', as s2k-sr tells it
+  about a photo whose resizer is unknown."""
+  config = usrnet_config.get_config('gaussian,smoke')
+  config.degradation.downsample = 'random_resizer'
+  usrnet.check_fields(config)
+  assert usrnet.told_downsample(config) == 'bicubic'
+  state = jax.jit(functools.partial(usrnet.create_train_state, config))(jax.random.key(0))
+  batch = jax.jit(usrnet.make_batch_fn(config))(jnp.asarray(data.create_eval_batch(config, 2)['hr']),
+                                                jax.random.key(1))
+  _, out = jax.jit(functools.partial(usrnet.train_step, config=config, variant=0))(state, batch, jax.random.key(0))
+  l1 = {}
+  for told in ('bicubic', 'direct'):
+    sr = state.apply_fn({'params': state.params}, batch['lr_x2'], batch['kernel'], batch['noise_sigma'], 2,
+                        clip=False, downsample=told)
+    l1[told] = float(jnp.mean(jnp.abs(sr - batch['hr'])))
+  np.testing.assert_allclose(float(out['l1']), l1['bicubic'], rtol=1e-5)
+  assert abs(l1['bicubic'] - l1['direct']) > 1e-4
 
 
 def test_smoke_run_loads_as_a_restorer_for_every_scale_and_family(smoke_usrnet_workdir):

@@ -219,6 +219,7 @@ def task(config: ml_collections.ConfigDict) -> loop.Task:
   """SFTMD as a task of the shared training driver; the PCA basis is fitted once here (seeded)."""
   inputs = data.task_inputs(config)  # Checks the config before the basis is fitted.
   anchor_mode(config)
+  training_grid(config)  # one downsampler (not random resizers): its outputs sit on that one's grid
   basis = fit_basis(config)
   batch_fn = make_batch_fn(config)
   return loop.Task(

@@ -43,7 +43,7 @@ def scales(config: ml_collections.ConfigDict) -> tuple[int, ...]:
 def check_fields(config: ml_collections.ConfigDict) -> None:
   """The settings USRNet cannot honour, refused with what to do."""
   r = config.restorer
-  degradation.lr_grid(config.degradation.downsample)  # a known downsampler (its data step models each)
+  degradation.lr_grid(told_downsample(config))  # a known downsampler (its data step models each)
   if not scales(config) or any(s not in degradation.SCALES for s in scales(config)):
     raise ValueError(f'restorer.scales must be a non-empty subset of {degradation.SCALES}, got {r.scales}.')
   if len(set(scales(config))) != len(scales(config)):
@@ -57,6 +57,12 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
   if not hyper_lr_scale(config) > 0:
     raise ValueError(f'train.hyper_lr_scale must be > 0 (the hyper-network\'s learning rate over the '
                      f'rest\'s), got {hyper_lr_scale(config)}.')
+
+
+def told_downsample(config: ml_collections.ConfigDict) -> str:
+  """The downsampler the data step is told in training: the training LR's, or with random resizers
+  'bicubic' whatever resizer made each image — what `s2k-sr` tells it about a photo."""
+  return degradation.nominal_downsample(config.degradation.downsample)
 
 
 def hyper_lr_scale(config: ml_collections.ConfigDict) -> float:
@@ -128,7 +134,7 @@ def train_step(state: train_state.TrainState, batch: dict[str, jax.Array], key: 
 
   def loss_fn(params):
     sr = state.apply_fn({'params': params}, batch[f'lr_x{scale}'], batch['kernel'], batch['noise_sigma'],
-                        scale, clip=False, downsample=config.degradation.downsample)
+                        scale, clip=False, downsample=told_downsample(config))
     return jnp.mean(jnp.abs(sr - batch['hr'])), sr
 
   (loss, sr), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -142,7 +148,7 @@ def eval_step(state, batch: dict[str, jax.Array], *, config, mean_kernel: np.nda
   out = {}
   b = batch['hr'].shape[0]
   mean = jnp.broadcast_to(jnp.asarray(mean_kernel), (b,) + mean_kernel.shape)
-  method = config.degradation.downsample
+  method = told_downsample(config)
   for s in scales(config):
     lr = batch[f'lr_x{s}']
     true_sr = state.apply_fn({'params': state.params}, lr, batch['kernel'], batch['noise_sigma'], s,
