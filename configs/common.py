@@ -234,7 +234,14 @@ def apply_preset(config: ml_collections.ConfigDict, preset: str | None) -> ml_co
   changes = dict(tables[preset])
   if config.degradation.family in ('motion', kernels.MIXED):
     changes.update((USRNET_MOTION_PRESETS if config.task == 'usrnet' else MOTION_PRESETS)[preset])
+  return set_fields(config, changes)
+
+
+def set_fields(config: ml_collections.ConfigDict, changes: dict) -> ml_collections.ConfigDict:
+  """Sets each 'section.field' of `changes` (an unknown field is an error, as on the command line)."""
   for dotted, value in changes.items():
     section, field = dotted.split('.')
+    if field not in config[section]:
+      raise KeyError(f'config has no field {dotted!r}.')
     setattr(config[section], field, value)
   return config

@@ -256,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
       epilog='Exit status: 0 success; 1 some images failed (the others are written); 2 bad arguments or '
              'checkpoints. Without --estimator/--restorer the models shipped in the package are used '
              '(small models trained on a few sample photos: see s2k_jax/weights/README.md); train your '
-             'own with train.py (configs/gaussian.py, configs/sftmd.py).')
+             'own with train.py and configs/ (configs/gaussian.py, configs/usrnet.py), which come with the '
+             'source repository, not with the installed package.')
   parser.add_argument('images', nargs='+', metavar='IMAGE',
                       help='image files (PNG, JPEG, TIFF, BMP, WebP; gray, RGBA and 16-bit are converted).')
   parser.add_argument('--out', required=True, help='output folder (created if missing).')

@@ -49,3 +49,18 @@ def tensorboard_hint(logdir: str) -> str:
   if importlib.util.find_spec('tensorboard') is not None:
     return view
   return f'TensorBoard is not installed: {runnable("python -m pip install tensorboard")}, then {view}'
+
+
+def in_source_tree() -> bool:
+  """Whether this s2k_jax runs from a clone of the repository (train.py and configs/ beside it), not
+  from an installed wheel, which holds only the package."""
+  return os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'train.py'))
+
+
+def train_command(args: str) -> str:
+  """`python train.py ARGS` as advice in a message; from an installed wheel, with where to run it."""
+  command = f'python train.py {args}'
+  if in_source_tree():
+    return command
+  return (f'{command}, from a clone of the s2k-jax source repository (train.py and configs/ are not in the '
+          'installed package)')

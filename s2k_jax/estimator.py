@@ -14,7 +14,6 @@ One module per model, all of the same shape (`restorers/sftmd.py` is its neighbo
 """
 import dataclasses
 import functools
-import os
 from typing import Any, Callable, Iterable, Iterator
 
 import flax.linen as nn
@@ -292,22 +291,6 @@ def describe_eval(scalars) -> list[str]:
   return lines
 
 
-def next_steps(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
-  """Commands to try with the estimator trained in `workdir`: evaluate it, super-resolve a photo."""
-  family, scale = config.degradation.family, int(config.degradation.scale)
-  lines = [f'python evaluate.py --estimator {workdir} --out {os.path.join(workdir, "eval")}'
-           '   # kernel errors on the held-out photos (Figure 6)']
-  sr = f's2k-sr your_photo.png --out sr_out --estimator {workdir}'
-  if family == kernels_lib.MIXED:  # The shipped USRNet serves every family.
-    lines.append(f'{sr}   # blind ×{scale} SR with the shipped restorer')
-  elif (family, scale) in modelio.PRETRAINED_RESTORERS[modelio.DEFAULT_RESTORER]:
-    lines.append(f'{sr} --family {family}   # blind ×{scale} SR with the shipped restorer')
-  else:
-    lines.append(f'{sr} --restorer RESTORER_WORKDIR   # train a {family} ×{scale} restorer first: '
-                 f'python train.py --config configs/sftmd.py:{family}_x{scale} --workdir RESTORER_WORKDIR')
-  return lines
-
-
 def task(config: ml_collections.ConfigDict) -> loop.Task:
   """The S2K estimator as a task of the shared training driver."""
   inputs = data.task_inputs(config)  # Checks the config before any image is scanned or kernel drawn.
@@ -321,8 +304,7 @@ def task(config: ml_collections.ConfigDict) -> loop.Task:
       summarize_eval=functools.partial(
           summarize_eval, config=config,
           mean_kernel=functools.cache(lambda: kernels_lib.mean_kernel(config.degradation))),
-      progress_keys=('g_loss', 'd_loss', 'l1'), describe_eval=describe_eval,
-      next_steps=functools.partial(next_steps, config), warm_start=warm_start)
+      progress_keys=('g_loss', 'd_loss', 'l1'), describe_eval=describe_eval, warm_start=warm_start)
 
 
 def warm_start(state: dict[str, TrainState], source: str) -> dict[str, TrainState]:

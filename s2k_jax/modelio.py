@@ -30,9 +30,10 @@ import jax
 import ml_collections
 import numpy as np
 
+from s2k_jax import catalogue
 from s2k_jax import checkpoints
+from s2k_jax import commands
 from s2k_jax import degradation
-from s2k_jax import kernels
 from s2k_jax import sharding
 
 FORMAT = 's2k-jax-bundle/1'
@@ -289,28 +290,19 @@ def warm_start(part: Any, source: str, kind: str,
 # ---------------------------------------------------------------------------------------------------
 # Bundles that ship with the package.
 
-# Name → file in s2k_jax/weights/. What they were trained on: s2k_jax/weights/README.md.
-# Estimators by (family, scale): every family at ×2, ×3 and ×4. Trained on real-photo LR (noise, 8-bit,
-# JPEG) with Welch spectra (configs/<family>.py:photo), except disk ×4: clean LR and centred crops, as
-# the paper (its :photo model measured worse; docs/results.md §5).
-# gaussian_estimator.npz, the clean-LR Gaussian one of docs/results.md §1–2, ships beside them.
-PRETRAINED_ESTIMATORS = {('gaussian', 4): 'gaussian_x4_estimator.npz', ('motion', 4): 'motion_x4_estimator.npz',
-                         ('disk', 4): 'disk_x4_estimator.npz', ('gaussian', 2): 'gaussian_x2_estimator.npz',
-                         ('motion', 2): 'motion_x2_estimator.npz', ('motion', 3): 'motion_x3_estimator.npz',
-                         ('disk', 2): 'disk_x2_estimator.npz', ('gaussian', 3): 'gaussian_x3_estimator.npz',
-                         ('disk', 3): 'disk_x3_estimator.npz'}
-# For LR on the centre grid (photos, images shrunk by a resizer), where one measures better: estimators
-# trained on LR from a resizer drawn per image (degradation.RANDOM_RESIZER), whose kernels are blurs
-# before a bicubic resize (docs/benchmarks_sr.md).
-RESIZED_ESTIMATORS = {('gaussian', 2): 'gaussian_x2_resized_estimator.npz'}
-CLEAN_LR_ESTIMATOR = 'gaussian_estimator.npz'  # the paper's setting; docs/results.md §1–3
-ESTIMATOR_SCALE = 4  # the scale s2k-sr uses when --scale is not given
-# Restorers by name: SFTMD one per (family, scale); USRNet one for every family and scale.
-PRETRAINED_RESTORERS = {
-    'sftmd': {('gaussian', 4): 'sftmd_gaussian_x4.npz', ('motion', 4): 'sftmd_motion_x4.npz'},
-    'usrnet': {(f, s): 'usrnet_mixed.npz' for f in kernels.FAMILIES for s in degradation.SCALES},
-}
-DEFAULT_RESTORER = 'usrnet'  # the one that measures best on held-out photos (docs/results.md)
+# Lookups over the catalogue of shipped models (s2k_jax/catalogue.py, the one place that lists them;
+# what they were trained on: s2k_jax/weights/README.md).
+# Estimators by (family, scale) for directly decimated LR; every family at ×2, ×3 and ×4.
+PRETRAINED_ESTIMATORS = catalogue.estimators('direct')
+# For LR on the centre grid (photos, images shrunk by a resizer), where another one measures better:
+# estimators trained on LR from a resizer drawn per image (docs/benchmarks_sr.md).
+RESIZED_ESTIMATORS = {key: file for key, file in catalogue.estimators('centre').items()
+                      if PRETRAINED_ESTIMATORS.get(key) != file}
+CLEAN_LR_ESTIMATOR = catalogue.by_name('gaussian_estimator').file  # the paper's setting; docs/results.md §1–3
+ESTIMATOR_SCALE = catalogue.ESTIMATOR_SCALE
+# Restorers by network: SFTMD one per (family, scale); USRNet one for every family and scale.
+PRETRAINED_RESTORERS = {name: catalogue.restorers(name) for name in catalogue.RESTORERS}
+DEFAULT_RESTORER = catalogue.DEFAULT_RESTORER
 
 
 def pretrained_path(filename: str) -> str:
@@ -338,10 +330,10 @@ def pretrained_estimator(family: str, scale: int = ESTIMATOR_SCALE, grid: str = 
   if (family, scale) not in PRETRAINED_ESTIMATORS:
     shipped = ', '.join(f'×{s}' for f, s in sorted(PRETRAINED_ESTIMATORS) if f == family)
     # The real-photo recipe (:photo) of every shipped estimator at ×2 and ×3 (docs/results.md §5).
+    train = commands.train_command(f'--config configs/{family}.py:photo --config.degradation.scale={scale} '
+                                   '--workdir runs/est')
     raise ValueError(f'the shipped {family} estimators read {shipped} LR images, not ×{scale}; train one '
-                     f'(python train.py --config configs/{family}.py:photo '
-                     f'--config.degradation.scale={scale} '
-                     '--workdir runs/est) and pass it with --estimator.')
+                     f'({train}) and pass it with --estimator.')
   return pretrained_path(PRETRAINED_ESTIMATORS[(family, scale)])
 
 
@@ -352,7 +344,8 @@ def pretrained_restorer(family: str, scale: int, name: str = DEFAULT_RESTORER) -
   table = PRETRAINED_RESTORERS[name]
   if (family, scale) not in table:
     shipped = ', '.join(f'{f} ×{s}' for f, s in sorted(table))
+    train = commands.train_command(f'--config configs/{name}.py:{family}_x{scale} --workdir runs/{name}')
     raise ValueError(f'no shipped {name} restorer for {family} kernels at ×{scale}; shipped: {shipped}. Use '
-                     f'--restorer usrnet (every family and scale), or train one with `python train.py --config '
-                     f'configs/sftmd.py:{family}_x{scale}` and pass it with --restorer.')
+                     f'--restorer usrnet (every family and scale), or train one ({train}) and pass it with '
+                     '--restorer.')
   return pretrained_path(table[(family, scale)])

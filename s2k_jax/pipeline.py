@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from s2k_jax import commands
 from s2k_jax import degradation
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import images
@@ -71,15 +72,16 @@ def check_compatible(est: estimator_lib.Estimator, rest: base.Restorer,
   where = f'estimator {est.directory}, restorer {rest.directory}'
   served = ', '.join(f'×{s}' for s in rest.scales)
   if scale is not None and int(scale) not in rest.scales:
+    train = commands.train_command('--config configs/usrnet.py --workdir runs/usrnet')
     raise IncompatibleModelsError(
         f'the restorer in {rest.directory} restores {served}, not ×{scale}: ask for one of those '
-        f'(--scale) or train a restorer for ×{scale} (python train.py --config configs/usrnet.py '
-        f'--workdir ..., every scale) and an estimator for ×{scale}.')
+        f'(--scale) or train a restorer for ×{scale} ({train}, every scale) and an estimator for ×{scale}.')
   if scale is not None and int(scale) != int(e.scale):
+    train = commands.train_command(f'--config configs/{e.family}.py:photo --config.degradation.scale={scale} '
+                                   '--workdir runs/est')
     raise IncompatibleModelsError(
         f'the estimator in {est.directory} reads ×{e.scale} LR spectra, not ×{scale}: pass an estimator '
-        f'trained for ×{scale} (python train.py --config configs/{e.family}.py '
-        f'--config.degradation.scale={scale} --workdir ...) with --estimator.')
+        f'trained for ×{scale} ({train}) with --estimator.')
   if int(e.scale) not in rest.scales:
     raise IncompatibleModelsError(
         f'{where}: the estimator was trained on ×{e.scale} LR images but the restorer restores {served}. '

@@ -4,6 +4,8 @@
 module that loads it. A new restorer is one module in `s2k_jax/restorers/` with the shape of
 `restorers/sftmd.py` plus one line in each table below.
 """
+import dataclasses
+import functools
 import os
 from types import ModuleType
 
@@ -11,6 +13,7 @@ import ml_collections
 
 from s2k_jax import checkpoints
 from s2k_jax import estimator
+from s2k_jax import kernels
 from s2k_jax import loop
 from s2k_jax import modelio
 from s2k_jax.restorers import base
@@ -25,11 +28,39 @@ RESTORERS: dict[str, ModuleType] = {sftmd.CHECKPOINT_KIND: sftmd, usrnet.CHECKPO
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains the model `config.task` names in `workdir`, resuming from its latest checkpoint if there is
-  one; returns the final train state."""
+  one; returns the final train state. The run closes with `next_steps`."""
   name = config.task
   if name not in TASKS:
     raise ValueError(f'config.task must be one of {sorted(TASKS)}, got {name!r}.')
-  return loop.run(TASKS[name].task(config), config, workdir)
+  task = dataclasses.replace(TASKS[name].task(config), next_steps=functools.partial(next_steps, config))
+  return loop.run(task, config, workdir)
+
+
+def next_steps(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
+  """Commands to try with the model trained in `workdir`, as typed in an activated environment
+  (`commands.runnable` makes them runnable as printed): evaluate it, super-resolve a photo with it and
+  the shipped model it goes with."""
+  family, task = config.degradation.family, config.task
+  scales = [int(s) for s in config.restorer.scales] if task == 'usrnet' else [int(config.degradation.scale)]
+  kind = 'estimator' if task == 'estimator' else 'restorer'
+  evaluated = ('kernel errors on the held-out photos (Figure 6)' if kind == 'estimator' else
+               f'PSNR/SSIM: bicubic, {TASKS[task].NAME} with the mean and the true kernels (Table 1)')
+  lines = [f'python evaluate.py --{kind} {workdir} --out {os.path.join(workdir, "eval")}   # {evaluated}']
+  sr = f's2k-sr your_photo.png --out sr_out --{kind} {workdir}'
+  if kind == 'restorer':
+    family = 'gaussian' if family == kernels.MIXED else family
+    if (family, scales[0]) in modelio.PRETRAINED_ESTIMATORS:
+      return lines + [f'{sr} --family {family} --scale {scales[-1]}   # blind ×{scales[-1]} SR with the '
+                      f'shipped {family} estimator']
+    train = f'--config configs/{family}.py:photo --config.degradation.scale={scales[0]} --workdir ESTIMATOR_WORKDIR'
+    return lines + [f'{sr} --estimator ESTIMATOR_WORKDIR   # train a {family} ×{scales[0]} estimator first: '
+                    f'python train.py {train}']
+  if family == kernels.MIXED:  # The shipped USRNet serves every family.
+    return lines + [f'{sr}   # blind ×{scales[0]} SR with the shipped restorer']
+  if (family, scales[0]) in modelio.PRETRAINED_RESTORERS[modelio.DEFAULT_RESTORER]:
+    return lines + [f'{sr} --family {family}   # blind ×{scales[0]} SR with the shipped restorer']
+  train = '--config configs/usrnet.py --workdir RESTORER_WORKDIR'
+  return lines + [f'{sr} --restorer RESTORER_WORKDIR   # train a restorer first: python train.py {train}']
 
 
 def load_restorer(source: str, step: int | None = None) -> base.Restorer:

@@ -26,3 +26,12 @@ def test_commands_name_this_interpreter_and_its_scripts(tmp_path, monkeypatch):
   (bin_dir / 'tensorboard').touch()
   assert commands.runnable('pip install tensorboard  # then: tensorboard') == (
       f'pip install tensorboard  # then: {bin_dir / "tensorboard"}')
+
+
+def test_train_advice_says_where_train_py_is_for_an_installed_package(monkeypatch):
+  assert commands.in_source_tree()  # the tests run from the repository
+  assert commands.train_command('--config configs/usrnet.py') == 'python train.py --config configs/usrnet.py'
+  monkeypatch.setattr(commands, 'in_source_tree', lambda: False)
+  assert commands.train_command('--config configs/usrnet.py') == (
+      'python train.py --config configs/usrnet.py, from a clone of the s2k-jax source repository '
+      '(train.py and configs/ are not in the installed package)')

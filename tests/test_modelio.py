@@ -14,6 +14,7 @@ from skimage import transform
 
 from configs import gaussian
 from configs import motion
+from s2k_jax import catalogue
 from s2k_jax import estimator
 from s2k_jax import modelio
 from s2k_jax import tasks
@@ -167,8 +168,7 @@ def test_export_command_line(smoke_restorer_workdir, tmp_path):
 
 
 def test_shipped_models_load_and_are_compact(monkeypatch):
-  files = set(modelio.PRETRAINED_ESTIMATORS.values()) | {modelio.CLEAN_LR_ESTIMATOR} | {
-      f for table in modelio.PRETRAINED_RESTORERS.values() for f in table.values()}
+  files = {model.file for model in catalogue.SHIPPED}
   assert sum(os.path.getsize(modelio.pretrained_path(f)) for f in files) < 60 * 2**20
   for family, scale in modelio.PRETRAINED_ESTIMATORS:
     est = estimator.load(modelio.pretrained_estimator(family, scale))

@@ -91,6 +91,26 @@ def test_unknown_task_is_refused(tmp_path):
     tasks.train_and_evaluate(config, str(tmp_path))
 
 
+def test_next_steps_evaluate_the_run_and_pair_it_with_a_shipped_model():
+  """What a finished run prints under 'Next:': evaluate.py on its workdir, then s2k-sr with the shipped
+  model it goes with (or how to train one)."""
+  from configs import mixed  # pylint: disable=g-import-not-at-top
+  evaluate, sr = tasks.next_steps(gaussian.get_config('smoke'), 'W')
+  assert evaluate == 'python evaluate.py --estimator W --out W/eval   # kernel errors on the held-out photos (Figure 6)'
+  assert sr == 's2k-sr your_photo.png --out sr_out --estimator W --family gaussian   # blind ×4 SR with the shipped restorer'
+  # A mixed-family estimator goes with the shipped USRNet (every family), whatever --family says.
+  assert tasks.next_steps(mixed.get_config('smoke'), 'W')[1] == (
+      's2k-sr your_photo.png --out sr_out --estimator W   # blind ×4 SR with the shipped restorer')
+  # USRNet serves every scale: the largest, with the shipped Gaussian estimator of that scale.
+  evaluate, sr = tasks.next_steps(usrnet_config.get_config('mixed,smoke'), 'R')
+  assert evaluate.startswith('python evaluate.py --restorer R --out R/eval   # PSNR/SSIM: bicubic, USRNet')
+  assert sr == ('s2k-sr your_photo.png --out sr_out --restorer R --family gaussian --scale 4   # blind ×4 SR '
+                'with the shipped gaussian estimator')
+  assert tasks.next_steps(sftmd_config.get_config('motion_x2,smoke'), 'R')[1] == (
+      's2k-sr your_photo.png --out sr_out --restorer R --family motion --scale 2   # blind ×2 SR with the '
+      'shipped motion estimator')
+
+
 def test_load_restorer_names_a_missing_source(tmp_path):
   with pytest.raises(FileNotFoundError, match='no such checkpoint directory'):
     tasks.load_restorer(str(tmp_path / 'nothing'))

@@ -14,7 +14,6 @@ the true kernel). `load` returns the `base.Restorer` the pipeline and evaluation
 """
 import functools
 import math
-import os
 from typing import Any
 
 from flax import struct
@@ -196,21 +195,6 @@ def describe_eval(scalars) -> list[str]:
   return [line + '.']
 
 
-def next_steps(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
-  """Commands to try with the restorer trained in `workdir`: evaluate it, super-resolve a photo."""
-  family, scale = config.degradation.family, int(config.degradation.scale)
-  lines = [f'python evaluate.py --restorer {workdir} --out {os.path.join(workdir, "eval")}'
-           f'   # PSNR/SSIM: bicubic, {NAME} with the mean and the true kernels (Table 1)']
-  sr = f's2k-sr your_photo.png --out sr_out --restorer {workdir}'
-  if (family, scale) in modelio.PRETRAINED_ESTIMATORS:
-    lines.append(f'{sr} --family {family}   # blind ×{scale} SR with the shipped {family} estimator')
-  else:
-    lines.append(f'{sr} --estimator ESTIMATOR_WORKDIR   # train a {family} ×{scale} estimator first: '
-                 f'python train.py --config configs/{family}.py --config.degradation.scale={scale} '
-                 '--workdir ESTIMATOR_WORKDIR')
-  return lines
-
-
 def checkpoint_meta(config: ml_collections.ConfigDict) -> dict:
   return dict(kind=CHECKPOINT_KIND, config=config.to_dict())
 
@@ -229,7 +213,6 @@ def task(config: ml_collections.ConfigDict) -> loop.Task:
       train_step=functools.partial(train_step, config=config),
       eval_step=functools.partial(eval_step, config=config),
       summarize_eval=summarize_eval, progress_keys=('l1', 'psnr'), describe_eval=describe_eval,
-      next_steps=functools.partial(next_steps, config),
       warm_start=lambda state, source: modelio.warm_start(state, source, CHECKPOINT_KIND))
 
 

@@ -9,7 +9,6 @@ per scale, PSNR with the true kernel, with the family's mean kernel and of bicub
 true − mean gap is the value of an accurate kernel, which S2K's estimate should recover.
 """
 import functools
-import os
 from typing import Any
 
 from flax.training import train_state
@@ -185,14 +184,6 @@ def describe_eval(scalars) -> list[str]:
   return lines
 
 
-def next_steps(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
-  lines = [f'python evaluate.py --restorer {workdir} --out {os.path.join(workdir, "eval")}'
-           f'   # PSNR/SSIM: bicubic, {NAME} with the mean and the true kernels (Table 1)']
-  lines.append(f's2k-sr your_photo.png --out sr_out --restorer {workdir} --family gaussian   '
-               f'# blind SR with a shipped estimator')
-  return lines
-
-
 def checkpoint_meta(config: ml_collections.ConfigDict) -> dict:
   return dict(kind=CHECKPOINT_KIND, config=config.to_dict())
 
@@ -211,7 +202,7 @@ def task(config: ml_collections.ConfigDict) -> loop.Task:
       train_step=functools.partial(train_step, config=config),
       eval_step=functools.partial(eval_step, config=config, mean_kernel=mean),
       summarize_eval=functools.partial(summarize_eval, config=config), progress_keys=('l1', 'psnr'),
-      describe_eval=describe_eval, next_steps=functools.partial(next_steps, config),
+      describe_eval=describe_eval,
       train_variants=len(scales(config)),
       warm_start=lambda state, source: modelio.warm_start(state, source, CHECKPOINT_KIND))
 

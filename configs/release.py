@@ -1,0 +1,82 @@
+r"""The configs that trained the models shipped in s2k_jax/weights/ (s2k_jax/catalogue.py lists them), one
+per training stage, named after the file:
+
+  python train.py --config configs/release.py:gaussian_x4_estimator --workdir runs/release/gaussian_x4_estimator
+  python scripts/reproduce_shipped.py gaussian_x4_estimator     # trains and exports it, every stage in turn
+  python scripts/reproduce_shipped.py --list                    # every shipped model and its stages
+
+A model trained in several stages (USRNet) has one config per stage, `NAME.1`, `NAME.2`, …; each stage
+after the first starts from the export of the one before, `runs/release/NAME.(i-1).npz`
+(`train.init_from`; `scripts/reproduce_shipped.py` writes and passes it). What each one saw and how long
+it took: s2k_jax/weights/README.md.
+
+Every config here is an experiment file's preset plus the fields that changed; a test checks each one
+against the config saved inside the shipped bundle.
+"""
+from configs import common
+from configs import disk
+from configs import gaussian
+from configs import motion
+from configs import sftmd
+from configs import usrnet
+
+RELEASE_ROOT = 'runs/release'  # where scripts/reproduce_shipped.py trains and exports by default
+# The photo corpus as array_record (scripts/build_photo_corpus.py corpus --tfds_dir corpus/tfds ...).
+CORPUS_TFDS = 'corpus/tfds'
+
+_EXPERIMENTS = {'gaussian': gaussian, 'motion': motion, 'disk': disk, 'sftmd': sftmd, 'usrnet': usrnet}
+
+# The paper's clean LR on the :cpu preset, with the shipped generator size; 6000 steps at a constant rate.
+_CLEAN = {'model.generator': 'unet-6-16', 'train.num_steps': 6000}
+# USRNet's fine-tunes: cosine from lr 1e-4; larger crops; a faster hyper-network.
+_FINETUNE = {'train.learning_rate': 1e-4}
+_H144 = {'restorer.hr_patch': 144, 'train.batch_size': 4}
+_HYPER = {'train.hyper_lr_scale': 30.0}
+
+# name → (experiment file, its config argument, the fields changed).
+RECIPES = {
+    'gaussian_estimator': ('gaussian', 'cpu', _CLEAN),
+    'disk_x4_estimator': ('disk', 'cpu', _CLEAN),
+    'gaussian_x4_estimator': ('gaussian', 'photo', {}),
+    'motion_x4_estimator': ('motion', 'photo', {}),
+    'gaussian_x3_estimator': ('gaussian', 'photo', {'degradation.scale': 3, 'train.ema_decay': 0.999}),
+    'motion_x3_estimator': ('motion', 'photo', {'degradation.scale': 3, 'data.hr_crop': 288}),
+    'disk_x3_estimator': ('disk', 'photo', {'degradation.scale': 3, 'train.ema_decay': 0.999}),
+    'gaussian_x2_estimator': ('gaussian', 'photo', {'degradation.scale': 2, 'data.hr_crop': 256,
+                                                    'data.skip_small_images': False}),
+    'motion_x2_estimator': ('motion', 'photo', {'degradation.scale': 2, 'data.hr_crop': 256}),
+    'disk_x2_estimator': ('disk', 'photo', {'degradation.scale': 2, 'data.hr_crop': 256}),
+    # The photo corpus, each LR shrunk by a resizer drawn per image, blurs down to σ 0.2, less JPEG.
+    'gaussian_x2_resized_estimator': ('gaussian', 'photo', {
+        'degradation.scale': 2, 'data.hr_crop': 256, 'degradation.downsample': 'random_resizer',
+        'degradation.sigma_range': (0.2, 2.0), 'degradation.jpeg_prob': 0.3,
+        'data.source': 'tfds', 'data.tfds_data_dir': CORPUS_TFDS}),
+    'sftmd_gaussian_x4': ('sftmd', 'gaussian_x4,cpu', {'train.num_steps': 3000}),
+    'sftmd_motion_x4': ('sftmd', 'motion_x4,cpu', {}),
+    # USRNet: 2000 steps with noise on every image, then six fine-tunes.
+    'usrnet_mixed.1': ('usrnet', 'mixed,cpu', {'train.num_steps': 2000, 'degradation.noise_prob': 1.0}),
+    'usrnet_mixed.2': ('usrnet', 'mixed,cpu', {**_FINETUNE, 'train.num_steps': 800}),
+    'usrnet_mixed.3': ('usrnet', 'mixed,cpu', {**_FINETUNE, 'train.num_steps': 400}),
+    'usrnet_mixed.4': ('usrnet', 'mixed,cpu', {**_FINETUNE, **_H144, 'train.num_steps': 500}),
+    'usrnet_mixed.5': ('usrnet', 'mixed,cpu', {**_FINETUNE, **_HYPER, 'train.num_steps': 400}),
+    'usrnet_mixed.6': ('usrnet', 'mixed,cpu', {**_FINETUNE, **_H144, **_HYPER, 'train.num_steps': 600}),
+    'usrnet_mixed.7': ('usrnet', 'mixed,cpu', {**_FINETUNE, **_H144, **_HYPER, 'train.num_steps': 600}),
+}
+
+
+def previous_stage(name: str) -> str | None:
+  """'usrnet_mixed.3' → 'usrnet_mixed.2'; None for a first stage or a one-stage recipe."""
+  base, _, index = name.rpartition('.')
+  return f'{base}.{int(index) - 1}' if base and index.isdigit() and int(index) > 1 else None
+
+
+def get_config(name=None):
+  if name not in RECIPES:
+    raise ValueError(f'configs/release.py takes the name of a shipped model\'s training stage, one of: '
+                     f'{", ".join(RECIPES)}; got {name!r}.')
+  experiment, arg, changes = RECIPES[name]
+  config = common.set_fields(_EXPERIMENTS[experiment].get_config(arg), changes)
+  before = previous_stage(name)
+  if before:
+    config.train.init_from = f'{RELEASE_ROOT}/{before}.npz'
+  return config
