@@ -1,4 +1,4 @@
-r"""Input-pipeline benchmark (issue 3): host images/s, the device batch function, and their share of a step.
+r"""Input-pipeline benchmark: host images/s, the device batch function, and their share of a step.
 
   python benchmarks/data_bench.py                   # everything below, table + JSON on stdout
   python benchmarks/data_bench.py --skip_paper_step  # the paper-size train step is slow on CPU

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# The prepared GPU check (issue 15): paper-size speed and memory on one accelerator, in one JSON file.
+# The prepared GPU check: paper-size speed and memory on one accelerator, in one JSON file.
 #
 #   bash benchmarks/device.sh prepare          # here, where pip reaches a registry: wheels → .whl/
 #   bash benchmarks/device.sh run OUT_DIR      # on the GPU machine: → OUT_DIR/device_bench.json
 #
 # The GPU machine reaches no package registry. Its image already holds jax/jaxlib with the CUDA plugin,
 # flax, optax, orbax-checkpoint, numpy, scipy, scikit-image, pillow, tifffile, absl-py and tqdm (see
-# /work/.library/device/KINDS.md); `prepare` downloads the project's other runtime packages as
+# the device's package list); `prepare` downloads the project's other runtime packages as
 # manylinux wheels for CPython 3.12 into .whl/ (a few MB; .gitignore keeps it out of git), with the
 # versions this checkout's .venv uses. Carry `.whl` to the machine (the device tool's `carry`), then
 # `bash benchmarks/device.sh run "$OUT"`; it installs them into /tmp/site (no network, no deps).
 #
 # It runs, each as its own process so one failure does not hide the others, with a time limit each:
-#   * the four workloads of issue 15 at paper size: s2k_step (unet-8-64 + PatchGAN, batch 8, 256²),
+#   * the four speed workloads at paper size: s2k_step (unet-8-64 + PatchGAN, batch 8, 256²),
 #     sftmd_step (×4, LR 64², batch 8), blind_sr (paper models, ×4, batch 8, 256² LR; and 512² LR,
 #     batch 1), degrade (batch 16, 256² HR, k 23, ×4);
 #   * usrnet_forward / usrnet_step at USRNet's paper size (8 rounds, 64–512 ResUNet);

@@ -1,8 +1,8 @@
-r"""Speed benchmarks of s2k_jax, with the flags of ../shared/bench/torch_reference.py.
+r"""Speed benchmarks of s2k_jax, with the flags of the PyTorch reference (`torch_reference.py`, docs/benchmarks.md).
 
     python benchmarks/run.py                                   # every workload, default sizes
     python benchmarks/run.py --workload degrade --batch 16     # LR synthesis (paper Eq. 1)
-    PYTHON=.venv/bin/python ../shared/checks/bench_vs_torch.sh degrade --batch 16   # torch/jax ratios
+    PYTHON=.venv/bin/python bench_vs_torch.sh degrade --batch 16   # torch/jax ratios (docs/benchmarks.md)
 
 Prints one JSON object per workload: the median milliseconds of one jitted call after warm-up
 (`block_until_ready` included), the sizes used, the jax version and the device.
@@ -90,7 +90,7 @@ def bench_degrade(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def bench_jpeg(args: argparse.Namespace) -> dict[str, Any]:
-  """`degradation.jpeg` (issue 13): baseline JPEG of a batch of LR images, one traced quality per image.
+  """`degradation.jpeg`: baseline JPEG of a batch of LR images, one traced quality per image.
 
   Reference in the same run: Pillow (libjpeg) encoding and decoding the same images one by one, as a
   host pipeline would (`pillow_ms`; higher pillow_ms / ms is better for s2k-jax).
@@ -118,7 +118,7 @@ def bench_jpeg(args: argparse.Namespace) -> dict[str, Any]:
 
 def bench_batch_fn(args: argparse.Namespace) -> dict[str, Any]:
   """The estimator's device batch function (kernels, blur, ↓s, noise, 8-bit, JPEG, Welch spectrum, kernel
-  map) of the `:photo` preset — the shipped estimators' recipe — against its training step (issue 13:
+  map) of the `:photo` preset — the shipped estimators' recipe — against its training step (target:
   under 10% of the step)."""
   config = gaussian.get_config('photo')
   config.degradation.scale = args.scale

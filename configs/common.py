@@ -102,8 +102,8 @@ def get_estimator_config(family: str) -> ml_collections.ConfigDict:
   config.model = get_model_config()
   config.train = get_train_config(family)
   # Evaluate and export an exponential moving average of the generator's weights (0: the raw weights,
-  # as the paper). The GAN term jolts G: checkpoints 1000 steps apart differed by up to 7 dB of kernel
-  # PSNR (docs/results.md §5, where it helped two runs of three).
+  # as the paper). The GAN term jolts G between checkpoints; the average smooths it (docs/results.md §5
+  # measures when it helps).
   config.train.ema_decay = 0.0
   return config
 
@@ -172,7 +172,7 @@ def get_usrnet_config(family: str) -> ml_collections.ConfigDict:
 
 # ---------------------------------------------------------------------------------------------------
 # Presets: the fields each one changes. Both shrink the run for CPUs; worker processes only slow 2
-# cores down (measured), so the host pipeline reads in the training process.
+# cores down (docs/benchmarks.md), so the host pipeline reads in the training process.
 
 _CPU_LOOP = {'train.batch_size': 8, 'train.num_steps': 2000, 'train.log_every': 10,
              'train.eval_every': 200, 'train.checkpoint_every': 200,
@@ -183,7 +183,7 @@ _SMOKE_LOOP = {'train.batch_size': 8, 'train.num_steps': 4, 'train.log_every': 1
 
 ESTIMATOR_PRESETS = {
     # 64² spectra (LR crops) and a 6-level U-Net of width 32: learns on a laptop in minutes. Clean LR, as
-    # the paper: trained on noise + JPEG for 6000 steps it fell below the mean kernel (docs/results.md §5).
+    # the paper (the real-photo LR recipe is the 'photo' preset below; docs/results.md §5 compares them).
     'cpu': {**_CPU_LOOP, 'spectrum.size': 64, 'model.generator': 'unet-6-32', 'model.disc_features': 32},
     'smoke': {**_SMOKE_LOOP, 'spectrum.size': 32, 'model.generator': 'unet-5-8', 'model.disc_features': 8,
               'model.disc_layers': 2},

@@ -122,8 +122,7 @@ def noise_level(lr: np.ndarray, rest, noise_sigma: float | None,
 
 
 # Noise above an estimator's trained noise_max by more than this: its kernel may be worse than the
-# family-mean kernel (measured for the clean-trained shipped ×4 Gaussian estimator, docs/results.md §5:
-# ahead of the mean kernel up to σ ≈ 2%, behind it at σ ≤ 4%).
+# family-mean kernel (where the clean-trained Gaussian ×4 estimator falls behind it: docs/results.md §5).
 ESTIMATOR_NOISE_MARGIN = 0.02
 
 

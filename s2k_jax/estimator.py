@@ -125,7 +125,7 @@ def precise_batch_stats(gen: Any, inputs: Iterable[jax.Array], key: jax.Array) -
   in BatchNorm", §3): per layer the mean of the batch means, and E[batch var] + Var[batch mean] (the
   variance over all the batches' samples, for batches of one size). The running statistics training
   keeps (momentum 0.9: about the last ten batches of 8) belong to the raw weights, not to their moving
-  average: held out, those gave 45 dB where these give 60 (docs/results.md §5).
+  average (docs/results.md §5 measures both).
 
   Each batch runs G in training mode (dropout on, with keys folded from `key`) from zeroed running
   statistics, so the updated statistics are (1 − momentum) × the batch's own.

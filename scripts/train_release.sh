@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Trains the estimators that ship in s2k_jax/weights/ and the equal-budget ablations of docs/results.md,
-# all at once (one process per run, sharing whatever accelerator there is), for a fixed wall-clock time,
+# Trains the clean-LR estimators of docs/results.md §1–3 (two of them ship: gaussian_estimator.npz and
+# disk_x4_estimator.npz) with the equal-budget ablations beside them, all at once (one process per run, sharing whatever accelerator there is), for a fixed wall-clock time,
 # then exports every run to a model bundle (python -m s2k_jax.export).
 #
 #   TIME_LIMIT=370 bash scripts/train_release.sh runs/release
@@ -10,7 +10,8 @@
 # largest checkpoint step that all of them reached (equal training budget for the comparisons); the
 # restorers at their latest step. Per-run logs: <root>/<name>.log; metrics: <root>/<name>/metrics.jsonl.
 #
-# The same runs one at a time, with a step count instead of a clock, are listed in docs/results.md.
+# The same runs one at a time, with a step count instead of a clock, are listed in docs/results.md; any
+# one shipped model alone, from its recipe: python scripts/reproduce_shipped.py NAME.
 # The three sftmd_* runs collapsed when this ran (with the since-fixed clipped loss, docs/conventions.md);
 # the shipped restorer was trained on its own: see s2k_jax/weights/README.md.
 set -u

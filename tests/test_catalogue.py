@@ -2,6 +2,7 @@
 script that reproduces them (scripts/reproduce_shipped.py) against the bundles in s2k_jax/weights/."""
 import glob
 import os
+import pathlib
 import shlex
 import sys
 
@@ -126,3 +127,9 @@ def test_set_fields_refuses_an_unknown_field():
   config = release.get_config('gaussian_x4_estimator')
   with pytest.raises(KeyError, match="no field 'train.num_step'"):
     common.set_fields(config, {'train.num_step': 3})
+
+
+def test_docs_release_holds_one_training_log_per_stage_of_what_ships():
+  logs = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'release'
+  assert sorted(p.name for p in logs.iterdir()) == sorted(
+      f'{stage}.jsonl' for model in catalogue.SHIPPED for stage in model.recipe)

@@ -476,7 +476,7 @@ def test_train_py_reports_bad_input_without_a_traceback(tmp_path):
 
 
 def test_train_py_refuses_a_folder_field_without_the_folder_source(tmp_path):
-  # Issue 14: --config.data.train_dir alone used to train on the bundled photos without a word.
+  # --config.data.train_dir alone used to train on the bundled photos without a word.
   proc = _run_train(['--config', 'configs/gaussian.py:smoke', '--workdir', str(tmp_path),
                      '--config.data.train_dir=/tmp/x'])
   out, _ = proc.communicate(timeout=300)

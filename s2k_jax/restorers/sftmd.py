@@ -3,9 +3,8 @@
 Its colours and brightness: with `restorer.anchor = 'bicubic'` (the default, and what bundles without
 the field get) the output keeps what the LR image already fixes, the bicubic upsampling's chroma
 (`color.with_luma_of`, SRCNN's convention) and its luma at the lowest frequencies (`ANCHOR_SIGMA`); the
-network supplies the luma detail. Training and inference alike. The shipped ×4 SFTMDs moved a colour
-photo's channel means by 6–8 levels (they trained on grayscale photos too); anchored, by < 0.2 levels,
-with chroma error at or below bicubic's and PSNR on Y up 0.1 dB (docs/conventions.md, "Colour").
+network supplies the luma detail. Training and inference alike. Unanchored, a restorer trained on
+grayscale photos too shifts a colour photo's channel means (measured: docs/conventions.md, "Colour").
 
 Same shape as `s2k_jax/estimator.py`. Training uses the shared driver (`loop.run`) and the same
 on-device degradation as the estimator; what differs is the state (SFTMD parameters plus the fixed PCA
