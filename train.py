@@ -28,7 +28,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   runtime.quiet_library_logs()
   # Before any other jax call (the log line below starts the backend).
-  runtime.exit_on_user_error(lambda: runtime.maybe_initialize_distributed(FLAGS.config.train.distributed))
+  runtime.exit_on_user_error(lambda: runtime.maybe_initialize_distributed(FLAGS.config.train))
   logging.info('JAX process %d/%d, local devices: %s', jax.process_index(), jax.process_count(),
                jax.local_devices())
   runtime.exit_on_user_error(lambda: tasks.train_and_evaluate(FLAGS.config, FLAGS.workdir))

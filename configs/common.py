@@ -87,7 +87,13 @@ def get_train_config(family: str) -> ml_collections.ConfigDict:
   t.eval_batch_size = 8
   t.checkpoint_every = 1000
   t.keep_checkpoints = 3
-  t.distributed = False            # True on multi-host TPU/GPU: calls jax.distributed.initialize()
+  # Several processes (multi-host TPU/GPU, or scripts/launch_local.sh): True calls
+  # jax.distributed.initialize() before anything else. The three cluster fields, set together, name the
+  # cluster explicitly; left unset, it is auto-detected (cloud TPU, SLURM, …). docs/multihost.md.
+  t.distributed = False
+  t.coordinator_address = ''       # 'HOST:PORT' of process 0
+  t.num_processes = 0              # N ≥ 1 (0: auto-detect)
+  t.process_id = -1                # this process, in [0, N) (-1: auto-detect)
   t.init_from = ''                 # a model bundle (.npz) of the same task whose weights start step 0
   return t
 

@@ -6,6 +6,7 @@ import os
 from typing import Any, Mapping
 
 import grain
+import jax
 import orbax.checkpoint as ocp
 
 # A training workdir's checkpoints folder, and the items of each of its step directories.
@@ -45,6 +46,13 @@ def restore_checkpoint(mngr: ocp.CheckpointManager, step: int, abstract_state: A
                      'or train.ema_decay switched on or off): resume with the config it was trained with '
                      '(saved in its meta), or train in a fresh --workdir.') from None
   return restored[STATE]
+
+
+def has_data_state(mngr: ocp.CheckpointManager, step: int) -> bool:
+  """Whether the checkpoint at `step` holds this process's data-iterator state: grain writes one file
+  per process, named by its index and the process count (so not when another count saved it)."""
+  name = f'process_{jax.process_index()}-of-{jax.process_count()}.json'
+  return os.path.isfile(os.path.join(str(mngr.directory), str(step), DATA_ITER, name))
 
 
 def read_meta(checkpoint_dir: str, step: int | None = None) -> dict:

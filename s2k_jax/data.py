@@ -323,9 +323,9 @@ def _ensure_absl_flags_parsed() -> None:
     flags.FLAGS.mark_as_parsed()
 
 
-def _process_seed(seed: int, process_index: int) -> int:
-  # Distinct crop draws on each host (index i of every shard would otherwise share its seed).
-  return int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
+def _stream_seed(seed: int) -> int:
+  # The shuffle and crop seed of the one training stream (the value single-process runs always had).
+  return int(np.random.SeedSequence([seed, 0]).generate_state(1)[0])
 
 
 def local_batch_size(global_batch: int, process_count: int) -> int:
@@ -337,20 +337,25 @@ def local_batch_size(global_batch: int, process_count: int) -> int:
 
 def train_dataset(config: ml_collections.ConfigDict, *, process_index: int | None = None,
                   process_count: int | None = None) -> grain.IterDataset:
-  """The host pipeline as a grain IterDataset of {'hr': uint8 (B_local, C, C, 3)} batches."""
+  """The host pipeline as a grain IterDataset of {'hr': uint8 (B_local, C, C, 3)} batches.
+
+  One stream of crops, whatever the number of processes: every image shuffled each epoch and cropped
+  with its element's own seed (grain per-element seeds, from config.seed). Global batch t is stream
+  elements [tB, (t + 1)B); process p of N reads and crops only its rows [tB + pB/N, tB + (p + 1)B/N),
+  and the global batch is their concatenation in process order (sharding.shard_batch). So N processes
+  train on exactly the batches one process would, each element is read by one process, and batch t of
+  the stream is element t of every process's iterator: the data position is the step.
+  """
   data = config.data
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
   batch = local_batch_size(int(config.train.batch_size), process_count)
   records = check_records(image_records(config, 'train'), config)
-  if len(records) < process_count:
-    raise ValueError(f'{records.description} has {len(records)} usable image(s), fewer than the '
-                     f'{process_count} processes that each need their own share.')
   ds = grain.MapDataset.source(records.records)
-  ds = ds[process_index::process_count]
-  ds = ds.seed(_process_seed(int(config.seed), process_index)).shuffle().repeat()
+  ds = ds.seed(_stream_seed(int(config.seed))).shuffle().repeat()
   ds = ds.random_map(CropTransform(records.reader, hr_crop_size(config), bool(data.flip), bool(data.rot90)))
-  ds = ds.batch(batch, drop_remainder=True)
+  # Lazy: only the selected slices of B/N elements are ever read.
+  ds = ds.batch(batch, drop_remainder=True)[process_index::process_count]
   # Elements are whole batches, each made by one thread: the read-ahead buffer (in batches) must be
   # at least the thread count for all threads to work.
   threads = max(1, int(data.read_threads))
@@ -368,10 +373,23 @@ def create_train_iterator(config: ml_collections.ConfigDict, *, process_index: i
   """Endless iterator of host-local training batches {'hr': uint8 (B_local, C, C, 3)}.
 
   B_local = train.batch_size / process_count, C = data.hr_crop. Checkpoint it with
-  `grain.checkpoint.CheckpointSave(it)` / `CheckpointRestore(it)`, or `get_state` / `set_state`.
+  `grain.checkpoint.CheckpointSave(it)` / `CheckpointRestore(it)`, or `get_state` / `set_state`;
+  `seek(it, step)` puts it at global batch `step` whatever the process count that saved it.
   Close it (`it.close()`) when data.num_workers > 0 to stop the worker processes promptly.
   """
   return iter(train_dataset(config, process_index=process_index, process_count=process_count))
+
+
+def seek(iterator: grain.DatasetIterator, step: int, config: ml_collections.ConfigDict) -> None:
+  """Puts a training iterator at global batch `step` (the next batch it yields is batch `step` of the
+  stream), for a checkpoint whose iterator state another number of processes wrote. In-process reading
+  only (data.num_workers = 0): the worker processes' state has no such position."""
+  if int(config.data.num_workers) > 0:
+    raise ValueError(f'the checkpoint\'s data position was written by another number of processes, and '
+                     f'with data.num_workers={config.data.num_workers} it cannot be moved: resume with the '
+                     'process count that wrote it, or with --config.data.num_workers=0 (images read in the '
+                     'training processes; keep it for the rest of the run).')
+  iterator.set_state({'next_index': int(step)})
 
 
 # Where the r-th crop of one eval image lies, as (top, left) fractions of the free range: the centre,
@@ -428,4 +446,5 @@ def task_inputs(config: ml_collections.ConfigDict) -> dict[str, Callable[[], Any
   check_fields(config)
   kernels.check_motion_bank_fields(config.degradation)
   return dict(train_iterator=functools.partial(create_train_iterator, config),
+              seek=functools.partial(seek, config=config),
               eval_data=functools.partial(create_eval_batch, config, config.train.eval_batch_size))

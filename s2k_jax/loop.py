@@ -43,6 +43,9 @@ class Task:
   kind: str                   # recorded in the checkpoint metadata; loaders check it
   meta: Mapping[str, Any]     # JSON saved with every checkpoint (config, conventions)
   train_iterator: Callable[[], Any]      # () → checkpointable iterator of host batches (grain)
+  # (iterator, step) → None: puts it at global batch `step`, for a checkpoint whose iterator state
+  # another number of processes wrote (each step reads one batch; data.seek).
+  seek: Callable[[Any, int], None]
   eval_data: Callable[[], Mapping[str, np.ndarray]]  # () → the fixed host validation batch
   make_batch: Callable[[Any, jax.Array], Any]   # (host batch on device, key) → batch (jitted)
   create_state: Callable[[jax.Array], Any]              # init key → train state
@@ -92,12 +95,17 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
 
 
 class PreemptionGuard:
-  """Turns SIGTERM (TPU/GPU preemption, `kill`) into a flag the loop polls, so it can save and exit."""
+  """Turns SIGTERM (TPU/GPU preemption, `kill`) into a flag the loop polls, so it can save and exit.
+
+  With several processes the decision must be the same on all, at the same step (a checkpoint is a
+  collective save): JAX's preemption notifier, which jax.distributed.initialize installs for SIGTERM,
+  tells every process, and `reached_preemption` agrees on the step. Python's own handler would hide the
+  signal from it, so it is installed for one process only."""
 
   def __init__(self, signals=(signal.SIGTERM,)):
     self.requested = False
     self._previous = {}
-    if threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
       for sig in signals:
         self._previous[sig] = signal.signal(sig, self._handle)
 
@@ -107,7 +115,6 @@ class PreemptionGuard:
     self.requested = True
 
   def should_stop(self, step: int, mngr: ocp.CheckpointManager) -> bool:
-    # On multi-host jobs JAX's preemption notifier agrees on one step across hosts.
     return self.requested or (jax.process_count() > 1 and mngr.reached_preemption(step))
 
   def close(self):
@@ -253,7 +260,7 @@ def closing_lines(task: Task, workdir: str, step: int, num_steps: int, *, start:
 
 def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
   """The training driver: trains `task` in `workdir`, resuming from its latest checkpoint if any."""
-  runtime.maybe_initialize_distributed(config.train.distributed)
+  runtime.maybe_initialize_distributed(config.train)
   mesh = sharding.make_mesh()
   sharding.check_batch_divisible(config.train.batch_size, mesh)
   if jax.process_index() == 0:
@@ -280,7 +287,15 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
     if jax.process_index() == 0:
       print(f'Resuming from step {start} in {mngr.directory}'
             + (f' (it started from {init_from})' if init_from else ''), flush=True)
-    state = checkpoints.restore_checkpoint(mngr, start, sharding.abstract_like(state, state_sharding), train_iter)
+    # The iterator state of this process, or (written by another number of processes) the step alone.
+    saved_here = checkpoints.has_data_state(mngr, start)
+    state = checkpoints.restore_checkpoint(mngr, start, sharding.abstract_like(state, state_sharding),
+                                           train_iter if saved_here else None)
+    if not saved_here:
+      task.seek(train_iter, start)
+      if jax.process_index() == 0:
+        print(f'The checkpoint\'s data position was saved by another number of processes: every process '
+              f'resumes the data stream at batch {start} (the step).', flush=True)
   elif init_from:
     if jax.process_index() == 0:
       print(f'Starting from the weights of {init_from} (train.init_from)', flush=True)
@@ -289,13 +304,18 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
   # The on-device batch function (e.g. the degradation) and the fixed held-out batch.
   batch_sharding = sharding.data_sharded(mesh)
   make_batch = jax.jit(task.make_batch, out_shardings=batch_sharding)
-  eval_batch = make_batch(sharding.shard_batch(task.eval_data(), mesh), jax.random.key(config.seed + 1))
+  eval_host_batch = sharding.shard_replicated_batch(task.eval_data(), mesh)  # the same on every process
+  eval_batch = make_batch(eval_host_batch, jax.random.key(config.seed + 1))
+  # Every process reads the whole eval batch and outputs: gathered (replicated) on the devices first,
+  # since a process can fetch only arrays it holds whole.
+  gather = jax.jit(lambda tree: tree, out_shardings=state_sharding)
+  eval_host = jax.device_get(gather(eval_batch))
 
   variants = [functools.partial(task.train_step, variant=v) for v in range(task.train_variants)] \
       if task.train_variants > 1 else [task.train_step]
   step_fns = [jax.jit(fn, donate_argnums=0, in_shardings=(state_sharding, batch_sharding, state_sharding),
                       out_shardings=(state_sharding, state_sharding)) for fn in variants]
-  eval_fn = jax.jit(task.eval_step)
+  eval_fn = jax.jit(task.eval_step, out_shardings=state_sharding)
   writer = MetricWriter(workdir)
   guard = PreemptionGuard()
   pending = None  # Metrics of the previous step, checked one step late to keep dispatch asynchronous.
@@ -322,8 +342,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
         bar.set_postfix({k: f'{float(values[k]):.4g}' for k in task.progress_keys})
 
       if step % config.train.eval_every == 0 or step == config.train.num_steps:
-        scalars, figure = task.summarize_eval(jax.device_get(eval_fn(state, eval_batch)),
-                                              jax.device_get(eval_batch))
+        scalars, figure = task.summarize_eval(jax.device_get(eval_fn(state, eval_batch)), eval_host)
         write_eval(writer, workdir, step, scalars, figure)
 
       stop = guard.should_stop(step, mngr)

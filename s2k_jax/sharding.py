@@ -49,5 +49,20 @@ def shard_batch(host_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, j
   return jax.tree.map(put, dict(host_batch))
 
 
+def shard_replicated_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """The same whole batch on every process (e.g. the fixed eval batch) → global jax.Arrays sharded
+  P('data'): each device takes its own rows (`shard_batch` would concatenate every process's copy)."""
+  sharding = data_sharded(mesh)
+
+  def put(x):
+    x = np.asarray(x)
+    if x.shape[0] % mesh.devices.size:
+      raise ValueError(f'a batch of {x.shape[0]} rows cannot be split over the {mesh.devices.size} devices of '
+                       'the mesh; make it a multiple of the device count (e.g. train.eval_batch_size).')
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+  return jax.tree.map(put, dict(batch))
+
+
 def abstract_like(state: Any, sharding: NamedSharding) -> Any:
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state)

@@ -363,14 +363,28 @@ def test_orbax_checkpoint_of_the_iterator_resumes_exactly(tmp_path):
   manager.close()
 
 
-def test_processes_get_disjoint_shards_of_half_the_batch(coordinate_folder):
+def test_processes_read_their_rows_of_the_one_stream(coordinate_folder):
+  """N processes train on the batches one process would: process p's batch t is rows [pB/N, (p+1)B/N)
+  of the single-process batch t (crops and all), so no element is read by two processes."""
   config = smoke_config(source='folder', train_dir=str(coordinate_folder), hr_crop=16)
-  ids = []
-  for index in range(2):
-    batches = take(data.create_train_iterator(config, process_index=index, process_count=2), 2)
-    assert batches[0].shape == (4, 16, 16, 3)
-    ids.append(set(np.concatenate([b[:, 0, 0, 2] for b in batches]).tolist()))
-  assert ids[0].isdisjoint(ids[1]) and ids[0] | ids[1] == {10, 20, 30, 40, 50, 60}
+  one = take(data.create_train_iterator(config, process_index=0, process_count=1), 3)
+  for count in (2, 4):
+    shares = [take(data.create_train_iterator(config, process_index=p, process_count=count), 3)
+              for p in range(count)]
+    for t in range(3):
+      assert shares[0][t].shape == (8 // count, 16, 16, 3)
+      np.testing.assert_array_equal(np.concatenate([share[t] for share in shares]), one[t])
+
+
+def test_seek_puts_an_iterator_at_a_step_whatever_the_process_count(coordinate_folder):
+  config = smoke_config(source='folder', train_dir=str(coordinate_folder), hr_crop=16)
+  one = take(data.create_train_iterator(config, process_index=0, process_count=1), 4)
+  moved = data.create_train_iterator(config, process_index=1, process_count=2)
+  data.seek(moved, 3, config)
+  np.testing.assert_array_equal(next(moved)['hr'], one[3][4:])
+  config.data.num_workers = 2
+  with pytest.raises(ValueError, match='data.num_workers=2 it cannot be moved.*num_workers=0'):
+    data.seek(moved, 3, config)
 
 
 def test_bundled_split_and_eval_batch_are_spread_crops():

@@ -5,13 +5,11 @@ import re
 import importlib.util
 import sys
 
-import jax
 import jax.numpy as jnp
 
 from configs import gaussian
 from s2k_jax import data
 from s2k_jax import loop
-from s2k_jax import runtime
 
 
 def counting_task(config):
@@ -27,8 +25,7 @@ def counting_task(config):
     return {'step': state['step'] + 1, 'seen': state['seen'] + mean}, {'mean': mean}
 
   return loop.Task(name='count', kind='count', meta={'kind': 'count'},
-                   train_iterator=functools.partial(data.create_train_iterator, config),
-                   eval_data=functools.partial(data.create_eval_batch, config, config.train.eval_batch_size),
+                   **data.task_inputs(config),
                    make_batch=lambda host, key: {'hr': host['hr'].astype(jnp.float32) / 255.0},
                    create_state=create_state, train_step=train_step, eval_step=lambda state, batch: {},
                    summarize_eval=lambda out, batch: ({}, None), progress_keys=('mean',))
@@ -124,16 +121,3 @@ def test_the_closing_commands_run_as_printed(tmp_path, monkeypatch):
   tensorboard_installed(True)
   assert loop.closing_lines(task, 'runs/w', 3, 3)[3] == (
       '  TensorBoard  runs/w/tensorboard  (.venv/bin/tensorboard --logdir runs/w/tensorboard)')
-
-
-def test_distributed_start_up_touches_no_backend_first(monkeypatch):
-  """jax.distributed.initialize() must run before anything starts a backend (process_count does)."""
-  calls = []
-  monkeypatch.setattr(jax.distributed, 'is_initialized', lambda: bool(calls))
-  monkeypatch.setattr(jax.distributed, 'initialize', lambda: calls.append('initialize'))
-  monkeypatch.setattr(jax, 'process_count', lambda: calls.append('process_count') or 1)
-  runtime.maybe_initialize_distributed(False)
-  assert calls == []
-  runtime.maybe_initialize_distributed(True)
-  runtime.maybe_initialize_distributed(True)  # the driver calls it again: a no-op
-  assert calls == ['initialize']

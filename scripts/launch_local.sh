@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Multi-process training on one machine: N processes of train.py on 127.0.0.1, each with DEVICES CPU
+# devices, talking through JAX's CPU collectives (gloo) — what a pod or a cluster does, on a laptop.
+#
+#   DEVICES=4 bash scripts/launch_local.sh 2 --config configs/gaussian.py:smoke --workdir runs/two
+#
+# Every process gets the same arguments plus --config.train.distributed=True and the cluster fields
+# (coordinator 127.0.0.1 on a free port, num_processes N, process_id i). Process 0 writes to the terminal
+# (metrics, checkpoints and the progress bar are process 0's); process i > 0 to LOGDIR/process_i.log
+# (LOGDIR: a fresh temporary folder unless set). The script waits for all of them; if one fails, it stops
+# the others and exits with that process's status. PYTHON picks the interpreter (default: python).
+# docs/multihost.md has the recipes for cloud TPU and SLURM.
+set -u
+if [[ $# -lt 2 || ! $1 =~ ^[1-9][0-9]*$ ]]; then
+  echo "usage: DEVICES=M bash scripts/launch_local.sh N train.py-arguments... (N ≥ 1 processes)" >&2
+  exit 2
+fi
+N=$1; shift
+DEVICES=${DEVICES:-1}
+if [[ ! $DEVICES =~ ^[1-9][0-9]*$ ]]; then
+  echo "DEVICES=$DEVICES: the CPU devices per process must be a positive integer." >&2
+  exit 2
+fi
+PYTHON=${PYTHON:-python}
+TRAIN="$(cd "$(dirname "$0")/.." && pwd)/train.py"
+LOGDIR=${LOGDIR:-$(mktemp -d -t launch_local.XXXXXX)}
+mkdir -p "$LOGDIR"
+PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export JAX_PLATFORMS=cpu
+export XLA_FLAGS="--xla_force_host_platform_device_count=$DEVICES ${XLA_FLAGS:-}"
+CLUSTER=(--config.train.distributed=True --config.train.coordinator_address="127.0.0.1:$PORT"
+         --config.train.num_processes="$N")
+
+pids=()
+for ((i = 0; i < N; i++)); do
+  if ((i == 0)); then
+    "$PYTHON" "$TRAIN" "$@" "${CLUSTER[@]}" --config.train.process_id=0 &
+  else
+    "$PYTHON" "$TRAIN" "$@" "${CLUSTER[@]}" --config.train.process_id="$i" > "$LOGDIR/process_$i.log" 2>&1 &
+  fi
+  pids+=($!)
+done
+((N > 1)) && echo "launch_local: $N processes × $DEVICES CPU devices, coordinator 127.0.0.1:$PORT; logs of processes 1–$((N - 1)) in $LOGDIR" >&2
+trap 'kill "${pids[@]}" 2>/dev/null' INT TERM
+
+status=0
+remaining=$N
+while ((remaining > 0)); do
+  wait -n -p done_pid
+  code=$?
+  remaining=$((remaining - 1))
+  if ((code != 0 && status == 0)); then
+    for ((i = 0; i < N; i++)); do [[ ${pids[$i]} == "${done_pid:-}" ]] && failed=$i; done
+    echo "launch_local: process ${failed:-?} exited with status $code; stopping the others (its log: ${LOGDIR}/process_${failed:-?}.log)." >&2
+    status=$code
+    kill "${pids[@]}" 2>/dev/null
+  fi
+done
+exit $status

@@ -1,0 +1,118 @@
+"""Two processes on this machine train as one (scripts/launch_local.sh, runtime.maybe_initialize_distributed,
+data.train_dataset's one stream, the driver's process-0 writes), and checkpoints move between process
+counts (loop.run, checkpoints.has_data_state, data.seek). docs/multihost.md."""
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The tests' XLA flags without the device count, which each run below sets.
+XLA_FLAGS = ' '.join(f for f in os.environ.get('XLA_FLAGS', '').split()
+                     if not f.startswith('--xla_force_host_platform_device_count'))
+# Adam ε = 1e-4 as in tests/test_train.py's 1-vs-8-device test: with 1e-8 a coordinate with a ~1e-7
+# gradient turns a reduction-order difference (gloo's sum over processes) into a 1e-5 parameter one.
+ARGS = ['--config', 'configs/gaussian.py:smoke', '--config.train.eps=1e-4', '--config.train.log_every=1',
+        '--config.train.eval_every=2', '--config.train.checkpoint_every=2']
+
+
+DEVICES = 4  # CPU devices in all, over one process or several
+
+
+def train(workdir: pathlib.Path, processes: int, steps: int, logs: pathlib.Path) -> str:
+  """`steps` of train.py on DEVICES CPU devices in all: one process, or `processes` × DEVICES/processes."""
+  args = ARGS + [f'--workdir={workdir}', f'--config.train.num_steps={steps}']
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHON=sys.executable, LOGDIR=str(logs))
+  if processes == 1:
+    command = [sys.executable, 'train.py'] + args
+    env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={DEVICES} {XLA_FLAGS}'
+  else:
+    command = ['bash', 'scripts/launch_local.sh', str(processes)] + args
+    env.update(DEVICES=str(DEVICES // processes), XLA_FLAGS=XLA_FLAGS)
+  run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=500, check=False)
+  assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+  return run.stdout
+
+
+def state_at(workdir: pathlib.Path, step: int):
+  """A checkpoint's train state as numpy, whatever the devices that wrote it."""
+  path = workdir / 'checkpoints' / str(step) / 'state'
+  checkpointer = ocp.StandardCheckpointer()
+  meta = checkpointer.metadata(path)
+  meta = getattr(meta, 'item_metadata', meta)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta)
+  return jax.tree.map(np.asarray, checkpointer.restore(path, abstract))
+
+
+def metrics_of(workdir: pathlib.Path) -> list[dict]:
+  return [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_two_processes_train_as_one_and_checkpoints_move_between_process_counts(tmp_path):
+  """Run A: steps 1–2 in 1 process × 4 devices, then resumed for steps 3–4 in 2 processes × 2.
+  Run B: the other way round. Every step of 2 processes must equal the same step of 1 (same batches,
+  same maths over gloo), and each resume must continue the data stream where it stopped although the
+  other count saved it, so A and B end equal (≤ 1e-5). metrics.jsonl is written by process 0 alone: one
+  line per logged step and eval, in both runs."""
+  a, b = tmp_path / 'a', tmp_path / 'b'
+  train(a, 1, 2, tmp_path / 'logs_a1')
+  resumed = train(a, 2, 4, tmp_path / 'logs_a2')
+  assert 'saved by another number of processes: every process resumes the data stream at batch 2' in resumed
+  train(b, 2, 2, tmp_path / 'logs_b1')
+  train(b, 1, 4, tmp_path / 'logs_b2')
+  for step in (2, 4):
+    leaves_a, leaves_b = jax.tree.leaves(state_at(a, step)), jax.tree.leaves(state_at(b, step))
+    assert len(leaves_a) == len(leaves_b) > 100
+    worst = max(float(np.max(np.abs(x.astype(np.float64) - y), initial=0.0)) for x, y in zip(leaves_a, leaves_b))
+    assert worst <= 1e-5, (step, worst)
+  for run in (a, b):
+    lines = metrics_of(run)
+    train_steps = [line['step'] for line in lines if any(k.startswith('train/') for k in line)]
+    eval_steps = [line['step'] for line in lines if any(k.startswith('eval/') for k in line)]
+    assert train_steps == [1, 2, 3, 4] and eval_steps == [2, 4], lines
+  for line_a, line_b in zip(metrics_of(a), metrics_of(b)):
+    assert line_a.keys() == line_b.keys()
+    for key, value in line_a.items():
+      np.testing.assert_allclose(value, line_b[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_all_at_one_saved_step(tmp_path):
+  """Preemption of one host: every process saves at the same step and exits 0 (no hang: the save is a
+  collective, so a process that stopped alone would wait for the others forever)."""
+  workdir, logs = tmp_path / 'w', tmp_path / 'logs'
+  args = ARGS + [f'--workdir={workdir}', '--config.train.num_steps=100000', '--config.train.eval_every=100000',
+                 '--config.train.checkpoint_every=100000']
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHON=sys.executable, LOGDIR=str(logs), DEVICES='1',
+             XLA_FLAGS=XLA_FLAGS)
+  launcher = subprocess.Popen(['bash', 'scripts/launch_local.sh', '2'] + args, cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    deadline = time.monotonic() + 300
+    while not (workdir / 'metrics.jsonl').exists() or len(metrics_of(workdir)) < 3:
+      assert launcher.poll() is None and time.monotonic() < deadline, 'the run did not start'
+      time.sleep(0.5)
+    second = subprocess.run(['pgrep', '-n', '-f', f'{workdir}.*process_id=1'], capture_output=True, text=True,
+                            check=True).stdout.split()[0]
+    os.kill(int(second), signal.SIGTERM)
+    out, _ = launcher.communicate(timeout=120)
+  finally:
+    if launcher.poll() is None:
+      launcher.kill()
+  assert launcher.returncode == 0, out[-3000:]
+  stopped = re.search(r'Stopped early at step (\d+) of 100000', out)
+  assert stopped, out[-3000:]
+  step = int(stopped.group(1))
+  assert sorted(p.name for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit()) == [str(step)]
+  assert f'Stopped at step {step} after saving a checkpoint' in (logs / 'process_1.log').read_text()
