@@ -19,7 +19,8 @@
 #   * the input pipeline (benchmarks/data_bench.py: host images/s, the device batch function, and the
 #     data share of a loop feeding the paper-size step);
 # and writes every JSON line they print, with the machine's description, to OUT_DIR/device_bench.json.
-# Peak device memory is in each workload's `device_peak_mb` (jax's memory_stats). Total: ~3–5 minutes.
+# Peak device memory is in each workload's `device_peak_mb` (jax's memory_stats). Total: ~5–7 minutes (each training step
+# also in bfloat16 compute).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=${WHEELS:-.whl}
@@ -71,6 +72,11 @@ run() {
   step degrade 60 $PY $B --workload degrade --batch 16 --hr-size 256 --ksize 23 --scale 4 --runs 10
   step usrnet 120 $PY $B --workload usrnet_forward --workload usrnet_step --usrnet-preset '' --batch 8 \
       --lr-size 64 --scale 4 --runs 5
+  # The same training steps with bfloat16 computation (float32 parameters and optimiser state).
+  step s2k_step_bf16 120 $PY $B --workload s2k_step --batch 8 --size 256 --runs 5 --dtype bfloat16
+  step sftmd_step_bf16 90 $PY $B --workload sftmd_step --batch 8 --lr-size 64 --scale 4 --runs 5 --dtype bfloat16
+  step usrnet_bf16 120 $PY $B --workload usrnet_step --usrnet-preset '' --batch 8 --lr-size 64 --scale 4 \
+      --runs 5 --dtype bfloat16
   step data 150 $PY benchmarks/data_bench.py --images 8 --batches 8 --warmup 4 --steps 6
   $PY - "$lines" "$out/device_bench.json" <<'EOF'
 import json, platform, subprocess, sys, datetime

@@ -150,6 +150,7 @@ def bench_s2k_step(args: argparse.Namespace) -> dict[str, Any]:
   """
   config = gaussian.get_config()
   config.spectrum.size = args.size
+  config.model.dtype = args.dtype
   state = estimator.create_train_state(config, jax.random.key(0))
   rng = np.random.default_rng(0)
   shape = (args.batch, args.size, args.size, 1)
@@ -158,7 +159,7 @@ def bench_s2k_step(args: argparse.Namespace) -> dict[str, Any]:
   params = sum(x.size for x in jax.tree.leaves(state['gen'].params))
   ms = step_ms(functools.partial(estimator.train_step, config=config), state, batch, args)
   return dict(workload='s2k_step', batch=args.batch, size=args.size, generator=config.model.generator,
-              generator_params=params, ms=ms, **peak_memory_mb())
+              generator_params=params, dtype=args.dtype, ms=ms, **peak_memory_mb())
 
 
 def bench_sftmd_step(args: argparse.Namespace) -> dict[str, Any]:
@@ -167,6 +168,7 @@ def bench_sftmd_step(args: argparse.Namespace) -> dict[str, Any]:
   The PyTorch reference does the same step on random LR/HR and codes.
   """
   config = sftmd_config.get_config(f'gaussian_x{args.scale}')
+  config.restorer.dtype = args.dtype
   basis = {'components': np.linalg.qr(np.random.default_rng(0).normal(size=(225, 10)))[0].astype(np.float32),
            'mean': np.full((225,), 1 / 225, np.float32), 'variance': np.ones((10,), np.float32)}
   state = sftmd_restorer.create_train_state(config, basis, jax.random.key(0))
@@ -180,7 +182,7 @@ def bench_sftmd_step(args: argparse.Namespace) -> dict[str, Any]:
   params = sum(x.size for x in jax.tree.leaves(state.params))
   ms = step_ms(functools.partial(sftmd_restorer.train_step, config=config), state, batch, args)
   return dict(workload='sftmd_step', batch=args.batch, lr_size=args.lr_size, scale=args.scale,
-              params=params, ms=ms, **peak_memory_mb())
+              params=params, dtype=args.dtype, ms=ms, **peak_memory_mb())
 
 
 def _models(preset: str | None, scale: int):
@@ -227,6 +229,7 @@ def bench_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def _usrnet_inputs(args: argparse.Namespace):
   config = usrnet_config.get_config('mixed' + (f',{args.usrnet_preset}' if args.usrnet_preset else ''))
+  config.restorer.dtype = args.dtype
   state = usrnet_restorer.create_train_state(config, jax.random.key(0))
   rng = np.random.default_rng(0)
   k = rng.random((args.batch, args.ksize, args.ksize), np.float32)
@@ -249,7 +252,7 @@ def bench_usrnet_forward(args: argparse.Namespace) -> dict[str, Any]:
   gflop = _gflops(fn, state.params, lr, k, sigma)
   ms = median_ms(lambda: jax.jit(fn)(state.params, lr, k, sigma), args.warmup, args.runs)
   return dict(workload='usrnet_forward', preset=args.usrnet_preset or 'paper', batch=args.batch,
-              lr_size=args.lr_size, scale=args.scale, ms=ms, gflop=gflop, gflop_per_s=gflop / (ms / 1e3),
+              lr_size=args.lr_size, scale=args.scale, dtype=args.dtype, ms=ms, gflop=gflop, gflop_per_s=gflop / (ms / 1e3),
               **peak_memory_mb())
 
 
@@ -264,7 +267,7 @@ def bench_usrnet_step(args: argparse.Namespace) -> dict[str, Any]:
   gflop = _gflops(step, state, batch, jax.random.key(1))
   ms = step_ms(step, state, batch, args)
   return dict(workload='usrnet_step', preset=args.usrnet_preset or 'paper', batch=args.batch,
-              lr_size=args.lr_size, scale=args.scale, ms=ms, gflop=gflop, gflop_per_s=gflop / (ms / 1e3),
+              lr_size=args.lr_size, scale=args.scale, dtype=args.dtype, ms=ms, gflop=gflop, gflop_per_s=gflop / (ms / 1e3),
               **peak_memory_mb())
 
 
@@ -282,6 +285,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument('--lr-size', type=int, default=64, help='LR side for sftmd_step')
   p.add_argument('--hr-size', type=int, default=256, help='HR side for degrade')
   p.add_argument('--ksize', type=int, default=23)
+  p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
+                 help="networks' computation dtype (model.dtype / restorer.dtype) for s2k_step, sftmd_step, usrnet_*")
   p.add_argument('--scale', type=int, default=4)
   p.add_argument('--warmup', type=int, default=1)
   p.add_argument('--runs', type=int, default=3)

@@ -68,6 +68,7 @@ def get_model_config() -> ml_collections.ConfigDict:
   m.input = 'dft'                  # 'dft' (amplitude spectrum, S2K) | 'spatial' (LR luminance; Table 3)
   m.disc_features = 64             # 70×70 PatchGAN, ndf 64
   m.disc_layers = 3
+  m.dtype = 'float32'              # 'float32' | 'bfloat16' (computation; parameters and optimiser state stay float32)
   return m
 
 
@@ -122,6 +123,7 @@ def get_restorer_config(family: str, scale: int) -> ml_collections.ConfigDict:
   config.data.grayscale = 'skip'       # gray photos teach a restorer to desaturate (docs/conventions.md)
   r = config.restorer = ml_collections.ConfigDict()
   r.lr_patch = 64                      # LR patch side (IKC: 64²); the HR crop follows it and the scale
+  r.dtype = 'float32'                  # 'float32' | 'bfloat16' (computation; parameters and optimiser state stay float32)
   config.data.hr_crop = r.get_ref('lr_patch') * config.degradation.get_ref('scale')
   r.features = 64
   r.num_blocks = 16
@@ -163,6 +165,7 @@ def get_usrnet_config(family: str) -> ml_collections.ConfigDict:
   r = config.restorer = ml_collections.ConfigDict()
   r.scales = (2, 3, 4)                 # one step per scale in turn
   r.hr_patch = 96                      # HR crop side, a multiple of every scale (LR 48/32/24)
+  r.dtype = 'float32'                  # 'float32' | 'bfloat16' (computation; parameters and optimiser state stay float32); the data step's FFTs stay float32
   config.data.hr_crop = r.get_ref('hr_patch')
   r.iterations = 8                     # data/prior rounds (USRNet: 8)
   r.features = (64, 128, 256, 512)     # ResUNet widths per level (USRNet)

@@ -168,9 +168,10 @@ def inference_weights(state: dict[str, Any]) -> TrainState:
 
 
 def create_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
-  gen = unet.make_generator(config.model.generator)
+  dtype = layers.compute_dtype(config.model.dtype, 'model.dtype')
+  gen = unet.make_generator(config.model.generator, dtype=dtype)
   disc = patchgan.PatchDiscriminator(features=config.model.disc_features,
-                                     n_layers=config.model.disc_layers)
+                                     n_layers=config.model.disc_layers, dtype=dtype)
   return gen, disc
 
 
@@ -294,6 +295,7 @@ def describe_eval(scalars) -> list[str]:
 def task(config: ml_collections.ConfigDict) -> loop.Task:
   """The S2K estimator as a task of the shared training driver."""
   inputs = data.task_inputs(config)  # Checks the config before any image is scanned or kernel drawn.
+  create_models(config)  # and the networks' settings (e.g. model.dtype)
   batch_fn = make_batch_fn(config)
   return loop.Task(
       name='s2k', kind=CHECKPOINT_KIND, meta=checkpoint_meta(config), **inputs,

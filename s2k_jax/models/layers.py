@@ -21,11 +21,23 @@ the spatial axes first and flipping them (`kernel_from_torch_conv_transpose`).
 from collections.abc import Callable
 import functools
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
+
+# Config names of the computation dtypes (`model.dtype`, `restorer.dtype`) → the modules' `dtype`.
+COMPUTE_DTYPES = {'float32': None, 'bfloat16': jnp.bfloat16}
+
+
+def compute_dtype(name: str, field: str) -> Any:
+  """A config's computation dtype name → the `dtype` its modules take (None: float32 throughout)."""
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f'{field}={name!r}: the computation dtype must be one of {", ".join(COMPUTE_DTYPES)}.')
+  return COMPUTE_DTYPES[name]
+
 
 # Every conv of the project: NHWC activations, HWIO kernels.
 DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
@@ -58,23 +70,25 @@ def batch_norm_scale_init(key: jax.Array, shape: tuple[int, ...],
 BN_MOMENTUM = 0.9  # running ← m·running + (1 − m)·batch statistic (PyTorch's momentum 0.1)
 
 
-def batch_norm(train: bool) -> nn.BatchNorm:
+def batch_norm(train: bool, dtype: Any = None) -> nn.BatchNorm:
   """BatchNorm2d with PyTorch defaults (momentum 0.1 there is 0.9 here).
 
   The variance is computed two-pass, as PyTorch does, rather than as
   E[x²] - E[x]², which cancels badly in float32 when features have a large
-  mean relative to their spread (log-amplitude spectra do).
+  mean relative to their spread (log-amplitude spectra do). `dtype` is the
+  output's (None: the input's); statistics and parameters are float32.
   """
   return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
                       epsilon=1e-5, scale_init=batch_norm_scale_init,
-                      use_fast_variance=False)
+                      use_fast_variance=False, dtype=dtype)
 
 
-def conv4x4(features: int, strides: int, use_bias: bool) -> nn.Conv:
-  """PyTorch ``Conv2d(in, features, 4, strides, padding=1)`` with pix2pix init."""
+def conv4x4(features: int, strides: int, use_bias: bool, dtype: Any = None) -> nn.Conv:
+  """PyTorch ``Conv2d(in, features, 4, strides, padding=1)`` with pix2pix init;
+  computed in `dtype` (None: the input's), parameters float32."""
   return nn.Conv(features, (4, 4), strides=(strides, strides),
                  padding=_CONV_PADDING, use_bias=use_bias, kernel_init=conv_init,
-                 bias_init=nn.initializers.zeros,
+                 bias_init=nn.initializers.zeros, dtype=dtype,
                  conv_general_dilated=_conv_general_dilated)
 
 
@@ -208,10 +222,13 @@ class ConvTranspose4x4S2(nn.Module):
     features: number of output channels.
     use_bias: add a bias (pix2pix: only where no BatchNorm follows).
     kernel_init: defaults to pix2pix's N(0, 0.02).
+    dtype: computation dtype (None: promoted from the input's and float32);
+      parameters are float32.
   """
   features: int
   use_bias: bool
   kernel_init: Callable[..., jax.Array] = conv_init
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -219,8 +236,8 @@ class ConvTranspose4x4S2(nn.Module):
       raise ValueError(f'ConvTranspose4x4S2 expects NHWC input, got shape {x.shape}.')
     kernel = self.param('kernel', self.kernel_init,
                         (4, 4, x.shape[-1], self.features), jnp.float32)
-    dtype = jnp.promote_types(x.dtype, kernel.dtype)
+    dtype = self.dtype or jnp.promote_types(x.dtype, kernel.dtype)
     y = conv_transpose_4x4_s2(x.astype(dtype), kernel.astype(dtype))
     if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32).astype(dtype)
     return y

@@ -12,6 +12,7 @@ Fig. 7 compares ``unet-8-64``, ``unet-5-32`` and the encoder-decoders ``ed-8-64`
 `make_generator` builds them by name.
 """
 import re
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -49,6 +50,8 @@ class UNet(nn.Module):
     max_mult: width cap as a multiple of ``features``.
     out_channels: channels of the tanh output.
     dropout_rate: 0 disables dropout.
+    dtype: computation dtype (None: the input's); parameters and BatchNorm
+      statistics are float32, and so is the output.
   """
   num_downs: int = 8
   features: int = 64
@@ -56,6 +59,7 @@ class UNet(nn.Module):
   max_mult: int = 8
   out_channels: int = 1
   dropout_rate: float = 0.5
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -63,26 +67,28 @@ class UNet(nn.Module):
     self._check_input(x)
     widths = encoder_widths(self.num_downs, self.features, self.max_mult)
     innermost = self.num_downs - 1
+    dtype = self.dtype
+    x = x if dtype is None else x.astype(dtype)
     encoded = []
     for i, width in enumerate(widths):
       if i > 0:
         x = nn.leaky_relu(x, 0.2)
-      x = layers.conv4x4(width, strides=2, use_bias=False)(x)
+      x = layers.conv4x4(width, strides=2, use_bias=False, dtype=dtype)(x)
       if 0 < i < innermost:
-        x = layers.batch_norm(train)(x)
+        x = layers.batch_norm(train, dtype)(x)
       encoded.append(x)
     # Up step for block i restores the resolution (and width) of encoded[i - 1].
     for i in range(innermost, 0, -1):
       x = nn.relu(x)
-      x = layers.ConvTranspose4x4S2(widths[i - 1], use_bias=False)(x)
-      x = layers.batch_norm(train)(x)
+      x = layers.ConvTranspose4x4S2(widths[i - 1], use_bias=False, dtype=dtype)(x)
+      x = layers.batch_norm(train, dtype)(x)
       if self._has_dropout(i, widths):
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
       if self.skip:
         x = jnp.concatenate([encoded[i - 1], x], axis=-1)
     x = nn.relu(x)
-    x = layers.ConvTranspose4x4S2(self.out_channels, use_bias=True)(x)
-    return jnp.tanh(x)
+    x = layers.ConvTranspose4x4S2(self.out_channels, use_bias=True, dtype=dtype)(x)
+    return jnp.tanh(x if dtype is None else x.astype(jnp.float32))
 
   def _has_dropout(self, block: int, widths: tuple[int, ...]) -> bool:
     cap = self.features * self.max_mult

@@ -30,7 +30,7 @@ colours) untouched; the ResUNet's 2×2 stride-2 down/up convolutions are written
 depth-to-space around 1×1 convolutions (the same linear maps; XLA:CPU runs them as matrix products).
 """
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -125,41 +125,45 @@ def depth_to_space(x: jax.Array) -> jax.Array:
 class ResBlock(nn.Module):
   """x + conv3×3(relu(conv3×3(x))), no bias (USRNet's ResUNet block)."""
   features: int
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    y = nn.Conv(self.features, (3, 3), padding='SAME', use_bias=False)(x)
-    y = nn.Conv(self.features, (3, 3), padding='SAME', use_bias=False)(nn.relu(y))
+    y = nn.Conv(self.features, (3, 3), padding='SAME', use_bias=False, dtype=self.dtype)(x)
+    y = nn.Conv(self.features, (3, 3), padding='SAME', use_bias=False, dtype=self.dtype)(nn.relu(y))
     return x + y
 
 
 class ResUNet(nn.Module):
   """The prior: a U-Net of residual blocks (USRNet's ResUNet), residual on its first `out_channels`
-  inputs. Input (B, H, W, C_in) with H, W multiples of 2^(len(features)−1)."""
+  inputs. Input (B, H, W, C_in) with H, W multiples of 2^(len(features)−1). `dtype`: the convolutions'
+  computation dtype (None: the input's); parameters and the residual sum are float32."""
   features: Sequence[int] = (64, 128, 256, 512)
   num_blocks: int = 2
   out_channels: int = 3
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    h = nn.Conv(self.features[0], (3, 3), padding='SAME', use_bias=False, name='head')(x)
+    dtype = self.dtype
+    h = nn.Conv(self.features[0], (3, 3), padding='SAME', use_bias=False, name='head', dtype=dtype)(x)
     skips = [h]
     for level, width in enumerate(self.features[1:]):
       for i in range(self.num_blocks):
-        h = ResBlock(self.features[level], name=f'down{level}_block{i}')(h)
-      h = nn.Dense(width, use_bias=False, name=f'down{level}')(space_to_depth(h))  # 2×2 stride-2 conv
+        h = ResBlock(self.features[level], dtype, name=f'down{level}_block{i}')(h)
+      h = nn.Dense(width, use_bias=False, name=f'down{level}', dtype=dtype)(space_to_depth(h))  # 2×2/2 conv
       skips.append(h)
     for i in range(self.num_blocks):
-      h = ResBlock(self.features[-1], name=f'body_block{i}')(h)
+      h = ResBlock(self.features[-1], dtype, name=f'body_block{i}')(h)
     for level in reversed(range(len(self.features) - 1)):
       h = h + skips.pop()
-      h = depth_to_space(nn.Dense(4 * self.features[level], use_bias=False, name=f'up{level}')(h))
+      h = depth_to_space(nn.Dense(4 * self.features[level], use_bias=False, name=f'up{level}', dtype=dtype)(h))
       for i in range(self.num_blocks):
-        h = ResBlock(self.features[level], name=f'up{level}_block{i}')(h)
+        h = ResBlock(self.features[level], dtype, name=f'up{level}_block{i}')(h)
     h = h + skips.pop()
-    out = nn.Conv(self.out_channels, (3, 3), padding='SAME', use_bias=False, name='tail',
+    out = nn.Conv(self.out_channels, (3, 3), padding='SAME', use_bias=False, name='tail', dtype=dtype,
                   kernel_init=nn.initializers.zeros)(h)  # Starts as the identity prior.
-    return x[..., :self.out_channels] + out
+    return x[..., :self.out_channels] + out.astype(x.dtype)
 
 
 # Kernels up to this side are restored whole (the HR canvas of the smallest accepted LR, 16 px plus
@@ -216,6 +220,7 @@ class USRNet(nn.Module):
   num_blocks: int = 2
   border: int = 16
   hyper_features: int = 64
+  dtype: Any = None  # the prior's computation dtype (None: the input's); data step and FFTs stay float32
 
   @nn.compact
   def __call__(self, lr: jax.Array, kernels: jax.Array, noise_sigma: jax.Array, scale: int,
@@ -235,7 +240,7 @@ class USRNet(nn.Module):
 
     # The start: bicubic upsampling on the LR image's grid (planes: NHWC for the resize).
     z = jnp.transpose(degradation.bicubic_upsample(jnp.transpose(y, (0, 2, 3, 1)), scale, grid), (0, 3, 1, 2))
-    prior = ResUNet(self.features, self.num_blocks, out_channels=lr.shape[-1], name='prior')
+    prior = ResUNet(self.features, self.num_blocks, out_channels=lr.shape[-1], dtype=self.dtype, name='prior')
     for i in range(self.iterations):
       x = data_step(z, fb, fbfy, alphas[:, i], scale)
       x = jnp.transpose(x, (0, 2, 3, 1))  # NHWC for the convolutions

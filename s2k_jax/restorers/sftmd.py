@@ -31,6 +31,7 @@ from s2k_jax import metrics
 from s2k_jax import modelio
 from s2k_jax import pca
 from s2k_jax import visualize
+from s2k_jax.models import layers
 from s2k_jax.models import sftmd
 from s2k_jax.restorers import base
 
@@ -110,8 +111,9 @@ def anchor_to_bicubic(sr: jax.Array, lr: jax.Array, scale: int) -> jax.Array:
 
 def create_model(config: ml_collections.ConfigDict) -> sftmd.SFTMD:
   r = config.restorer
+  dtype = layers.compute_dtype(r.dtype, 'restorer.dtype') or jnp.float32
   return sftmd.SFTMD(scale=config.degradation.scale, features=r.features, num_blocks=r.num_blocks,
-                     code_len=r.pca_components + int(with_noise(config)))
+                     code_len=r.pca_components + int(with_noise(config)), dtype=dtype)
 
 
 def fit_basis(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
@@ -203,6 +205,7 @@ def task(config: ml_collections.ConfigDict) -> loop.Task:
   inputs = data.task_inputs(config)  # Checks the config before the basis is fitted.
   anchor_mode(config)
   training_grid(config)  # one downsampler (not random resizers): its outputs sit on that one's grid
+  create_model(config)  # the network's settings (e.g. restorer.dtype)
   basis = fit_basis(config)
   batch_fn = make_batch_fn(config)
   return loop.Task(

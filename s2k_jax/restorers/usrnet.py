@@ -26,6 +26,7 @@ from s2k_jax import loop
 from s2k_jax import metrics
 from s2k_jax import modelio
 from s2k_jax import visualize
+from s2k_jax.models import layers
 from s2k_jax.models import usrnet
 from s2k_jax.restorers import base
 
@@ -53,6 +54,7 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
                        f'restorer.scales={r.scales} (e.g. 96 for 2, 3 and 4).')
   if r.iterations < 1 or r.border < 0:
     raise ValueError(f'restorer.iterations must be ≥ 1 and restorer.border ≥ 0, got {r.iterations}, {r.border}.')
+  layers.compute_dtype(r.dtype, 'restorer.dtype')
   if not hyper_lr_scale(config) > 0:
     raise ValueError(f'train.hyper_lr_scale must be > 0 (the hyper-network\'s learning rate over the '
                      f'rest\'s), got {hyper_lr_scale(config)}.')
@@ -103,7 +105,8 @@ def make_batch_fn(config: ml_collections.ConfigDict):
 def create_model(config: ml_collections.ConfigDict) -> usrnet.USRNet:
   r = config.restorer
   return usrnet.USRNet(iterations=r.iterations, features=tuple(r.features), num_blocks=r.num_blocks,
-                       border=r.border, hyper_features=r.hyper_features)
+                       border=r.border, hyper_features=r.hyper_features,
+                       dtype=layers.compute_dtype(r.dtype, 'restorer.dtype'))
 
 
 def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> train_state.TrainState:
