@@ -9,11 +9,18 @@ Without --testset, a test set is generated once in <out>/testset from --config o
 config (held-out images of its data source, its family and scale, --seed). Writes results.md,
 results.json, results.csv, per_image.csv (row by row, as images
 complete), sr_examples.png and kernel_errors.png to --out.
+
+Several processes (`--distributed`, with --coordinator_address, --num_processes and --process_id where
+the cluster is not detected; `PROGRAM=evaluate.py bash scripts/launch_local.sh N ...` on one machine)
+evaluate together over all their devices; process 0 generates the test set and writes the report.
 """
 import os
+import types
 
 from absl import app
 from absl import flags
+import jax
+from jax.experimental import multihost_utils
 from ml_collections import config_flags
 
 from s2k_jax import estimator as estimator_lib
@@ -41,8 +48,13 @@ flags.DEFINE_integer('hr_crop', 0, 'Generate centred HR crops of this side (0 = 
 flags.DEFINE_integer('batch_size', 8, 'LR images per jitted batch.')
 flags.DEFINE_enum('spectrum_mode', None, ['crop', 'welch'],
                   'Spectrum of the LR images for the estimator (default: the mode it was trained with).')
+flags.DEFINE_bool('distributed', False, 'Evaluate with several processes (docs/multihost.md).')
+flags.DEFINE_string('coordinator_address', '', 'With --distributed: HOST:PORT of process 0 (unset: detected).')
+flags.DEFINE_integer('num_processes', 0, 'With --distributed: the number of processes (0: detected).')
+flags.DEFINE_integer('process_id', -1, 'With --distributed: this process, in [0, N) (-1: detected).')
 flags.mark_flags_as_required(['out'])
 GENERATION_FLAGS = ('config', 'seed', 'limit', 'copies', 'hr_crop')  # read only to generate a test set
+CLUSTER_FLAGS = ('distributed', 'coordinator_address', 'num_processes', 'process_id')
 
 
 def main(argv):
@@ -51,6 +63,8 @@ def main(argv):
   runtime.quiet_library_logs()
   if not (FLAGS.estimator or FLAGS.restorer):
     raise app.UsageError('give --estimator, --restorer or both.')
+  cluster = types.SimpleNamespace(**{name: FLAGS[name].value for name in CLUSTER_FLAGS})
+  runtime.exit_on_user_error(lambda: runtime.maybe_initialize_distributed(cluster, prefix='--'))
   runtime.exit_on_user_error(evaluate_and_report)
 
 
@@ -82,17 +96,20 @@ def evaluate_and_report():
                      f'{testset_dir} to generate it again.')
   est = estimator_lib.load(FLAGS.estimator) if FLAGS.estimator else None
   rests = evaluation.distinct_names([tasks.load_restorer(r) for r in FLAGS.restorer or []])
-  if not reuse and FLAGS.testset is None:
+  if not reuse and FLAGS.testset is None and jax.process_index() == 0:
     # The estimator's or the (single-scale) restorer's config fixes family and scale.
     config = FLAGS.config if FLAGS.config is not None else testset_config(est, rests)
     testsets.generate(config, testset_dir, seed=FLAGS.seed, limit=FLAGS.limit, hr_crop=FLAGS.hr_crop,
                       copies=FLAGS.copies)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('evaluate.py: test set ready')  # process 0 made it
   testset = testsets.load(testset_dir)
   result = evaluation.evaluate(testset, FLAGS.out, est, rests, FLAGS.batch_size, FLAGS.spectrum_mode)
   summary = evaluation.summarize(result, testset, est, rests)
   evaluation.write_report(result, summary, FLAGS.out)
-  with open(os.path.join(FLAGS.out, 'results.md')) as f:
-    print(f.read())
+  if jax.process_index() == 0:
+    with open(os.path.join(FLAGS.out, 'results.md')) as f:
+      print(f.read())
 
 
 if __name__ == '__main__':

@@ -122,6 +122,10 @@ def check_kernels(kernels: Any) -> None:
     if shape[1] != shape[2] or shape[1] % 2 == 0:
       raise ValueError(f'kernels must be square with an odd side, got {shape[1:]}.')
     return
+  if isinstance(kernels, jax.Array) and not kernels.is_fully_addressable:
+    for shard in kernels.addressable_shards:  # several processes: each checks the rows it holds
+      kernels_lib.validate_kernel(shard.data)
+    return
   kernels_lib.validate_kernel(kernels)
 
 

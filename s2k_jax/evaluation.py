@@ -120,18 +120,19 @@ def _batches(testset: testsets.TestSet, batch_size: int) -> Iterable[list[int]]:
 
 def _sharded(x: np.ndarray, mesh) -> tuple[jax.Array, int]:
   """Pads the batch to a multiple of the device count (repeating its last image) and shards it on
-  'data', so the jitted models run data-parallel over every device; returns (array, true batch size)."""
+  'data', so the jitted models run data-parallel over every device of every process (each holds the
+  whole batch and places its devices' rows); returns (array, true batch size)."""
   n, devices = x.shape[0], mesh.devices.size
   pad = (-n) % devices
   if pad:
     x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
-  return jax.device_put(x, sharding.data_sharded(mesh)), n
+  return sharding.shard_replicated_batch({'x': x}, mesh)['x'], n
 
 
 def _run_sharded(fn, mesh, *arrays):
-  """fn(*sharded arrays) → numpy, without the padding rows."""
+  """fn(*sharded arrays) → numpy on every process (gathered first), without the padding rows."""
   sharded = [_sharded(np.asarray(a), mesh) for a in arrays]
-  out = fn(*(a for a, _ in sharded))
+  out = sharding.gather(fn(*(a for a, _ in sharded)), mesh)
   n = sharded[0][1]
   return jax.tree.map(lambda y: np.asarray(y)[:n], out)
 
@@ -142,10 +143,11 @@ def _image_scores(sr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[np.ndarra
 
 
 class _RowWriter:
-  """Per-image CSV written row by row (flushed), so partial results survive an interruption."""
+  """Per-image CSV written row by row (flushed), so partial results survive an interruption; by
+  process 0 alone when several evaluate together."""
 
   def __init__(self, path: str, fields: list[str]):
-    self._file = open(path, 'w', newline='', encoding='utf-8')
+    self._file = open(path if jax.process_index() == 0 else os.devnull, 'w', newline='', encoding='utf-8')
     self._csv = csv.DictWriter(self._file, fieldnames=fields)
     self._csv.writeheader()
 
@@ -170,7 +172,7 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
   if est is None and not rests:
     raise ValueError('nothing to evaluate: give an estimator, a restorer, or both.')
   check_compatible(testset, est, rests)
-  os.makedirs(out_dir, exist_ok=True)
+  os.makedirs(out_dir, exist_ok=True)  # every process computes everything; process 0 writes
   scale, n = testset.scale, len(testset)
   # The test set's own kernels define the family and its mean kernel (a mixed-family restorer
   # evaluated on a Gaussian set is compared with the Gaussian mean).
@@ -289,6 +291,8 @@ def summarize(result: dict[str, Any], testset: testsets.TestSet, est, rest) -> d
 
 
 def write_report(result: dict[str, Any], summary: dict[str, Any], out_dir: str) -> None:
+  if jax.process_index() != 0:  # several processes (evaluate.py --distributed): one report
+    return
   """results.md (Table 1 and Figure 6 layouts), results.json, results.csv and PNG figures."""
   with open(os.path.join(out_dir, 'results.json'), 'w') as f:
     json.dump(summary, f, indent=2)

@@ -306,10 +306,8 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
   make_batch = jax.jit(task.make_batch, out_shardings=batch_sharding)
   eval_host_batch = sharding.shard_replicated_batch(task.eval_data(), mesh)  # the same on every process
   eval_batch = make_batch(eval_host_batch, jax.random.key(config.seed + 1))
-  # Every process reads the whole eval batch and outputs: gathered (replicated) on the devices first,
-  # since a process can fetch only arrays it holds whole.
-  gather = jax.jit(lambda tree: tree, out_shardings=state_sharding)
-  eval_host = jax.device_get(gather(eval_batch))
+  # Every process reads the whole eval batch and outputs: gathered on every device first.
+  eval_host = jax.device_get(sharding.gather(eval_batch, mesh))
 
   variants = [functools.partial(task.train_step, variant=v) for v in range(task.train_variants)] \
       if task.train_variants > 1 else [task.train_step]

@@ -64,5 +64,11 @@ def shard_replicated_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[
   return jax.tree.map(put, dict(batch))
 
 
+def gather(tree: Any, mesh: Mesh) -> Any:
+  """Arrays sharded over the mesh → the same values replicated on every device, which every process
+  can then read whole (a process can fetch only arrays it holds entirely)."""
+  return jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
+
+
 def abstract_like(state: Any, sharding: NamedSharding) -> Any:
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state)

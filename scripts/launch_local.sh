@@ -3,9 +3,11 @@
 # devices, talking through JAX's CPU collectives (gloo) — what a pod or a cluster does, on a laptop.
 #
 #   DEVICES=4 bash scripts/launch_local.sh 2 --config configs/gaussian.py:smoke --workdir runs/two
+#   PROGRAM=evaluate.py DEVICES=4 bash scripts/launch_local.sh 2 --restorer runs/two ... --out results/two
 #
-# Every process gets the same arguments plus --config.train.distributed=True and the cluster fields
-# (coordinator 127.0.0.1 on a free port, num_processes N, process_id i). Process 0 writes to the terminal
+# Every process gets the same arguments plus the cluster settings (coordinator 127.0.0.1 on a free port,
+# num_processes N, process_id i): train.py's config fields (--config.train.distributed=True, ...), or for
+# PROGRAM=evaluate.py its flags (--distributed, --coordinator_address, ...). Process 0 writes to the terminal
 # (metrics, checkpoints and the progress bar are process 0's); process i > 0 to LOGDIR/process_i.log
 # (LOGDIR: a fresh temporary folder unless set). The script waits for all of them; if one fails, it stops
 # the others and exits with that process's status. PYTHON picks the interpreter (default: python).
@@ -22,21 +24,26 @@ if [[ ! $DEVICES =~ ^[1-9][0-9]*$ ]]; then
   exit 2
 fi
 PYTHON=${PYTHON:-python}
-TRAIN="$(cd "$(dirname "$0")/.." && pwd)/train.py"
+PROGRAM=${PROGRAM:-train.py}
+case $PROGRAM in
+  train.py) FIELD=--config.train. ;;
+  evaluate.py) FIELD=-- ;;
+  *) echo "PROGRAM=$PROGRAM: launch_local.sh runs train.py or evaluate.py." >&2; exit 2 ;;
+esac
+TRAIN="$(cd "$(dirname "$0")/.." && pwd)/$PROGRAM"
 LOGDIR=${LOGDIR:-$(mktemp -d -t launch_local.XXXXXX)}
 mkdir -p "$LOGDIR"
 PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export JAX_PLATFORMS=cpu
 export XLA_FLAGS="--xla_force_host_platform_device_count=$DEVICES ${XLA_FLAGS:-}"
-CLUSTER=(--config.train.distributed=True --config.train.coordinator_address="127.0.0.1:$PORT"
-         --config.train.num_processes="$N")
+CLUSTER=("${FIELD}distributed=True" "${FIELD}coordinator_address=127.0.0.1:$PORT" "${FIELD}num_processes=$N")
 
 pids=()
 for ((i = 0; i < N; i++)); do
   if ((i == 0)); then
-    "$PYTHON" "$TRAIN" "$@" "${CLUSTER[@]}" --config.train.process_id=0 &
+    "$PYTHON" "$TRAIN" "$@" "${CLUSTER[@]}" "${FIELD}process_id=0" &
   else
-    "$PYTHON" "$TRAIN" "$@" "${CLUSTER[@]}" --config.train.process_id="$i" > "$LOGDIR/process_$i.log" 2>&1 &
+    "$PYTHON" "$TRAIN" "$@" "${CLUSTER[@]}" "${FIELD}process_id=$i" > "$LOGDIR/process_$i.log" 2>&1 &
   fi
   pids+=($!)
 done

@@ -116,3 +116,33 @@ def test_sigterm_to_one_process_stops_all_at_one_saved_step(tmp_path):
   step = int(stopped.group(1))
   assert sorted(p.name for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit()) == [str(step)]
   assert f'Stopped at step {step} after saving a checkpoint' in (logs / 'process_1.log').read_text()
+
+
+@pytest.mark.slow
+def test_evaluate_on_two_processes_gives_the_numbers_of_one(tmp_path):
+  """evaluate.py over 2 processes × 2 devices = over 1 process × 4 (the shipped Gaussian ×4 estimator
+  and USRNet on 4 small held-out LR images): the same results.json and per-image rows, written once."""
+  models = ['--estimator', 's2k_jax/weights/gaussian_x4_estimator.npz',
+            '--restorer', 's2k_jax/weights/usrnet_mixed.npz']
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHON=sys.executable, LOGDIR=str(tmp_path / 'logs'),
+             PROGRAM='evaluate.py', DEVICES='2', XLA_FLAGS=XLA_FLAGS)
+  one = subprocess.run([sys.executable, 'evaluate.py', *models, f'--out={tmp_path / "one"}', '--limit=2',
+                        '--hr_crop=96', '--copies=2'], cwd=ROOT, capture_output=True, text=True, timeout=500,
+                       env=dict(env, XLA_FLAGS=f'--xla_force_host_platform_device_count=4 {XLA_FLAGS}'), check=False)
+  assert one.returncode == 0, one.stderr[-3000:]
+  two = subprocess.run(['bash', 'scripts/launch_local.sh', '2', *models, f'--out={tmp_path / "two"}',
+                        f'--testset={tmp_path / "one" / "testset"}'], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=500, check=False)
+  assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+  results = [json.loads((tmp_path / run / 'results.json').read_text()) for run in ('one', 'two')]
+  flat = [jax.tree_util.tree_flatten_with_path(r)[0] for r in results]
+  assert [path for path, _ in flat[0]] == [path for path, _ in flat[1]] and len(flat[0]) > 20
+  for (path, a), (_, b) in zip(*flat):
+    if isinstance(a, float):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+    else:
+      assert a == b, jax.tree_util.keystr(path)
+  rows = [(tmp_path / run / 'per_image.csv').read_text().splitlines() for run in ('one', 'two')]
+  assert len(rows[0]) == len(rows[1]) > 4
+  assert two.stdout.count('PSNR') == one.stdout.count('PSNR') > 0  # the report printed once
+  assert 'PSNR' not in (tmp_path / 'logs' / 'process_1.log').read_text()
