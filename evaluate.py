@@ -15,6 +15,7 @@ the cluster is not detected; `PROGRAM=evaluate.py bash scripts/launch_local.sh N
 evaluate together over all their devices; process 0 generates the test set and writes the report.
 """
 import os
+import signal
 import types
 
 from absl import app
@@ -65,6 +66,9 @@ def main(argv):
     raise app.UsageError('give --estimator, --restorer or both.')
   cluster = types.SimpleNamespace(**{name: FLAGS[name].value for name in CLUSTER_FLAGS})
   runtime.exit_on_user_error(lambda: runtime.maybe_initialize_distributed(cluster, prefix='--'))
+  if jax.process_count() > 1:
+    # JAX's preemption notifier would turn SIGTERM into a flag that evaluation never reads: stop.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
   runtime.exit_on_user_error(evaluate_and_report)
 
 
@@ -90,19 +94,24 @@ def evaluate_and_report():
     testsets.check_overrides(config_flags.get_override_values(FLAGS['config']))
   testset_dir = FLAGS.testset or os.path.join(FLAGS.out, 'testset')
   reuse = os.path.exists(testset_dir)
+  several = jax.process_count() > 1
+  if several:  # every process has looked before process 0 may make it
+    multihost_utils.sync_global_devices('evaluate.py: test set looked up')
   if FLAGS.testset is None and reuse and generation:
     raise ValueError(f'{testset_dir} already holds the test set of an earlier run, so --'
                      f'{", --".join(generation)} would have no effect: pass another --out, or delete '
                      f'{testset_dir} to generate it again.')
   est = estimator_lib.load(FLAGS.estimator) if FLAGS.estimator else None
   rests = evaluation.distinct_names([tasks.load_restorer(r) for r in FLAGS.restorer or []])
-  if not reuse and FLAGS.testset is None and jax.process_index() == 0:
-    # The estimator's or the (single-scale) restorer's config fixes family and scale.
+  if not reuse and FLAGS.testset is None:
+    # The estimator's or the (single-scale) restorer's config fixes family and scale (checked on every
+    # process, so that a missing one stops them all); process 0 writes the set.
     config = FLAGS.config if FLAGS.config is not None else testset_config(est, rests)
-    testsets.generate(config, testset_dir, seed=FLAGS.seed, limit=FLAGS.limit, hr_crop=FLAGS.hr_crop,
-                      copies=FLAGS.copies)
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices('evaluate.py: test set ready')  # process 0 made it
+    if jax.process_index() == 0:
+      testsets.generate(config, testset_dir, seed=FLAGS.seed, limit=FLAGS.limit, hr_crop=FLAGS.hr_crop,
+                        copies=FLAGS.copies)
+  if several:
+    multihost_utils.sync_global_devices('evaluate.py: test set ready')
   testset = testsets.load(testset_dir)
   result = evaluation.evaluate(testset, FLAGS.out, est, rests, FLAGS.batch_size, FLAGS.spectrum_mode)
   summary = evaluation.summarize(result, testset, est, rests)

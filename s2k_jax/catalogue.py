@@ -15,7 +15,6 @@ from s2k_jax import kernels
 
 ESTIMATOR = 'estimator'
 RESTORERS = ('usrnet', 'sftmd')  # the restorer networks, as `s2k-sr --restorer` names them
-DEFAULT_RESTORER = 'usrnet'  # the one that measures best on held-out photos (docs/results.md)
 ESTIMATOR_SCALE = 4  # the scale s2k-sr uses when --scale is not given
 
 
@@ -28,8 +27,8 @@ class Shipped:
   scales: tuple[int, ...]     # the scales it reads (an estimator: one)
   recipe: tuple[str, ...]     # configs/release.py stages in order; each one after the first starts from
                               # the export of the one before
-  default_on: tuple[str, ...] = ()  # estimators: the LR grids (degradation.LR_GRIDS) on which s2k-sr uses
-                                    # it by default; restorers: () = not the default network
+  default_on: tuple[str, ...] = ()  # the LR grids (degradation.LR_GRIDS) on which s2k-sr uses it by
+                                    # default (a restorer: both, or none)
   export_step: int | None = None    # the checkpoint step exported (None: the last)
   raw_weights: bool = False         # exported with --raw_weights (a run that also kept a moving average)
   summary: str = ''
@@ -77,6 +76,11 @@ SHIPPED = (
     Shipped('sftmd_motion_x4.npz', 'sftmd', 'motion', (4,), ('sftmd_motion_x4',),
             summary='--restorer sftmd, motion ×4'),
 )
+
+
+# The restorer network s2k-sr uses by default: the one that measures best on held-out photos
+# (docs/results.md).
+DEFAULT_RESTORER, = {m.kind for m in SHIPPED if m.kind in RESTORERS and m.default_on}
 
 
 def by_name(name: str) -> Shipped:

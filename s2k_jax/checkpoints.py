@@ -16,8 +16,9 @@ STATE, DATA_ITER, META = 'state', 'data_iter', 'meta'
 
 def checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+  local = '://' not in workdir  # a bucket path (gs://…) stays as it is
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), SUBDIR), options=options,
+      os.path.join(os.path.abspath(workdir) if local else workdir, SUBDIR), options=options,
       item_names=(STATE, DATA_ITER, META))
 
 
@@ -52,7 +53,7 @@ def has_data_state(mngr: ocp.CheckpointManager, step: int) -> bool:
   """Whether the checkpoint at `step` holds this process's data-iterator state: grain writes one file
   per process, named by its index and the process count (so not when another count saved it)."""
   name = f'process_{jax.process_index()}-of-{jax.process_count()}.json'
-  return os.path.isfile(os.path.join(str(mngr.directory), str(step), DATA_ITER, name))
+  return (mngr.directory / str(step) / DATA_ITER / name).exists()  # an etils path: local or a bucket
 
 
 def read_meta(checkpoint_dir: str, step: int | None = None) -> dict:

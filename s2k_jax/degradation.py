@@ -122,11 +122,16 @@ def check_kernels(kernels: Any) -> None:
     if shape[1] != shape[2] or shape[1] % 2 == 0:
       raise ValueError(f'kernels must be square with an odd side, got {shape[1:]}.')
     return
-  if isinstance(kernels, jax.Array) and not kernels.is_fully_addressable:
-    for shard in kernels.addressable_shards:  # several processes: each checks the rows it holds
-      kernels_lib.validate_kernel(shard.data)
-    return
-  kernels_lib.validate_kernel(kernels)
+  for rows in held_rows(kernels):  # several processes: each checks the rows it holds
+    kernels_lib.validate_kernel(rows)
+
+
+def held_rows(x: Any) -> list[Any]:
+  """The parts of an array this process holds: an array sharded over several processes' devices gives
+  its addressable shards (a process can read no other part), anything else itself whole."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return [shard.data for shard in x.addressable_shards]
+  return [x]
 
 
 def _check_images(images: Any) -> None:
@@ -316,7 +321,7 @@ def lr_grid(method: str) -> str:
                      f'estimators and USRNet; here one downsampler is needed: one of {DOWNSAMPLE_METHODS}.')
   if method not in DOWNSAMPLE_METHODS:
     raise ValueError(f'downsample method must be one of {DOWNSAMPLE_METHODS} (or {RANDOM_RESIZER!r} for '
-                     f'estimator training), got {method!r}.')
+                     f'training estimators and USRNet), got {method!r}.')
   return 'direct' if method == 'direct' else 'centre'
 
 

@@ -291,9 +291,10 @@ def summarize(result: dict[str, Any], testset: testsets.TestSet, est, rest) -> d
 
 
 def write_report(result: dict[str, Any], summary: dict[str, Any], out_dir: str) -> None:
-  if jax.process_index() != 0:  # several processes (evaluate.py --distributed): one report
+  """results.md (Table 1 and Figure 6 layouts), results.json, results.csv and PNG figures; by process 0
+  alone when several evaluate together."""
+  if jax.process_index() != 0:
     return
-  """results.md (Table 1 and Figure 6 layouts), results.json, results.csv and PNG figures."""
   with open(os.path.join(out_dir, 'results.json'), 'w') as f:
     json.dump(summary, f, indent=2)
   s, fam = summary['scale'], summary['family']

@@ -313,7 +313,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
       if task.train_variants > 1 else [task.train_step]
   step_fns = [jax.jit(fn, donate_argnums=0, in_shardings=(state_sharding, batch_sharding, state_sharding),
                       out_shardings=(state_sharding, state_sharding)) for fn in variants]
-  eval_fn = jax.jit(task.eval_step, out_shardings=state_sharding)
+  eval_fn = jax.jit(task.eval_step)
   writer = MetricWriter(workdir)
   guard = PreemptionGuard()
   pending = None  # Metrics of the previous step, checked one step late to keep dispatch asynchronous.
@@ -340,7 +340,8 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
         bar.set_postfix({k: f'{float(values[k]):.4g}' for k in task.progress_keys})
 
       if step % config.train.eval_every == 0 or step == config.train.num_steps:
-        scalars, figure = task.summarize_eval(jax.device_get(eval_fn(state, eval_batch)), eval_host)
+        scalars, figure = task.summarize_eval(jax.device_get(sharding.gather(eval_fn(state, eval_batch), mesh)),
+                                              eval_host)
         write_eval(writer, workdir, step, scalars, figure)
 
       stop = guard.should_stop(step, mngr)

@@ -42,6 +42,12 @@ CONNECT_TIMEOUT = 60
 HEARTBEAT_TIMEOUT = 30
 
 
+def _host_and_port(address: str) -> tuple[str, str]:
+  """'HOST:PORT' ('[v6]:PORT' too) → (host without brackets, port text)."""
+  host, _, port = address.rpartition(':')
+  return host.strip('[]'), port
+
+
 def cluster_settings(train: Any, prefix: str = 'train.') -> dict[str, Any] | None:
   """The explicit cluster of a config's train section (or of evaluate.py's flags, `prefix` '--') →
   jax.distributed.initialize's arguments, None to auto-detect (the three fields unset), or a ValueError
@@ -61,7 +67,7 @@ def cluster_settings(train: Any, prefix: str = 'train.') -> dict[str, Any] | Non
     missing = ', '.join(name(k) for k, v in given.items() if not v)
     raise ValueError(f'set {name("coordinator_address")}, {name("num_processes")} and {name("process_id")} '
                      f'together (or none of them, to auto-detect the cluster); missing: {missing}.')
-  host, _, port = address.rpartition(':')
+  host, port = _host_and_port(address)
   if not host or not port.isdigit() or not 0 < int(port) < 65536:
     raise ValueError(f'{name("coordinator_address")}={address!r} must be HOST:PORT (process 0\'s address and a '
                      'free port, e.g. 10.0.0.2:1234 or 127.0.0.1:12345).')
@@ -75,8 +81,7 @@ def cluster_settings(train: Any, prefix: str = 'train.') -> dict[str, Any] | Non
 def _wait_for_coordinator(address: str, timeout: float, field: str) -> None:
   """Processes other than 0: until process 0's coordinator accepts a TCP connection, or a ValueError
   naming the address (jax would abort the process without a word on where it tried)."""
-  host, _, port = address.rpartition(':')
-  host = host.strip('[]')
+  host, port = _host_and_port(address)
   try:
     socket.getaddrinfo(host, int(port))
   except OSError as e:

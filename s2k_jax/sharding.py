@@ -2,6 +2,7 @@
 every device of every host, its shardings, host batches → global arrays. Used by training, evaluation
 and inference alike.
 """
+import functools
 from typing import Any, Mapping
 
 import jax
@@ -65,9 +66,16 @@ def shard_replicated_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[
 
 
 def gather(tree: Any, mesh: Mesh) -> Any:
-  """Arrays sharded over the mesh → the same values replicated on every device, which every process
-  can then read whole (a process can fetch only arrays it holds entirely)."""
-  return jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
+  """Arrays sharded over the mesh → arrays every process can read whole (a process can fetch only
+  arrays it holds entirely): with several processes, replicated on every device; else as they are."""
+  if all(x.is_fully_addressable for x in jax.tree.leaves(tree)):
+    return tree
+  return _replicate(mesh)(tree)
+
+
+@functools.cache
+def _replicate(mesh: Mesh):
+  return jax.jit(lambda tree: tree, out_shardings=replicated(mesh))
 
 
 def abstract_like(state: Any, sharding: NamedSharding) -> Any:

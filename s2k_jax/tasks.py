@@ -41,7 +41,8 @@ def next_steps(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   (`commands.runnable` makes them runnable as printed): evaluate it, super-resolve a photo with it and
   the shipped model it goes with."""
   family, task = config.degradation.family, config.task
-  scales = [int(s) for s in config.restorer.scales] if task == 'usrnet' else [int(config.degradation.scale)]
+  # The scale to try: a restorer of several scales (USRNet) at its largest.
+  scale = max(int(s) for s in config.restorer.scales) if task == 'usrnet' else int(config.degradation.scale)
   kind = 'estimator' if task == 'estimator' else 'restorer'
   evaluated = ('kernel errors on the held-out photos (Figure 6)' if kind == 'estimator' else
                f'PSNR/SSIM: bicubic, {TASKS[task].NAME} with the mean and the true kernels (Table 1)')
@@ -49,16 +50,16 @@ def next_steps(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   sr = f's2k-sr your_photo.png --out sr_out --{kind} {workdir}'
   if kind == 'restorer':
     family = 'gaussian' if family == kernels.MIXED else family
-    if (family, scales[0]) in modelio.PRETRAINED_ESTIMATORS:
-      return lines + [f'{sr} --family {family} --scale {scales[-1]}   # blind ×{scales[-1]} SR with the '
-                      f'shipped {family} estimator']
-    train = f'--config configs/{family}.py:photo --config.degradation.scale={scales[0]} --workdir ESTIMATOR_WORKDIR'
-    return lines + [f'{sr} --estimator ESTIMATOR_WORKDIR   # train a {family} ×{scales[0]} estimator first: '
+    if (family, scale) in modelio.PRETRAINED_ESTIMATORS:
+      return lines + [f'{sr} --family {family} --scale {scale}   # blind ×{scale} SR with the shipped {family} '
+                      'estimator']
+    train = f'--config configs/{family}.py:photo --config.degradation.scale={scale} --workdir ESTIMATOR_WORKDIR'
+    return lines + [f'{sr} --estimator ESTIMATOR_WORKDIR   # train a {family} ×{scale} estimator first: '
                     f'python train.py {train}']
   if family == kernels.MIXED:  # The shipped USRNet serves every family.
-    return lines + [f'{sr}   # blind ×{scales[0]} SR with the shipped restorer']
-  if (family, scales[0]) in modelio.PRETRAINED_RESTORERS[modelio.DEFAULT_RESTORER]:
-    return lines + [f'{sr} --family {family}   # blind ×{scales[0]} SR with the shipped restorer']
+    return lines + [f'{sr}   # blind ×{scale} SR with the shipped restorer']
+  if (family, scale) in modelio.PRETRAINED_RESTORERS[modelio.DEFAULT_RESTORER]:
+    return lines + [f'{sr} --family {family}   # blind ×{scale} SR with the shipped restorer']
   train = '--config configs/usrnet.py --workdir RESTORER_WORKDIR'
   return lines + [f'{sr} --restorer RESTORER_WORKDIR   # train a restorer first: python train.py {train}']
 

@@ -13,6 +13,10 @@
 # the others and exits with that process's status. PYTHON picks the interpreter (default: python).
 # docs/multihost.md has the recipes for cloud TPU and SLURM.
 set -u
+if ((BASH_VERSINFO[0] < 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] < 1))); then
+  echo "launch_local.sh needs bash 5.1 or later (wait -n -p); this is bash $BASH_VERSION." >&2
+  exit 2
+fi
 if [[ $# -lt 2 || ! $1 =~ ^[1-9][0-9]*$ ]]; then
   echo "usage: DEVICES=M bash scripts/launch_local.sh N train.py-arguments... (N ≥ 1 processes)" >&2
   exit 2
@@ -33,12 +37,18 @@ esac
 TRAIN="$(cd "$(dirname "$0")/.." && pwd)/$PROGRAM"
 LOGDIR=${LOGDIR:-$(mktemp -d -t launch_local.XXXXXX)}
 mkdir -p "$LOGDIR"
-PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') \
+  || { echo "launch_local: $PYTHON could not find a free port on 127.0.0.1." >&2; exit 2; }
 export JAX_PLATFORMS=cpu
-export XLA_FLAGS="--xla_force_host_platform_device_count=$DEVICES ${XLA_FLAGS:-}"
+# This script's device count, replacing any in the caller's XLA_FLAGS.
+XLA_FLAGS=$(sed -E 's/--xla_force_host_platform_device_count=[0-9]+//g' <<< "${XLA_FLAGS:-}")
+export XLA_FLAGS="$XLA_FLAGS --xla_force_host_platform_device_count=$DEVICES"
 CLUSTER=("${FIELD}distributed=True" "${FIELD}coordinator_address=127.0.0.1:$PORT" "${FIELD}num_processes=$N")
 
+# SIGINT/SIGTERM to this script: passed on as SIGTERM to every process (they save and stop together).
 pids=()
+stopping=0
+trap 'stopping=1; kill -TERM "${pids[@]}" 2>/dev/null' INT TERM
 for ((i = 0; i < N; i++)); do
   if ((i == 0)); then
     "$PYTHON" "$TRAIN" "$@" "${CLUSTER[@]}" "${FIELD}process_id=0" &
@@ -48,19 +58,24 @@ for ((i = 0; i < N; i++)); do
   pids+=($!)
 done
 ((N > 1)) && echo "launch_local: $N processes × $DEVICES CPU devices, coordinator 127.0.0.1:$PORT; logs of processes 1–$((N - 1)) in $LOGDIR" >&2
-trap 'kill "${pids[@]}" 2>/dev/null' INT TERM
 
 status=0
 remaining=$N
 while ((remaining > 0)); do
+  done_pid=
   wait -n -p done_pid
   code=$?
+  [[ -z $done_pid ]] && continue  # a signal interrupted the wait; no process ended
   remaining=$((remaining - 1))
   if ((code != 0 && status == 0)); then
-    for ((i = 0; i < N; i++)); do [[ ${pids[$i]} == "${done_pid:-}" ]] && failed=$i; done
-    echo "launch_local: process ${failed:-?} exited with status $code; stopping the others (its log: ${LOGDIR}/process_${failed:-?}.log)." >&2
+    for ((i = 0; i < N; i++)); do [[ ${pids[$i]} == "$done_pid" ]] && failed=$i; done
+    where="its log: $LOGDIR/process_$failed.log"
+    ((failed == 0)) && where='its output is above'
     status=$code
-    kill "${pids[@]}" 2>/dev/null
+    if ((stopping == 0)); then
+      echo "launch_local: process $failed exited with status $code; stopping the others ($where)." >&2
+      kill -TERM "${pids[@]}" 2>/dev/null
+    fi
   fi
 done
 exit $status

@@ -22,7 +22,7 @@ WEIGHTS = os.path.dirname(modelio.pretrained_path(catalogue.SHIPPED[0].file))
 # Fields that say where and how often a run wrote things, not what the model learned.
 BOOKKEEPING = {'train.log_every', 'train.eval_every', 'train.checkpoint_every', 'train.keep_checkpoints',
                'train.init_from', 'train.distributed', 'data.tfds_data_dir', 'data.num_workers',
-               'data.read_threads'}
+               'data.read_threads', 'train.coordinator_address', 'train.num_processes', 'train.process_id'}
 
 
 def _flat(tree, prefix=''):

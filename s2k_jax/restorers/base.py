@@ -95,8 +95,7 @@ class Restorer:
                        f'{self.kernel_size}×{self.kernel_size} the {self.name} restorer in {self.directory} '
                        'represents; crop their zero border (kernels.resize_canvas) or use a larger restorer.')
     if noise_sigma is not None:
-      held = ([s.data for s in noise_sigma.addressable_shards]  # several processes: the rows held here
-              if isinstance(noise_sigma, jax.Array) and not noise_sigma.is_fully_addressable else [noise_sigma])
+      held = degradation.held_rows(noise_sigma)  # several processes: the rows held here
       for sigma in np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in held]):
         noise.check_sigma(sigma)
     lr = jnp.asarray(lr)
