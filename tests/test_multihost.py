@@ -119,15 +119,15 @@ def test_sigterm_to_one_process_stops_all_at_one_saved_step(tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_on_two_processes_gives_the_numbers_of_one(tmp_path):
-  """evaluate.py over 2 processes × 2 devices = over 1 process × 4 (the shipped Gaussian ×4 estimator
-  and USRNet on 4 small held-out LR images): the same results.json and per-image rows, written once."""
-  models = ['--estimator', 's2k_jax/weights/gaussian_x4_estimator.npz',
-            '--restorer', 's2k_jax/weights/usrnet_mixed.npz']
+def test_evaluate_on_two_processes_gives_the_numbers_of_one(tmp_path, smoke_estimator_workdir,
+                                                           smoke_usrnet_workdir):
+  """evaluate.py over 2 processes × 2 devices = over 1 process × 4 (the :smoke estimator and USRNet on
+  4 small held-out LR images): the same results.json and per-image rows, written once."""
+  models = ['--estimator', str(smoke_estimator_workdir), '--restorer', str(smoke_usrnet_workdir)]
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHON=sys.executable, LOGDIR=str(tmp_path / 'logs'),
              PROGRAM='evaluate.py', DEVICES='2', XLA_FLAGS=XLA_FLAGS)
   one = subprocess.run([sys.executable, 'evaluate.py', *models, f'--out={tmp_path / "one"}', '--limit=2',
-                        '--hr_crop=96', '--copies=2'], cwd=ROOT, capture_output=True, text=True, timeout=500,
+                        '--hr_crop=128', '--copies=2'], cwd=ROOT, capture_output=True, text=True, timeout=500,
                        env=dict(env, XLA_FLAGS=f'--xla_force_host_platform_device_count=4 {XLA_FLAGS}'), check=False)
   assert one.returncode == 0, one.stderr[-3000:]
   two = subprocess.run(['bash', 'scripts/launch_local.sh', '2', *models, f'--out={tmp_path / "two"}',
