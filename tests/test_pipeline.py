@@ -274,8 +274,12 @@ def test_a_multi_scale_restorer_runs_at_the_estimators_scale(est):
   rest = usrnet_restorer.from_state(config, state)
   pipeline.check_compatible(est, rest)
   pipeline.check_compatible(est, rest, scale=4)
-  with pytest.raises(pipeline.IncompatibleModelsError, match=r'reads ×4 LR spectra, not ×2'):
+  with pytest.raises(pipeline.IncompatibleModelsError, match=r'reads ×4 LR spectra, not ×2') as refused:
     pipeline.check_compatible(est, rest, scale=2)
+  assert '{' not in str(refused.value)  # every placeholder filled in (an f-string, not a template)
+  with pytest.raises(pipeline.IncompatibleModelsError, match=r'restores ×2, ×3, ×4, not ×5.*for ×5') as refused:
+    pipeline.check_compatible(est, rest, scale=5)
+  assert '{' not in str(refused.value)
   lr = np.random.default_rng(0).random((1, 20, 24, 3)).astype(np.float32)
   assert pipeline.super_resolve_batch(lr, est, rest, tile=0)['sr'].shape == (1, 80, 96, 3)
 
