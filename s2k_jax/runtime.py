@@ -3,6 +3,7 @@ logs, user errors as one line and exit status 1, multi-host initialisation. No p
 entry points' plumbing, kept out of the training driver so that inference never imports training.
 """
 import logging as std_logging
+import os
 import socket
 import sys
 import threading
@@ -39,7 +40,7 @@ def exit_on_user_error(fn: Callable[[], Any]) -> Any:
 # Seconds: connecting to the coordinator (an unreachable one is an error after this), and without a
 # heartbeat from a process before the others stop (a killed process ends the run, never hangs it).
 CONNECT_TIMEOUT = 60
-HEARTBEAT_TIMEOUT = 30
+HEARTBEAT_TIMEOUT = int(os.environ.get('S2K_HEARTBEAT_TIMEOUT', 30))  # a flaky network may want more
 
 
 def _host_and_port(address: str) -> tuple[str, str]:

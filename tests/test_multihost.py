@@ -6,6 +6,7 @@ import os
 import pathlib
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -146,3 +147,36 @@ def test_evaluate_on_two_processes_gives_the_numbers_of_one(tmp_path, smoke_esti
   assert len(rows[0]) == len(rows[1]) > 4
   assert two.stdout.count('PSNR') == one.stdout.count('PSNR') > 0  # the report printed once
   assert 'PSNR' not in (tmp_path / 'logs' / 'process_1.log').read_text()
+
+
+@pytest.mark.slow
+def test_a_killed_process_ends_the_others_with_its_name(tmp_path):
+  """SIGKILL of process 1 (a crashed host): process 0 stops within the heartbeat timeout (5 s here,
+  S2K_HEARTBEAT_TIMEOUT) plus a margin, saying which task was lost, and never hangs."""
+  with socket.socket() as probe:
+    probe.bind(('127.0.0.1', 0))
+    port = probe.getsockname()[1]
+  workdir = tmp_path / 'w'
+  env = dict(os.environ, JAX_PLATFORMS='cpu', S2K_HEARTBEAT_TIMEOUT='5',
+             XLA_FLAGS=f'--xla_force_host_platform_device_count=1 {XLA_FLAGS}')
+  common = [sys.executable, 'train.py'] + ARGS + [
+      f'--workdir={workdir}', '--config.train.num_steps=100000', '--config.train.eval_every=100000',
+      '--config.train.checkpoint_every=100000', '--config.train.distributed=True',
+      f'--config.train.coordinator_address=127.0.0.1:{port}', '--config.train.num_processes=2']
+  first, second = (subprocess.Popen(common + [f'--config.train.process_id={i}'], cwd=ROOT, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2))
+  try:
+    deadline = time.monotonic() + 300
+    while not (workdir / 'metrics.jsonl').exists() or len(metrics_of(workdir)) < 3:
+      assert first.poll() is None and time.monotonic() < deadline, 'the run did not start'
+      time.sleep(0.5)
+    second.kill()
+    killed = time.monotonic()
+    out, _ = first.communicate(timeout=60)
+    assert time.monotonic() - killed < 60
+  finally:
+    for process in (first, second):
+      if process.poll() is None:
+        process.kill()
+  assert first.returncode != 0
+  assert re.search(r'unhealthy \(stopped sending heartbeats\):\s*1\b', out), out[-3000:]
