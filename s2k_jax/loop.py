@@ -304,8 +304,8 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
   # The on-device batch function (e.g. the degradation) and the fixed held-out batch.
   batch_sharding = sharding.data_sharded(mesh)
   make_batch = jax.jit(task.make_batch, out_shardings=batch_sharding)
-  eval_host_batch = sharding.shard_replicated_batch(task.eval_data(), mesh)  # the same on every process
-  eval_batch = make_batch(eval_host_batch, jax.random.key(config.seed + 1))
+  eval_inputs = sharding.shard_replicated_batch(task.eval_data(), mesh)  # the same data on every process
+  eval_batch = make_batch(eval_inputs, jax.random.key(config.seed + 1))
   # Every process reads the whole eval batch and outputs: gathered on every device first.
   eval_host = jax.device_get(sharding.gather(eval_batch, mesh))
 
