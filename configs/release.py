@@ -32,6 +32,8 @@ _CLEAN = {'model.generator': 'unet-6-16', 'train.num_steps': 6000}
 _FINETUNE = {'train.learning_rate': 1e-4}
 _H144 = {'restorer.hr_patch': 144, 'train.batch_size': 4}
 _HYPER = {'train.hyper_lr_scale': 30.0}
+_CORPUS_SMALL_BLUR = {'data.source': 'tfds', 'data.tfds_data_dir': CORPUS_TFDS,
+                      'degradation.sigma_range': (0.2, 3.4)}
 
 # name → (experiment file, its config argument, the fields changed).
 RECIPES = {
@@ -53,7 +55,9 @@ RECIPES = {
         'data.source': 'tfds', 'data.tfds_data_dir': CORPUS_TFDS}),
     'sftmd_gaussian_x4': ('sftmd', 'gaussian_x4,cpu', {'train.num_steps': 3000}),
     'sftmd_motion_x4': ('sftmd', 'motion_x4,cpu', {}),
-    # USRNet: 2000 steps with noise on every image, then six fine-tunes.
+    # USRNet: 2000 steps with noise on every image, then six fine-tunes on the bundled photos, then two
+    # on the photo corpus with blurs down to σ 0.2: bicubic LR, then a resizer drawn per LR image (the
+    # data step told 'bicubic', as s2k-sr tells it about a photo).
     'usrnet_mixed.1': ('usrnet', 'mixed,cpu', {'train.num_steps': 2000, 'degradation.noise_prob': 1.0}),
     'usrnet_mixed.2': ('usrnet', 'mixed,cpu', {**_FINETUNE, 'train.num_steps': 800}),
     'usrnet_mixed.3': ('usrnet', 'mixed,cpu', {**_FINETUNE, 'train.num_steps': 400}),
@@ -61,6 +65,12 @@ RECIPES = {
     'usrnet_mixed.5': ('usrnet', 'mixed,cpu', {**_FINETUNE, **_HYPER, 'train.num_steps': 400}),
     'usrnet_mixed.6': ('usrnet', 'mixed,cpu', {**_FINETUNE, **_H144, **_HYPER, 'train.num_steps': 600}),
     'usrnet_mixed.7': ('usrnet', 'mixed,cpu', {**_FINETUNE, **_H144, **_HYPER, 'train.num_steps': 600}),
+    'usrnet_mixed.8': ('usrnet', 'mixed,cpu', {**_FINETUNE, **_H144, **_HYPER, **_CORPUS_SMALL_BLUR,
+                                               'degradation.downsample': 'bicubic',
+                                               'train.num_steps': 500, 'train.eval_every': 250}),
+    'usrnet_mixed.9': ('usrnet', 'mixed,cpu', {**_FINETUNE, **_H144, **_HYPER, **_CORPUS_SMALL_BLUR,
+                                               'degradation.downsample': 'random_resizer',
+                                               'train.num_steps': 1200, 'train.eval_every': 400}),
 }
 
 
