@@ -93,14 +93,32 @@ def gaussian_kernel(size: int, sigma_x: jnp.ndarray, sigma_y: jnp.ndarray,
   return _normalise(jnp.exp(-0.5 * ((u / sigma_x) ** 2 + (v / sigma_y) ** 2)))
 
 
+# How σx and σy are drawn from sigma_range: 'uniform' (the paper's, BasicSR's) or 'log_uniform'
+# (ln σ uniform: as many kernels in [0.2, 0.4] as in [1.7, 3.4], for estimators that must tell a sharp
+# resize from a slightly blurred one).
+SIGMA_PRIORS = ('uniform', 'log_uniform')
+
+
+def check_sigma_prior(prior: str) -> str:
+  if prior not in SIGMA_PRIORS:
+    raise ValueError(f'degradation.sigma_prior must be one of {SIGMA_PRIORS}; got {prior!r}.')
+  return prior
+
+
 def sample_gaussian_kernels(key: jax.Array, batch: int, size: int = 15,
-                            sigma_range: tuple[float, float] = (1.0, 3.0)) -> jnp.ndarray:
-  """Draws σx, σy ~ U[sigma_range] and θ ~ U[0, 2π) per kernel; returns (batch, size, size) float32."""
+                            sigma_range: tuple[float, float] = (1.0, 3.0),
+                            sigma_prior: str = 'uniform') -> jnp.ndarray:
+  """Draws σx, σy from sigma_range (per `sigma_prior`, independently) and θ ~ U[0, 2π) per kernel;
+  returns (batch, size, size) float32."""
   _check_odd_size(size)
   lo, hi = _check_range('sigma_range', sigma_range, lowest=1e-3)
   k_sx, k_sy, k_theta = jax.random.split(key, 3)
-  sigma_x = jax.random.uniform(k_sx, (batch,), minval=lo, maxval=hi)
-  sigma_y = jax.random.uniform(k_sy, (batch,), minval=lo, maxval=hi)
+  if check_sigma_prior(sigma_prior) == 'uniform':
+    sigma_x = jax.random.uniform(k_sx, (batch,), minval=lo, maxval=hi)
+    sigma_y = jax.random.uniform(k_sy, (batch,), minval=lo, maxval=hi)
+  else:
+    sigma_x = jnp.exp(jax.random.uniform(k_sx, (batch,), minval=math.log(lo), maxval=math.log(hi)))
+    sigma_y = jnp.exp(jax.random.uniform(k_sy, (batch,), minval=math.log(lo), maxval=math.log(hi)))
   theta = jax.random.uniform(k_theta, (batch,), minval=0.0, maxval=2 * jnp.pi)
   return jax.vmap(functools.partial(gaussian_kernel, size))(sigma_x, sigma_y, theta)
 
@@ -487,7 +505,8 @@ def motion_bank(config: Any) -> np.ndarray:
 def _sample_family(key: jax.Array, batch: int, config: Any, family: str) -> jnp.ndarray:
   size = config.kernel_size
   if family == 'gaussian':
-    return sample_gaussian_kernels(key, batch, size, config.sigma_range)
+    return sample_gaussian_kernels(key, batch, size, config.sigma_range,
+                                   config.get('sigma_prior', 'uniform'))
   if family == 'disk':
     return sample_disk_kernels(key, batch, size, config.radius_range)
   check_motion_bank_fields(config)
