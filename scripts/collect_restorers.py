@@ -4,7 +4,7 @@ r"""Collects the SR reports of evaluate.py into the restorer tables of docs/resu
 
 Each argument is an evaluate.py --out folder (one test set, one or more restorers). Three tables, one
 row per folder: PSNR / SSIM on Y for bicubic and each restorer with the mean, S2K and true kernels; the
-issue-12 targets per restorer (window = true − mean, the share of it S2K recovers, true − bicubic); and
+window per restorer (window = true − mean, the share of it S2K recovers, true − bicubic); and
 colour and consistency with the true kernel (chroma error, saturation / HR, LR consistency).
 """
 import json

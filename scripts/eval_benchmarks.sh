@@ -26,21 +26,4 @@ for dir in "$@"; do
     echo "$set_name ×$s: $(grep -E '^\| (Bicubic|USRNet)' "$res/results.md" | head -4 | cut -d'|' -f2,4 | tr '\n' ' ')"
   done
 done
-$PY - "$OUT" <<'EOF'
-import json, os, sys
-out = sys.argv[1]
-rows = ['| set | scale | images × kernels | Bicubic | USRNet + mean kernel | USRNet + S2K | USRNet + true kernel | S2K − bicubic |',
-        '|---|---|---|---|---|---|---|---|']
-for name in sorted(os.listdir(out)):
-  path = os.path.join(out, name, 'results.json')
-  if name == 'testsets' or not os.path.isfile(path):
-    continue
-  r = json.load(open(path))
-  sr = {k.replace('USRNet', 'R').split(' (')[0]: v for k, v in r['sr'].items()}
-  cell = lambda m: f"{sr[m]['psnr']:.2f} / {sr[m]['ssim']:.4f}"
-  rows.append(f"| {name} | ×{r['scale']} | {r['images']} | {cell('Bicubic')} | {cell('R + mean kernel')} | "
-              f"{cell('R + S2K kernel')} | {cell('R + true kernel')} | "
-              f"{sr['R + S2K kernel']['psnr'] - sr['Bicubic']['psnr']:+.2f} |")
-open(os.path.join(out, 'gaussian8.md'), 'w').write('\n'.join(rows) + '\n')
-print('\n'.join(rows))
-EOF
+$PY scripts/collect_benchmarks.py gaussian8 "$OUT"

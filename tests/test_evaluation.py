@@ -445,3 +445,29 @@ def test_evaluate_py_refuses_generation_flags_that_would_have_no_effect(tmp_path
   assert proc.returncode == 1, proc.stderr
   assert re.search(message, proc.stderr), proc.stderr
   assert 'Traceback' not in proc.stderr
+
+
+def _fake_report(folder, scale, psnr):
+  """A results.json with evaluate.py's labels: bicubic, then USRNet with the mean / S2K / true kernel."""
+  labels = [evaluation.BICUBIC] + [m.format('USRNet') for m in (evaluation.MEAN, evaluation.S2K, evaluation.TRUE)]
+  os.makedirs(folder)
+  with open(os.path.join(folder, 'results.json'), 'w') as f:
+    json.dump(dict(scale=scale, images=20, restorer=dict(name='USRNet'),
+                   sr={m: dict(psnr=psnr + i, ssim=0.5) for i, m in enumerate(labels)}), f)
+
+
+def test_collect_benchmarks_lays_reports_out_as_the_papers_table_1(tmp_path):
+  """scripts/collect_benchmarks.py: one column per family and scale, a dash where none was run."""
+  _fake_report(tmp_path / 'motion_x3', 3, 20.0)
+  _fake_report(tmp_path / 'gaussian_x4', 4, 30.0)
+  script = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'scripts', 'collect_benchmarks.py')
+  subprocess.run([sys.executable, script, 'table1', str(tmp_path)], check=True, capture_output=True)
+  table = (tmp_path / 'table1.md').read_text().splitlines()
+  header = table[2].split(' | ')
+  true_row = [c.strip(' |') for c in table[-1].split(' | ')]
+  assert true_row[0] == 'USRNet + true kernel' and len(true_row) == len(header) == 10
+  assert true_row[header.index('motion ×3')] == '23.00 / 0.5000'
+  assert true_row[header.index('gaussian ×4')] == '33.00 / 0.5000'
+  assert true_row[header.index('disk ×2')] == '—'
+  bad = subprocess.run([sys.executable, script, 'table2', str(tmp_path)], capture_output=True, text=True)
+  assert bad.returncode != 0 and 'usage' in bad.stderr
