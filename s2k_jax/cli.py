@@ -106,21 +106,6 @@ def _load(kind: str, model: Any, loader):
     raise type(e)(f'{kind}: {e}') from e
 
 
-def noise_level(lr: np.ndarray, rest, noise_sigma: float | None,
-                estimate: float | None = None) -> tuple[float, str]:
-  """The σ given to the restorer and how it was found: given, or estimated from the LR photo
-  (`noise.estimate_sigma`, unless `estimate` is passed) and clipped to the restorer's trained range."""
-  if noise_sigma is not None:
-    return noise_sigma, f'noise σ {100 * noise_sigma:.2f}% (given)'
-  estimate = noise.estimate_sigma(lr) if estimate is None else estimate
-  if not rest.takes_noise:
-    return 0.0, f'noise σ ≈ {100 * estimate:.2f}% (estimated; {rest.name} here has no noise input)'
-  trained_max = float(rest.config.degradation.noise_max)
-  used = min(estimate, trained_max)
-  clipped = f', clipped to the trained {100 * trained_max:.1f}%' if used < estimate else ''
-  return used, f'noise σ {100 * estimate:.2f}% (estimated{clipped})'
-
-
 # Noise above an estimator's trained noise_max by more than this: its kernel may be worse than the
 # family-mean kernel (where the clean-trained Gaussian ×4 estimator falls behind it: docs/results.md §5).
 ESTIMATOR_NOISE_MARGIN = 0.02
@@ -160,7 +145,7 @@ def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None 
   lr = images.load_image(path)
   pipeline.check_image_size(lr.shape, est, path)
   estimate = noise.estimate_sigma(lr) if noise_sigma is None else noise_sigma
-  sigma, noise_text = noise_level(lr, rest, noise_sigma, estimate)
+  sigma, noise_text = pipeline.noise_level(lr, rest, noise_sigma, estimate)
   for warning in (estimator_noise_warning(estimate, est), restorer_noise_warning(sigma, rest)):
     if warning:
       noise_text += f' [warning: {warning}]'

@@ -44,6 +44,9 @@ KERNEL_METHODS = ('S2K', 'mean kernel')
 # Per SR method and image: PSNR / SSIM on Y (Table 1), chroma error vs HR (levels), saturation / HR's,
 # and the LR consistency of restorer outputs (dB; NaN for bicubic).
 SR_SCORES = ('psnr', 'ssim', 'chroma', 'saturation', 'lr_psnr')
+# The noise σ restorers are told: the test set's true σ per image, or the one s2k-sr would estimate from
+# each LR image (`pipeline.noise_level`: blind in the noise as well as the kernel).
+NOISE_MODES = ('true', 'estimate')
 
 
 def restorer_list(rest: base.Restorer | Sequence[base.Restorer] | None) -> list[base.Restorer]:
@@ -161,10 +164,11 @@ class _RowWriter:
 
 def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimator | None = None,
              rest: base.Restorer | Sequence[base.Restorer] | None = None, batch_size: int = 8,
-             spectrum_mode: str | None = None) -> dict[str, Any]:
+             spectrum_mode: str | None = None, noise: str = 'true') -> dict[str, Any]:
   """Runs every method the given models allow on `testset`; writes `<out_dir>/per_image.csv` as it goes.
 
-  `rest` may be several restorers: each gets its mean / S2K / true-kernel rows, side by side.
+  `rest` may be several restorers: each gets its mean / S2K / true-kernel rows, side by side. `noise`
+  (NOISE_MODES) is the σ they are told: the set's true one, or estimated from each LR as s2k-sr does.
   Returns per-image arrays: kernel metrics per kernel method ('kernels'), PSNR/SSIM per SR method
   ('sr'), the S2K estimates, and a few examples for figures.
   """
@@ -172,6 +176,8 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
   if est is None and not rests:
     raise ValueError('nothing to evaluate: give an estimator, a restorer, or both.')
   check_compatible(testset, est, rests)
+  if noise not in NOISE_MODES:
+    raise ValueError(f'noise must be one of {NOISE_MODES} (the σ restorers are told), got {noise!r}.')
   os.makedirs(out_dir, exist_ok=True)  # every process computes everything; process 0 writes
   scale, n = testset.scale, len(testset)
   # The test set's own kernels define the family and its mean kernel (a mixed-family restorer
@@ -214,9 +220,10 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
             for name, v in metrics.kernel_metrics(k, true_k, flip_invariant=flip).items():
               kernel_scores[method][name][idx] = np.asarray(v)
         out[BICUBIC] = np.asarray(degradation.bicubic_upsample(jnp.asarray(lr), scale, grid))
-        sigma = testset.noise_sigma[idx]
         given = {}  # SR method → (the kernels its restorer was given, their downsampler)
         for r in rests:
+          sigma = (testset.noise_sigma[idx] if noise == 'true' else
+                   np.array([pipeline.noise_level(x, r, None)[0] for x in lr], np.float32))
           for method, k, kd in zip(labels[r.name], (np.broadcast_to(mean_k, true_k.shape), estimates[idx], true_k),
                                    kernel_downsample):
             if method in sr_methods:  # the S2K rows only with an estimator
@@ -247,7 +254,7 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
   finally:
     rows.close()
   return dict(kernels={m: dict(v) for m, v in kernel_scores.items()} if est else {}, sr=sr_scores,
-              estimates=estimates, examples=examples, flip_invariant=flip, family=family)
+              estimates=estimates, examples=examples, flip_invariant=flip, family=family, noise=noise)
 
 
 def _colour_scores(sr: np.ndarray, hr: np.ndarray, scale: int) -> dict[str, np.ndarray]:
@@ -284,7 +291,7 @@ def summarize(result: dict[str, Any], testset: testsets.TestSet, est, rest) -> d
                                                 generator=est.config.model.generator),
       restorer=None if rest is None else dict(name=rest.name, directory=rest.directory, step=rest.step),
       restorers=[dict(name=r.name, directory=r.directory, step=r.step) for r in rests],
-      flip_invariant=result['flip_invariant'],
+      flip_invariant=result['flip_invariant'], noise=result['noise'],
       kernels={m: {k: _finite_mean(v) for k, v in scores.items()} for m, scores in result['kernels'].items()},
       sr={m: {k: _finite_mean(v) for k, v in scores.items()} for m, scores in result['sr'].items()},
       infinite_psnr_images={m: int(np.sum(~np.isfinite(s['psnr']))) for m, s in result['sr'].items()})
@@ -300,7 +307,10 @@ def write_report(result: dict[str, Any], summary: dict[str, Any], out_dir: str) 
   s, fam = summary['scale'], summary['family']
   lines = [f'# {fam.capitalize()} kernels, ×{s}, {summary["images"]} images ({summary["testset"]})', '']
   if summary['sr']:
-    lines += ['PSNR (dB) / SSIM on the Y channel, border of the scale cropped (paper Table 1 protocol).', '',
+    told = ('the test set\'s true noise σ' if summary['noise'] == 'true' else
+            'the noise σ estimated from each LR image, as s2k-sr does')
+    lines += ['PSNR (dB) / SSIM on the Y channel, border of the scale cropped (paper Table 1 protocol); '
+              f'restorers told {told}.', '',
               f'| Method | Kernel | ×{s} |', '|---|---|---|']
     lines += [f'| {m} | {fam} | {v["psnr"]:.2f} / {v["ssim"]:.4f} |' for m, v in summary['sr'].items()]
     lines += ['', 'Colour and consistency: chroma error vs HR (mean |ΔCb|, |ΔCr|, 8-bit levels), saturation '

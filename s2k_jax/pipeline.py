@@ -191,6 +191,22 @@ def _as_unit_float(image: Any, name: str) -> np.ndarray:
   return x
 
 
+def noise_level(lr: np.ndarray, rest, noise_sigma: float | None,
+                estimate: float | None = None) -> tuple[float, str]:
+  """The σ given to the restorer and how it was found: given, or (s2k-sr's default) estimated from
+  the LR photo in [0, 1] (`noise.estimate_sigma`, unless `estimate` is passed) and clipped to the
+  restorer's trained range."""
+  if noise_sigma is not None:
+    return noise_sigma, f'noise σ {100 * noise_sigma:.2f}% (given)'
+  estimate = noise.estimate_sigma(lr) if estimate is None else estimate
+  if not rest.takes_noise:
+    return 0.0, f'noise σ ≈ {100 * estimate:.2f}% (estimated; {rest.name} here has no noise input)'
+  trained_max = float(rest.config.degradation.noise_max)
+  used = min(estimate, trained_max)
+  clipped = f', clipped to the trained {100 * trained_max:.1f}%' if used < estimate else ''
+  return used, f'noise σ {100 * estimate:.2f}% (estimated{clipped})'
+
+
 def estimate(est: estimator_lib.Estimator, lr: jax.Array,
              spectrum_mode: str | None = None) -> tuple[jax.Array, jax.Array]:
   """(B, h, w, 3) LR in [0, 1] → canonical kernels (B, k, k) and generator inputs (B, S, S, 1).

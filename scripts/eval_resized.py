@@ -2,7 +2,8 @@ r"""Photos shrunk by an ordinary resizer, super-resolved with `s2k-sr`'s default
 
 Each HR image (modcropped) is shrunk by PIL's bicubic, Lanczos and box resizers at each scale — no
 extra blur, the plainest case a user meets — and restored by the blind pipeline exactly as `s2k-sr`
-runs it (the shipped Gaussian estimator of that scale, USRNet, the centre grid). The baseline
+runs it (the shipped Gaussian estimator of that scale, USRNet told the noise σ estimated from the LR,
+the centre grid; `--noise zero` tells it σ 0 instead, the truth for these LR). The baseline
 is PIL's own bicubic enlargement of the same LR. PSNR on Y (BT.601), `scale` border pixels cropped.
 
   python scripts/eval_resized.py --out results/resized IMAGE_OR_FOLDER [...]
@@ -49,6 +50,9 @@ def main(argv=None) -> int:
   parser.add_argument('--estimator', action='append', default=[], metavar='xS=MODEL',
                       help='an estimator for scale S instead of the shipped Gaussian one, e.g. x4=runs/est')
   parser.add_argument('--restorer', default=None, help='a restorer instead of the shipped USRNet')
+  parser.add_argument('--noise', choices=('estimate', 'zero'), default='estimate',
+                      help="the noise σ USRNet is told: 'estimate' from each LR as s2k-sr does by default, "
+                           "or 'zero' (the truth for these clean LR, as `s2k-sr --noise-sigma 0`)")
   args = parser.parse_args(argv)
   runtime.quiet_library_logs()
   scales = [int(s) for s in args.scales.split(',')]
@@ -71,18 +75,21 @@ def main(argv=None) -> int:
       for name, method in RESIZERS.items():
         lr = np.asarray(Image.fromarray(hr).resize(size, method))
         bicubic = np.asarray(Image.fromarray(lr).resize(hr.shape[1::-1], Image.Resampling.BICUBIC))
-        sr, _ = pipeline.super_resolve([lr], est, rest)
-        row = dict(image=os.path.basename(path), resizer=name, scale=scale,
+        sigma, _ = pipeline.noise_level(lr / 255.0, rest, None if args.noise == 'estimate' else 0.0)
+        sr, _ = pipeline.super_resolve([lr], est, rest, noise_sigma=sigma)
+        row = dict(image=os.path.basename(path), resizer=name, scale=scale, noise_sigma=sigma,
                    bicubic=_psnr_y(bicubic, hr, scale), s2k_sr=_psnr_y(sr[0], hr, scale))
         rows.append(row)
         print(f"×{scale} {name:8s} {row['image']}: PIL bicubic {row['bicubic']:.2f} dB, s2k-sr "
-              f"{row['s2k_sr']:.2f} dB ({row['s2k_sr'] - row['bicubic']:+.2f})", flush=True)
+              f"{row['s2k_sr']:.2f} dB ({row['s2k_sr'] - row['bicubic']:+.2f}), noise σ {100 * sigma:.2f}%",
+              flush=True)
   with open(os.path.join(args.out, 'resized.csv'), 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
   lines = ['PSNR-Y (dB), border of the scale cropped; LR = PIL resize of the HR (no extra blur); baseline = '
-           "PIL's bicubic enlargement of that LR; s2k-sr = its defaults.", '',
+           "PIL's bicubic enlargement of that LR; s2k-sr = its defaults"
+           + ('.' if args.noise == 'estimate' else ', told noise σ 0 (--noise-sigma 0).'), '',
            '| scale | resizer | images | PIL bicubic | s2k-sr | gain |', '|---|---|---|---|---|---|']
   for scale in scales:
     for name in RESIZERS:

@@ -80,16 +80,6 @@ def test_usrnet_restorer_and_the_noise_level(photo_png, tmp_path, capsys, smoke_
   assert 'must be in [0, 0.2]' in capsys.readouterr().err
 
 
-def test_noise_level_is_clipped_to_the_trained_range(smoke_usrnet_workdir, smoke_restorer_workdir):
-  from s2k_jax import tasks  # pylint: disable=g-import-not-at-top
-  rest = tasks.load_restorer(str(smoke_usrnet_workdir))
-  noisy = np.clip(0.5 + 0.1 * np.random.default_rng(0).standard_normal((64, 64, 3)), 0, 1)
-  sigma, text = cli.noise_level(noisy, rest, None)
-  assert sigma == pytest.approx(0.05) and 'clipped to the trained 5.0%' in text
-  sigma, text = cli.noise_level(noisy, tasks.load_restorer(str(smoke_restorer_workdir)), None)
-  assert sigma == 0.0 and 'has no noise input' in text
-
-
 def test_quiet_prints_only_errors(photo_png, tmp_path, capsys, smoke_estimator_workdir, smoke_restorer_workdir):
   """--quiet: nothing on stdout; each failed image and the failure count still on stderr."""
   tiny = tmp_path / 'tiny.png'

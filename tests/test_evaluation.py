@@ -471,3 +471,20 @@ def test_collect_benchmarks_lays_reports_out_as_the_papers_table_1(tmp_path):
   assert true_row[header.index('disk ×2')] == '—'
   bad = subprocess.run([sys.executable, script, 'table2', str(tmp_path)], capture_output=True, text=True)
   assert bad.returncode != 0 and 'usage' in bad.stderr
+
+
+def test_restorers_told_the_estimated_noise_as_s2k_sr_does(tmp_path, small_testset, smoke_usrnet_workdir):
+  """noise='estimate': each LR's σ is the one s2k-sr would use (pipeline.noise_level), not the set's."""
+  rest = tasks.load_restorer(str(smoke_usrnet_workdir))
+  result = evaluation.evaluate(small_testset, str(tmp_path), None, rest, batch_size=4, noise='estimate')
+  lr = np.stack(small_testset.lr).astype(np.float32) / 255
+  sigma = np.array([pipeline.noise_level(x, rest, None)[0] for x in lr], np.float32)
+  assert np.all(sigma > 0) and not np.allclose(sigma, small_testset.noise_sigma)
+  by_hand = np.asarray(rest.restore(lr, small_testset.kernels, sigma, scale=4, downsample='direct'))
+  psnr, _ = evaluation._image_scores(by_hand, np.stack(small_testset.hr), 4)
+  np.testing.assert_allclose(result['sr'][evaluation.TRUE.format('USRNet')]['psnr'], psnr, atol=1e-4)
+  summary = evaluation.summarize(result, small_testset, None, rest)
+  evaluation.write_report(result, summary, str(tmp_path))
+  assert summary['noise'] == 'estimate' and 'estimated from each LR image' in (tmp_path / 'results.md').read_text()
+  with pytest.raises(ValueError, match=r"noise must be one of \('true', 'estimate'\).*got 'blind'"):
+    evaluation.evaluate(small_testset, str(tmp_path / 'x'), None, rest, noise='blind')

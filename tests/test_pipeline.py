@@ -366,3 +366,12 @@ def test_shipped_pipeline_puts_a_resized_photo_back_on_its_grid():
   direct, _ = pipeline.super_resolve(lr[None], est, rest, grid='direct')
   assert abs(_best_diagonal_shift(centre[0], hr)) <= 0.25
   assert abs(_best_diagonal_shift(direct[0], hr) + 1.5) <= 0.25
+
+
+def test_noise_level_is_clipped_to_the_trained_range(smoke_usrnet_workdir, smoke_restorer_workdir):
+  rest = tasks.load_restorer(str(smoke_usrnet_workdir))
+  noisy = np.clip(0.5 + 0.1 * np.random.default_rng(0).standard_normal((64, 64, 3)), 0, 1)
+  sigma, text = pipeline.noise_level(noisy, rest, None)
+  assert sigma == pytest.approx(0.05) and 'clipped to the trained 5.0%' in text
+  sigma, text = pipeline.noise_level(noisy, tasks.load_restorer(str(smoke_restorer_workdir)), None)
+  assert sigma == 0.0 and 'has no noise input' in text
