@@ -36,7 +36,6 @@ from configs import gaussian
 from s2k_jax import data
 from s2k_jax import estimator
 from s2k_jax import sharding
-from s2k_jax import tasks
 
 DIV2K_SIZE = (2040, 1356)  # (width, height) of most DIV2K HR images.
 

@@ -37,8 +37,6 @@ from s2k_jax import estimator  # noqa: E402
 from s2k_jax import evaluation  # noqa: E402
 from s2k_jax import kernels  # noqa: E402
 from s2k_jax import pipeline  # noqa: E402
-from s2k_jax import tasks  # noqa: E402
-from s2k_jax.restorers import base  # noqa: E402
 from s2k_jax.restorers import sftmd as sftmd_restorer  # noqa: E402
 from s2k_jax.restorers import usrnet as usrnet_restorer  # noqa: E402
 from s2k_jax import testsets  # noqa: E402

@@ -25,8 +25,6 @@ from s2k_jax import metrics
 from s2k_jax import modelio
 from s2k_jax import pipeline
 from s2k_jax import tasks
-from s2k_jax.restorers import base
-from s2k_jax.restorers import sftmd as sftmd_restorer
 from s2k_jax import spectrum
 from s2k_jax import testsets
 from s2k_jax import visualize

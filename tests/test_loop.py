@@ -1,6 +1,5 @@
 """Tests for the shared training driver (s2k_jax/loop.py) run with a minimal task."""
 import dataclasses
-import functools
 import re
 import importlib.util
 import sys

@@ -21,8 +21,6 @@ from s2k_jax import tasks
 from s2k_jax import kernels
 from s2k_jax import metrics
 from s2k_jax import pipeline
-from s2k_jax.restorers import base
-from s2k_jax.restorers import sftmd as sftmd_restorer
 from s2k_jax import testsets
 
 SCRIPT = os.path.join(os.path.dirname(sys.executable), 's2k-sr')

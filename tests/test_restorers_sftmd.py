@@ -20,7 +20,6 @@ from s2k_jax import modelio
 from s2k_jax import pca
 from s2k_jax import sharding
 from s2k_jax import tasks
-from s2k_jax.restorers import base
 from s2k_jax.models import sftmd
 from s2k_jax.restorers import sftmd as sftmd_restorer
 

@@ -96,7 +96,7 @@ def _conv_same_fwd(x, kernel):
 
 def _conv_same_bwd(residuals, dy):
   x, kernel = residuals
-  k, channels = kernel.shape[0], x.shape[-1]
+  k = kernel.shape[0]
   _, x_vjp = jax.vjp(lambda x: _conv_same(x, kernel), x)
   (dx,) = x_vjp(dy)
   p = k // 2
