@@ -53,6 +53,12 @@ RECIPES = {
         'degradation.scale': 2, 'data.hr_crop': 256, 'degradation.downsample': 'random_resizer',
         'degradation.sigma_range': (0.2, 2.0), 'degradation.jpeg_prob': 0.3,
         'data.source': 'tfds', 'data.tfds_data_dir': CORPUS_TFDS}),
+    # The same at ×4, 21×21 kernels up to σ 3.4 (Gaussian8's widest) and σ drawn log-uniformly: as many
+    # blurs below σ 0.8 as above it, so that an unblurred resize is not read as a blur.
+    'gaussian_x4_resized_estimator': ('gaussian', 'photo', {
+        'degradation.downsample': 'random_resizer', 'degradation.kernel_size': 21,
+        'degradation.sigma_range': (0.2, 3.4), 'degradation.sigma_prior': 'log_uniform',
+        'data.source': 'tfds', 'data.tfds_data_dir': CORPUS_TFDS}),
     'sftmd_gaussian_x4': ('sftmd', 'gaussian_x4,cpu', {'train.num_steps': 3000}),
     'sftmd_motion_x4': ('sftmd', 'motion_x4,cpu', {}),
     # USRNet: 2000 steps with noise on every image, then six fine-tunes on the bundled photos, then two

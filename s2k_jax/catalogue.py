@@ -42,8 +42,12 @@ _GRIDS = degradation.LR_GRIDS
 SHIPPED = (
     # Estimators: one per family and scale, trained on real-photo LR (noise, 8-bit, JPEG, Welch spectra)
     # of directly decimated images, except where noted.
-    Shipped('gaussian_x4_estimator.npz', ESTIMATOR, 'gaussian', (4,), ('gaussian_x4_estimator',), _GRIDS,
-            summary='the default Gaussian ×4'),
+    Shipped('gaussian_x4_estimator.npz', ESTIMATOR, 'gaussian', (4,), ('gaussian_x4_estimator',),
+            ('direct',), summary='Gaussian ×4 for directly decimated LR (--grid direct)'),
+    Shipped('gaussian_x4_resized_estimator.npz', ESTIMATOR, 'gaussian', (4,),
+            ('gaussian_x4_resized_estimator',), ('centre',),
+            summary='the default Gaussian ×4 for photos: trained on the photo corpus shrunk by random '
+                    'resizers, σ log-uniform down to 0.2; its kernels are blurs before a bicubic resize'),
     Shipped('gaussian_x3_estimator.npz', ESTIMATOR, 'gaussian', (3,), ('gaussian_x3_estimator',), _GRIDS,
             raw_weights=True, summary='the default Gaussian ×3'),
     Shipped('gaussian_x2_estimator.npz', ESTIMATOR, 'gaussian', (2,), ('gaussian_x2_estimator',),

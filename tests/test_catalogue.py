@@ -49,7 +49,10 @@ def test_one_default_estimator_per_family_scale_and_grid():
     assert set(claims) == {(f, s) for f in kernels.FAMILIES for s in degradation.SCALES}, grid
   assert catalogue.estimators('centre')[('gaussian', 2)] == 'gaussian_x2_resized_estimator.npz'
   assert catalogue.estimators('direct')[('gaussian', 2)] == 'gaussian_x2_estimator.npz'
-  assert modelio.RESIZED_ESTIMATORS == {('gaussian', 2): 'gaussian_x2_resized_estimator.npz'}
+  assert catalogue.estimators('centre')[('gaussian', 4)] == 'gaussian_x4_resized_estimator.npz'
+  assert catalogue.estimators('direct')[('gaussian', 4)] == 'gaussian_x4_estimator.npz'
+  assert modelio.RESIZED_ESTIMATORS == {('gaussian', 2): 'gaussian_x2_resized_estimator.npz',
+                                        ('gaussian', 4): 'gaussian_x4_resized_estimator.npz'}
   assert catalogue.restorers('usrnet')[('disk', 3)] == 'usrnet_mixed.npz'
   assert set(catalogue.restorers('sftmd')) == {('gaussian', 4), ('motion', 4)}
   with pytest.raises(ValueError, match="no shipped model named 'edsr'; shipped: gaussian_x4_estimator"):

@@ -235,7 +235,7 @@ def test_shipped_motion_estimator_beats_the_mean_kernel_on_fresh_trajectories(tm
   s2k, mean = kernel_errors(estimator.load(modelio.pretrained_estimator('motion')), testset,
                             ml_collections.ConfigDict(testset.manifest['degradation']))
   assert len(s2k) == 8
-  assert np.mean(s2k) < 0.8 * np.mean(mean), (np.mean(s2k), np.mean(mean))
+  assert np.mean(s2k) < ratio * np.mean(mean), (np.mean(s2k), np.mean(mean))
 
 
 def test_shipped_gaussian_estimator_beats_the_mean_kernel(tmp_path):
@@ -318,20 +318,25 @@ def test_saved_configs_are_brought_up_to_date_in_one_step():
   assert modelio.saved_config({'config': today.to_dict()}).to_dict() == today.to_dict()
 
 
-def test_photos_get_the_resized_x2_estimator_and_direct_lr_the_direct_one():
-  assert modelio.pretrained_estimator('gaussian', 2, 'centre').endswith('gaussian_x2_resized_estimator.npz')
-  assert modelio.pretrained_estimator('gaussian', 2, 'direct').endswith('gaussian_x2_estimator.npz')
-  assert modelio.pretrained_estimator('gaussian', 2) == modelio.pretrained_estimator('gaussian', 2, 'direct')
-  assert modelio.pretrained_estimator('gaussian', 4, 'centre') == modelio.pretrained_estimator('gaussian', 4)
+def test_photos_get_the_resized_estimators_and_direct_lr_the_direct_ones():
+  for scale in (2, 4):
+    assert modelio.pretrained_estimator('gaussian', scale, 'centre').endswith(
+        f'gaussian_x{scale}_resized_estimator.npz')
+    assert modelio.pretrained_estimator('gaussian', scale, 'direct').endswith(f'gaussian_x{scale}_estimator.npz')
+    assert modelio.pretrained_estimator('gaussian', scale) == modelio.pretrained_estimator('gaussian', scale, 'direct')
+  assert modelio.pretrained_estimator('gaussian', 3, 'centre') == modelio.pretrained_estimator('gaussian', 3)
   with pytest.raises(ValueError, match="LR grid must be one of"):
     modelio.pretrained_estimator('gaussian', 2, 'corner')
 
 
-def test_shipped_resized_x2_estimator_beats_the_mean_kernel_on_resized_jpegs(tmp_path):
-  """The ×2 Gaussian estimator for photos (LR shrunk by a resizer drawn per image, Welch spectra) on
-  held-out photos blurred, shrunk by MATLAB bicubic and saved as JPEG q75: D_v at most 80% of the mean
-  kernel's (the blur it reads is the one before a bicubic resize, `pipeline.kernel_downsample`)."""
-  est = estimator.load(modelio.pretrained_estimator('gaussian', 2, 'centre'))
+@pytest.mark.parametrize('scale,ratio', [(2, 0.8), (4, 0.9)])
+def test_shipped_resized_estimators_beat_the_mean_kernel_on_resized_jpegs(tmp_path, scale, ratio):
+  """The Gaussian estimators for photos (LR shrunk by a resizer drawn per image, Welch spectra) on
+  held-out photos blurred (their own σ range and prior), shrunk by MATLAB bicubic and saved as JPEG q75:
+  D_v at most `ratio` of the mean kernel's (the blur it reads is the one before a bicubic resize,
+  `pipeline.kernel_downsample`). Measured 2026-12-05: ×4 0.00160 vs 0.00199 (81%; at ×4 a blur below
+  σ ≈ 1 HR px is under a quarter of an LR pixel, and half of the log-uniform draws are)."""
+  est = estimator.load(modelio.pretrained_estimator('gaussian', scale, 'centre'))
   assert est.config.spectrum.mode == 'welch'
   assert pipeline.kernel_downsample(est) == 'bicubic'
   config = gaussian.get_config('cpu')
@@ -343,4 +348,4 @@ def test_shipped_resized_x2_estimator_beats_the_mean_kernel_on_resized_jpegs(tmp
   testset = testsets.load(str(tmp_path / 'ts'))
   s2k, mean = kernel_errors(est, testset, config.degradation)
   assert len(s2k) == 8
-  assert np.mean(s2k) < 0.8 * np.mean(mean), (np.mean(s2k), np.mean(mean))
+  assert np.mean(s2k) < ratio * np.mean(mean), (np.mean(s2k), np.mean(mean))
