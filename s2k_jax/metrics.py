@@ -156,12 +156,18 @@ def chroma_error(a: jnp.ndarray, b: jnp.ndarray, *, crop_border: int = 0) -> jnp
   return jnp.mean(jnp.abs(color.rgb_to_cbcr(a) - color.rgb_to_cbcr(b)), axis=(1, 2, 3))
 
 
+# Below this mean HSV saturation a reference is grey (a grayscale photo stored as RGB): no ratio.
+GREY_SATURATION = 0.01
+
+
 @functools.partial(jax.jit, static_argnames=('crop_border',))
 def saturation_ratio(a: jnp.ndarray, b: jnp.ndarray, *, crop_border: int = 0) -> jnp.ndarray:
-  """Mean HSV saturation of a over that of b ((B, H, W, 3) RGB in [0, 1]): (B,); 1 = colours as vivid."""
+  """Mean HSV saturation of a over that of b ((B, H, W, 3) RGB in [0, 1]): (B,); 1 = colours as vivid.
+  NaN where b is grey (mean saturation < GREY_SATURATION; averages leave it out)."""
   a, b = (x[:, crop_border:x.shape[1] - crop_border, crop_border:x.shape[2] - crop_border] for x in (a, b))
-  return jnp.mean(color.saturation(a), axis=(1, 2)) / jnp.maximum(jnp.mean(color.saturation(b), axis=(1, 2)),
-                                                                    1e-12)
+  reference = jnp.mean(color.saturation(b), axis=(1, 2))
+  return jnp.where(reference < GREY_SATURATION, jnp.nan,
+                   jnp.mean(color.saturation(a), axis=(1, 2)) / jnp.maximum(reference, GREY_SATURATION))
 
 
 def correlate_valid(x: jnp.ndarray, taps: np.ndarray, axis: int) -> jnp.ndarray:

@@ -338,3 +338,13 @@ def test_kl_ignores_the_estimates_scale():
   """Both kernels are renormalised after the floor, so D_s compares shapes only."""
   k = sparse_kernels(2, 15, seed=17)
   np.testing.assert_allclose(np.asarray(metrics.kernel_kl(2.0 * k, k)), 0.0, atol=1e-6)
+
+
+def test_saturation_ratio_by_hand_and_undefined_for_a_grey_reference():
+  """Per image: mean (max − min) / max of a over b's (hand-computed for a two-pixel image); NaN for a
+  grey reference (Set14 has grayscale photos stored as RGB), which a 1e-12 floor made ~1e10."""
+  b = jnp.asarray([[[[0.5, 0.25, 0.25], [1.0, 0.5, 1.0]]]])       # saturations 0.5 and 0.5
+  a = jnp.asarray([[[[0.5, 0.5, 0.25], [1.0, 1.0, 1.0]]]])        # 0.5 and 0
+  np.testing.assert_allclose(metrics.saturation_ratio(a, b), [0.25 / 0.5], rtol=1e-6)
+  grey = jnp.full((1, 4, 4, 3), 0.4)
+  assert np.isnan(np.asarray(metrics.saturation_ratio(a[:, :, :1].repeat(4, 1).repeat(4, 2), grey))).all()
