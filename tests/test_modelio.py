@@ -235,7 +235,7 @@ def test_shipped_motion_estimator_beats_the_mean_kernel_on_fresh_trajectories(tm
   s2k, mean = kernel_errors(estimator.load(modelio.pretrained_estimator('motion')), testset,
                             ml_collections.ConfigDict(testset.manifest['degradation']))
   assert len(s2k) == 8
-  assert np.mean(s2k) < ratio * np.mean(mean), (np.mean(s2k), np.mean(mean))
+  assert np.mean(s2k) < 0.8 * np.mean(mean), (np.mean(s2k), np.mean(mean))
 
 
 def test_shipped_gaussian_estimator_beats_the_mean_kernel(tmp_path):
@@ -262,7 +262,7 @@ def test_s2k_sr_runs_with_the_shipped_models(tmp_path):
   assert run.returncode == 0, run.stderr
   with Image.open(tmp_path / 'out' / 'coffee_x4.png') as sr:
     assert sr.size == (image.shape[1] * 4, image.shape[0] * 4)
-  assert np.load(tmp_path / 'out' / 'coffee_kernel.npy').shape == (15, 15)
+  assert np.load(tmp_path / 'out' / 'coffee_kernel.npy').shape == (21, 21)  # the ×4 estimator for photos
   assert '(gaussian kernels, ×4, USRNet)' in run.stdout and 'noise σ ' in run.stdout  # the default restorer
   # Disk blur needs no model arguments either: the shipped USRNet serves every family.
   run = subprocess.run([SCRIPT, str(path), '--family', 'disk', '--out', str(tmp_path / 'disk')], capture_output=True,
