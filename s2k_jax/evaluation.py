@@ -31,6 +31,7 @@ from s2k_jax import estimator as estimator_lib
 from s2k_jax import images
 from s2k_jax import kernels as kernels_lib
 from s2k_jax import metrics
+from s2k_jax import noise as noise_lib
 from s2k_jax import pipeline
 from s2k_jax import sharding
 from s2k_jax import testsets
@@ -221,9 +222,11 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
               kernel_scores[method][name][idx] = np.asarray(v)
         out[BICUBIC] = np.asarray(degradation.bicubic_upsample(jnp.asarray(lr), scale, grid))
         given = {}  # SR method → (the kernels its restorer was given, their downsampler)
+        # Estimated once per image; each restorer clips it to its own trained range.
+        read = [noise_lib.estimate_sigma(x) for x in lr] if noise == 'estimate' else None
         for r in rests:
           sigma = (testset.noise_sigma[idx] if noise == 'true' else
-                   np.array([pipeline.noise_level(x, r, None)[0] for x in lr], np.float32))
+                   np.array([pipeline.noise_level(x, r, None, e)[0] for x, e in zip(lr, read)], np.float32))
           for method, k, kd in zip(labels[r.name], (np.broadcast_to(mean_k, true_k.shape), estimates[idx], true_k),
                                    kernel_downsample):
             if method in sr_methods:  # the S2K rows only with an estimator

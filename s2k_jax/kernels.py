@@ -113,12 +113,11 @@ def sample_gaussian_kernels(key: jax.Array, batch: int, size: int = 15,
   _check_odd_size(size)
   lo, hi = _check_range('sigma_range', sigma_range, lowest=1e-3)
   k_sx, k_sy, k_theta = jax.random.split(key, 3)
-  if check_sigma_prior(sigma_prior) == 'uniform':
-    sigma_x = jax.random.uniform(k_sx, (batch,), minval=lo, maxval=hi)
-    sigma_y = jax.random.uniform(k_sy, (batch,), minval=lo, maxval=hi)
-  else:
-    sigma_x = jnp.exp(jax.random.uniform(k_sx, (batch,), minval=math.log(lo), maxval=math.log(hi)))
-    sigma_y = jnp.exp(jax.random.uniform(k_sy, (batch,), minval=math.log(lo), maxval=math.log(hi)))
+  log = check_sigma_prior(sigma_prior) == 'log_uniform'
+  bounds = (math.log(lo), math.log(hi)) if log else (lo, hi)
+  sigma_x, sigma_y = (jax.random.uniform(k, (batch,), minval=bounds[0], maxval=bounds[1]) for k in (k_sx, k_sy))
+  if log:
+    sigma_x, sigma_y = jnp.exp(sigma_x), jnp.exp(sigma_y)
   theta = jax.random.uniform(k_theta, (batch,), minval=0.0, maxval=2 * jnp.pi)
   return jax.vmap(functools.partial(gaussian_kernel, size))(sigma_x, sigma_y, theta)
 
@@ -505,6 +504,7 @@ def motion_bank(config: Any) -> np.ndarray:
 def _sample_family(key: jax.Array, batch: int, config: Any, family: str) -> jnp.ndarray:
   size = config.kernel_size
   if family == 'gaussian':
+    # Configs saved before sigma_prior existed (bundles, test-set manifests) drew σ uniformly.
     return sample_gaussian_kernels(key, batch, size, config.sigma_range,
                                    config.get('sigma_prior', 'uniform'))
   if family == 'disk':
