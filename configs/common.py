@@ -172,6 +172,11 @@ def get_usrnet_config(family: str) -> ml_collections.ConfigDict:
   r.num_blocks = 2                     # residual blocks per level
   r.border = 16                        # LR pixels of reflect padding around the image
   r.hyper_features = 64
+  # Kernel estimates wider than the truth, as a blind pipeline's are on sharp LR: on this fraction of
+  # training images USRNet is told the true kernel convolved with an isotropic Gaussian of σ drawn
+  # uniformly in [0, kernel_error_sigma] LR pixels (σ·s HR pixels at ×s). 0 and 0: told the truth.
+  r.kernel_error_prob = 0.0
+  r.kernel_error_sigma = 0.0
   config.train = get_restorer_train_config(family, b2=0.999)
   # The hyper-network's learning rate over the rest's: its α and β are a few numbers that Adam moves
   # by at most ~lr a step (docs/results.md §4, "Larger crops and a faster hyper-network").

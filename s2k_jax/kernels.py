@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.scipy import signal
 import numpy as np
 
 FAMILIES = ('gaussian', 'motion', 'disk')
@@ -408,6 +409,22 @@ def resize_canvas(kernels: jnp.ndarray, size: int) -> jnp.ndarray:
     return jnp.pad(kernels, [(0, 0)] * (kernels.ndim - 2) + [(pad, pad), (pad, pad)])
   cut = (k - size) // 2
   return _normalise(kernels[..., cut:cut + size, cut:cut + size])
+
+
+def widen(kernels: jnp.ndarray, sigma: jnp.ndarray) -> jnp.ndarray:
+  """Each kernel (B, k, k) convolved with an isotropic Gaussian of its own σ (B,) in pixels, on the same
+  canvas (mass pushed past the edge is dropped and the rest renormalised). σ = 0 returns the kernel
+  unchanged. The told kernel of a restorer trained to tolerate estimates wider than the truth
+  (restorers/usrnet.py, restorer.kernel_error_*)."""
+  if kernels.ndim != 3 or kernels.shape[1] != kernels.shape[2] or kernels.shape[1] % 2 == 0:
+    raise ValueError(f'kernels must have shape (batch, k, k) with k odd, got {kernels.shape}.')
+  size = kernels.shape[-1]
+  x, y = _centred_grid(size)
+  # σ → 0 is a delta on the integer grid: exp(−0.5·(1/σ)²) underflows to 0 off the centre.
+  s = jnp.maximum(jnp.asarray(sigma, jnp.float32), 1e-3)[:, None, None]
+  blur = _normalise(jnp.exp(-0.5 * (x ** 2 + y ** 2)[None] / s ** 2))
+  conv = jax.vmap(lambda k, g: signal.convolve2d(k, g, mode='same'))
+  return jnp.where(s > 1e-3, _normalise(conv(kernels, blur)), kernels)
 
 
 def validate_kernel(kernel: Any) -> None:

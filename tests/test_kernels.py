@@ -456,6 +456,41 @@ def test_resize_canvas_pads_and_crops_about_the_centre():
                              atol=DISK_ATOL)
 
 
+def _moments(kernel):
+  """Centroid (x, y) and second central moments (xx, yy, xy) of a (k, k) kernel, float64."""
+  k = np.asarray(kernel, np.float64)
+  y, x = np.mgrid[:k.shape[0], :k.shape[1]] - (k.shape[0] - 1) / 2
+  cx, cy = (k * x).sum(), (k * y).sum()
+  return cx, cy, (k * (x - cx) ** 2).sum(), (k * (y - cy) ** 2).sum(), (k * (x - cx) * (y - cy)).sum()
+
+
+def test_widen_adds_the_variance_of_a_discrete_gaussian_and_keeps_the_centre():
+  """Convolution adds second moments: widen(k, σ) has the moments of k plus those of a sampled,
+  normalised isotropic Gaussian of σ (built here in float64), on a canvas wide enough not to cut mass;
+  σ = 0 leaves the kernel as it is."""
+  size = 41
+  batch = jnp.stack([kernels.gaussian_kernel(size, jnp.float32(sx), jnp.float32(sy), jnp.float32(t))
+                     for sx, sy, t in ((1.5, 0.9, 0.3), (2.5, 1.2, -1.0), (1.0, 1.0, 0.0))])
+  batch = batch.at[2].set(jnp.roll(batch[2], (2, -1), axis=(0, 1)))  # off-centre: the centroid stays put
+  sigmas = np.array([0.0, 1.3, 2.2])
+  wide = np.asarray(kernels.widen(batch, jnp.asarray(sigmas)))
+  np.testing.assert_array_equal(wide[0], batch[0])
+  np.testing.assert_allclose(wide.sum(axis=(1, 2)), 1.0, atol=1e-5)
+  assert wide.min() >= 0
+  axis = np.arange(size) - size // 2
+  for k, narrow, sigma in zip(wide, np.asarray(batch), sigmas):
+    g = np.exp(-0.5 * axis ** 2 / max(sigma, 1e-3) ** 2)
+    var = (g * axis ** 2).sum() / g.sum()  # per axis; the 2-D blur is separable
+    got, before = _moments(k), _moments(narrow)
+    np.testing.assert_allclose(got[:2], before[:2], atol=1e-4)
+    np.testing.assert_allclose(got[2:], np.array(before[2:]) + [var, var, 0.0], atol=2e-4)
+
+
+def test_widen_refuses_a_single_kernel():
+  with pytest.raises(ValueError, match=r'kernels must have shape \(batch, k, k\) with k odd, got \(15, 15\)'):
+    kernels.widen(jnp.ones((15, 15)) / 225, jnp.zeros((1,)))
+
+
 def test_resize_canvas_rejects_even_sizes():
   with pytest.raises(ValueError, match='odd'):
     kernels.resize_canvas(jnp.ones((15, 15)), 16)

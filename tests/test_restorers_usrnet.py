@@ -106,6 +106,62 @@ def test_random_resizer_training_tells_the_data_step_bicubic():
   assert abs(l1['bicubic'] - l1['direct']) > 1e-4
 
 
+def test_kernel_error_tells_widened_kernels_and_leaves_the_rest_of_the_batch_as_it_was():
+  """restorer.kernel_error_*: per scale s a told kernel = the true one widened by σ·s HR pixels (σ in
+  LR pixels, the same σ at every scale), on about kernel_error_prob of the images; the HR, kernels, LR
+  and noise are those of a run without the option (same key), and the train step is told the widened
+  kernel: its loss is that of USRNet applied to them."""
+  config = usrnet_config.get_config('gaussian,smoke')
+  hr = jnp.asarray(data.create_eval_batch(config, 4)['hr'])
+  hr = jnp.concatenate([hr] * 8)  # 32 images: enough to see the fraction
+  plain = jax.jit(usrnet.make_batch_fn(config))(hr, jax.random.key(3))
+  config.restorer.kernel_error_prob, config.restorer.kernel_error_sigma = 0.5, 0.6
+  usrnet.check_fields(config)
+  batch = jax.jit(usrnet.make_batch_fn(config))(hr, jax.random.key(3))
+  assert set(batch) == set(plain) | {'told_kernel_x2', 'told_kernel_x3', 'told_kernel_x4'}
+  for name, value in plain.items():
+    np.testing.assert_array_equal(batch[name], value, err_msg=name)
+
+  def variance(k):  # mean of the two axes' second moments about the centre, per kernel
+    y, x = np.mgrid[:k.shape[1], :k.shape[2]] - (k.shape[1] - 1) / 2
+    return ((np.asarray(k) * (x ** 2 + y ** 2)).sum(axis=(1, 2))) / 2
+
+  added = {s: variance(batch[f'told_kernel_x{s}']) - variance(batch['kernel']) for s in (2, 3, 4)}
+  widened = added[4] > 1e-6  # at ×2 a σ below ~0.1 LR px is a delta on the HR grid
+  assert 8 <= widened.sum() <= 24, added[4]  # ~ half of 32
+  for s in (2, 3, 4):
+    told = np.asarray(batch[f'told_kernel_x{s}'])
+    # Equal up to rounding: XLA may fuse the kernels' computation into each use in its own order.
+    np.testing.assert_allclose(told[~widened], np.asarray(batch['kernel'])[~widened], rtol=1e-5, atol=1e-9)
+    sigma_hr = np.sqrt(added[s][widened])  # the canvas cuts a little of the widest ones' mass
+    assert np.all(sigma_hr <= 0.6 * s + 0.05), (s, sigma_hr)
+  # σ is drawn once per image in LR pixels: the same image is widened more at a larger scale.
+  assert np.all((added[2] < added[3])[widened] & (added[3] < added[4])[widened])
+
+  state = jax.jit(functools.partial(usrnet.create_train_state, config))(jax.random.key(0))
+  small = {k: v[:4] for k, v in batch.items()}
+  _, out = jax.jit(functools.partial(usrnet.train_step, config=config, variant=1))(state, small, jax.random.key(0))
+  l1 = {}
+  for name in ('told_kernel_x3', 'kernel'):
+    sr = state.apply_fn({'params': state.params}, small['lr_x3'], small[name], small['noise_sigma'], 3,
+                        clip=False, downsample=usrnet.told_downsample(config))
+    l1[name] = float(jnp.mean(jnp.abs(sr - small['hr'])))
+  np.testing.assert_allclose(float(out['l1']), l1['told_kernel_x3'], rtol=1e-5)
+  assert abs(l1['told_kernel_x3'] - l1['kernel']) > 1e-6
+
+
+@pytest.mark.parametrize('prob, sigma, match', [
+    (1.5, 0.5, r'kernel_error_prob must be in \[0, 1\]'),
+    (0.5, -0.1, r'kernel_error_sigma ≥ 0'),
+    (0.5, 0.0, r'widened only when both are > 0'),
+    (0.0, 0.5, r'widened only when both are > 0')])
+def test_kernel_error_settings_are_checked(prob, sigma, match):
+  config = usrnet_config.get_config('gaussian,smoke')
+  config.restorer.kernel_error_prob, config.restorer.kernel_error_sigma = prob, sigma
+  with pytest.raises(ValueError, match=match):
+    usrnet.check_fields(config)
+
+
 def test_smoke_run_loads_as_a_restorer_for_every_scale_and_family(smoke_usrnet_workdir):
   rest = tasks.load_restorer(str(smoke_usrnet_workdir))
   assert (rest.name, rest.scales, rest.families) == ('USRNet', (2, 3, 4), kernels.FAMILIES)

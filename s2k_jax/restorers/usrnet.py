@@ -7,6 +7,11 @@ in turn (the driver's `train_variants`: step mod the number of scales, one compi
 every scale gets the same number of updates. The loss is L1 (as USRNet). Evaluation reports,
 per scale, PSNR with the true kernel, with the family's mean kernel and of bicubic upsampling: the
 true − mean gap is the value of an accurate kernel, which S2K's estimate should recover.
+
+A blind pipeline tells USRNet an estimate, not the truth, and on sharp LR the estimate is wider than
+the blur (docs/conventions.md, "Told kernels"); with restorer.kernel_error_prob/_sigma > 0 training tells
+it such kernels (`kernels.widen` of the truth) on part of the batch, so that it restores less sharply
+where the told blur may be too wide, instead of ringing.
 """
 import functools
 from typing import Any
@@ -55,6 +60,13 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
   if r.iterations < 1 or r.border < 0:
     raise ValueError(f'restorer.iterations must be ≥ 1 and restorer.border ≥ 0, got {r.iterations}, {r.border}.')
   layers.compute_dtype(r.dtype, 'restorer.dtype')
+  prob, sigma = kernel_error(config)
+  if not 0 <= prob <= 1 or sigma < 0:
+    raise ValueError(f'restorer.kernel_error_prob must be in [0, 1] and restorer.kernel_error_sigma ≥ 0, got '
+                     f'{prob} and {sigma}.')
+  if (prob > 0) != (sigma > 0):
+    raise ValueError(f'restorer.kernel_error_prob={prob} and restorer.kernel_error_sigma={sigma}: the told '
+                     'kernel is widened only when both are > 0; set both (e.g. 0.5 and 0.5) or both to 0.')
   if not hyper_lr_scale(config) > 0:
     raise ValueError(f'train.hyper_lr_scale must be > 0 (the hyper-network\'s learning rate over the '
                      f'rest\'s), got {hyper_lr_scale(config)}.')
@@ -64,6 +76,12 @@ def told_downsample(config: ml_collections.ConfigDict) -> str:
   """The downsampler the data step is told in training: the training LR's, or with random resizers
   'bicubic' whatever resizer made each image — what `s2k-sr` tells it about a photo."""
   return degradation.nominal_downsample(config.degradation.downsample)
+
+
+def kernel_error(config: ml_collections.ConfigDict) -> tuple[float, float]:
+  """(restorer.kernel_error_prob, restorer.kernel_error_sigma); (0, 0) for configs saved before them."""
+  r = config.restorer
+  return float(r.get('kernel_error_prob', 0.0)), float(r.get('kernel_error_sigma', 0.0))
 
 
 def hyper_lr_scale(config: ml_collections.ConfigDict) -> float:
@@ -87,6 +105,7 @@ def make_batch_fn(config: ml_collections.ConfigDict):
   Every scale's LR comes from the same HR crop, kernel and noise key (so the same σ).
   """
   degs = {s: degradation_at(config, s) for s in scales(config)}
+  error_prob, error_sigma = kernel_error(config)
 
   def batch_fn(hr_uint8: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
     hr = images.to_float(jnp.asarray(hr_uint8))
@@ -97,6 +116,12 @@ def make_batch_fn(config: ml_collections.ConfigDict):
       degraded = degradation.degrade_with_kernels(hr, kernels, noise_key, deg)
       out[f'lr_x{s}'] = degraded['lr']
       out['noise_sigma'] = degraded['noise_sigma']
+    if error_prob > 0:  # its own key, so the draws above are those of a run without the option
+      widen_key, pick_key = jax.random.split(jax.random.fold_in(key, 1))
+      widen = jax.random.uniform(widen_key, (hr.shape[0],)) * error_sigma
+      widen = jnp.where(jax.random.uniform(pick_key, (hr.shape[0],)) < error_prob, widen, 0.0)
+      for s in degs:
+        out[f'told_kernel_x{s}'] = kernels_lib.widen(kernels, widen * s)  # LR pixels → HR pixels
     return out
 
   return batch_fn
@@ -130,12 +155,13 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
 def train_step(state: train_state.TrainState, batch: dict[str, jax.Array], key: jax.Array, *,
                config: ml_collections.ConfigDict, variant: int = 0):
   """One L1 step at scale scales[variant] with the true kernels and noise level (the driver cycles
-  `variant` over the scales, one per step)."""
+  `variant` over the scales, one per step); with restorer.kernel_error_*, told the widened kernels."""
   del key  # No dropout; the batch carries all randomness.
   scale = scales(config)[variant]
+  told = batch.get(f'told_kernel_x{scale}', batch['kernel'])
 
   def loss_fn(params):
-    sr = state.apply_fn({'params': params}, batch[f'lr_x{scale}'], batch['kernel'], batch['noise_sigma'],
+    sr = state.apply_fn({'params': params}, batch[f'lr_x{scale}'], told, batch['noise_sigma'],
                         scale, clip=False, downsample=told_downsample(config))
     return jnp.mean(jnp.abs(sr - batch['hr'])), sr
 
