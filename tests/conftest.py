@@ -30,6 +30,16 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:  # The controller (or a run wi
 import pytest  # noqa: E402  (after the XLA flags above)
 
 
+def pytest_collection_modifyitems(items):
+  """The `slow` tests first, the rest in file order after them.
+
+  pytest-xdist hands tests to its 2 workers in collection order; a minute-long test handed out last
+  leaves the other worker idle for that minute. Long ones first, short ones fill the gaps at the end.
+  Sorting is stable and the same on every worker (xdist checks that they collected the same list).
+  """
+  items.sort(key=lambda item: item.get_closest_marker('slow') is None)
+
+
 def _trained_once(tmp_path_factory, name, make_config):
   """Trains `make_config()` once per test session, shared by the pytest-xdist workers (read-only).
 

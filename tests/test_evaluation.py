@@ -144,6 +144,7 @@ def test_true_kernel_upper_bound_beats_the_mean_kernel(tmp_path):
   assert (per_image > 0).sum() >= 6, per_image  # Ahead on most images, not on one outlier alone.
 
 
+@pytest.mark.slow
 def test_two_restorers_side_by_side(tmp_path, small_testset, smoke_estimator_workdir, smoke_restorer_workdir,
                                     smoke_usrnet_workdir):
   """SFTMD (Gaussian ×4) and the mixed-family USRNet on one Gaussian ×4 set: each gets its mean / S2K /

@@ -227,6 +227,7 @@ def jpeg_testset(tmp_path, config, quality, copies=4):
   return testsets.load(str(tmp_path / 'ts'))
 
 
+@pytest.mark.slow
 def test_shipped_motion_estimator_beats_the_mean_kernel_on_fresh_trajectories(tmp_path):
   """The ×4 motion estimator (real-photo LR, Welch, fresh trajectories) on held-out JPEG q75 LR blurred
   by trajectories it never saw: D_v at most 80% of the mean kernel's (8 images: 0.00117 vs 0.00256, 46%;
@@ -253,6 +254,7 @@ def test_shipped_gaussian_estimator_beats_the_mean_kernel(tmp_path):
   assert np.mean(s2k) < 0.7 * np.mean(mean), (np.mean(s2k), np.mean(mean))
 
 
+@pytest.mark.slow
 def test_s2k_sr_runs_with_the_shipped_models(tmp_path):
   image = transform.rescale(skdata.coffee(), 0.25, channel_axis=-1, anti_aliasing=True)  # held out
   path = tmp_path / 'coffee.png'

@@ -55,6 +55,7 @@ def test_step_lowers_l1_on_a_fixed_batch(anchor, factor):
   np.testing.assert_array_equal(np.asarray(state.pca['components']), basis['components'])
 
 
+@pytest.mark.slow
 def test_outputs_beyond_a_target_on_the_bound_are_pulled_back():
   """Black targets and outputs below 0: the raw-output L1 still has a gradient (a clipped one has none,
   which let the release restorers drift until they collapsed; docs/conventions.md, Restorer). Without

@@ -75,6 +75,7 @@ def test_steps_lower_the_l1_loss_on_a_fixed_batch():
   assert int(state['gen'].step) == 8 and int(state['disc'].step) == 8
 
 
+@pytest.mark.slow
 def test_the_generator_moving_average_follows_its_weights_and_is_what_inference_reads(tmp_path, monkeypatch):
   """train.ema_decay: after each step ema = d·ema + (1 − d)·params with d = min(decay, (1 + t)/(10 + t)),
   from the initial weights (recomputed here step by step); the raw weights train exactly as without an
