@@ -45,8 +45,10 @@ if [ "$NOISE" = 1 ]; then
 set_dir="$OUT/testsets/gaussian_x4_noise3"
 [ -d "$set_dir" ] || $PY -m s2k_jax.make_testset --config configs/gaussian.py:cpu --config.degradation.noise_max=0.03 \
     --config.degradation.quantize=True --config.degradation.jpeg_prob=0 --copies "$COPIES" --seed 2 --out "$set_dir"
-$PY evaluate.py --restorer "$USRNET" --restorer "$SFTMD_DIR/sftmd_gaussian_x4.npz" \
-    --estimator "$(estimator gaussian 4)" --testset "$set_dir" --out "$OUT/gaussian_x4_noise3" > /dev/null
+models=(--restorer "$USRNET")
+[ -f "$SFTMD_DIR/sftmd_gaussian_x4.npz" ] && models+=(--restorer "$SFTMD_DIR/sftmd_gaussian_x4.npz")
+$PY evaluate.py "${models[@]}" --estimator "$(estimator gaussian 4)" --testset "$set_dir" \
+    --out "$OUT/gaussian_x4_noise3" > /dev/null
 echo "$OUT/gaussian_x4_noise3/results.md"
 reports+=("$OUT/gaussian_x4_noise3")
 fi
