@@ -2,7 +2,7 @@ r"""Trains a shipped model again from its recipe (s2k_jax/catalogue.py, configs/
 
   python scripts/reproduce_shipped.py --list                        # the shipped models and their stages
   python scripts/reproduce_shipped.py gaussian_x4_estimator         # → runs/release/gaussian_x4_estimator.npz
-  python scripts/reproduce_shipped.py usrnet_mixed --root runs/rel  # 9 stages, each from the one before
+  python scripts/reproduce_shipped.py usrnet_mixed --root runs/rel  # 10 stages, each from the one before
   python scripts/reproduce_shipped.py gaussian_x2_resized_estimator \
       --override data.tfds_data_dir=/data/corpus/tfds               # any config field, every stage
   python scripts/reproduce_shipped.py usrnet_mixed --dry_run        # print the commands only
