@@ -35,6 +35,7 @@ import skimage.data
 from configs import gaussian
 from s2k_jax import data
 from s2k_jax import estimator
+from s2k_jax import loop
 from s2k_jax import sharding
 
 DIV2K_SIZE = (2040, 1356)  # (width, height) of most DIV2K HR images.
@@ -104,7 +105,8 @@ def loop_share(config, steps: int) -> dict:
   """Runs the real loop and splits its wall time into data loading, batch function and step."""
   mesh = Mesh(np.asarray(jax.devices()), ('data',))
   state = jax.jit(lambda k: estimator.create_train_state(config, k))(jax.random.key(0))
-  step_fn = jax.jit(lambda s, b, k: estimator.train_step(s, b, k, config=config))
+  step_fn = jax.jit(lambda s, b, k: estimator.train_step(s, b, k, config=config),
+                    compiler_options=loop.train_compiler_options(jax.devices()[0].platform))  # as train.py
   batch_fn = jax.jit(estimator.make_batch_fn(config))
   it = data.create_train_iterator(config)
   totals = dict(load=0.0, batch_fn=0.0, step=0.0)

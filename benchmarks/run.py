@@ -36,6 +36,7 @@ from s2k_jax import degradation  # noqa: E402
 from s2k_jax import estimator  # noqa: E402
 from s2k_jax import evaluation  # noqa: E402
 from s2k_jax import kernels  # noqa: E402
+from s2k_jax import loop  # noqa: E402
 from s2k_jax import pipeline  # noqa: E402
 from s2k_jax.restorers import sftmd as sftmd_restorer  # noqa: E402
 from s2k_jax.restorers import usrnet as usrnet_restorer  # noqa: E402
@@ -56,7 +57,8 @@ def median_ms(fn: Callable[[], Any], warmup: int, runs: int) -> float:
 
 def step_ms(train_step: Callable, state: Any, batch: Any, args: argparse.Namespace) -> float:
   """Median ms of a training step `(state, batch, key) -> (state, metrics)`, jitted with donation."""
-  step = jax.jit(train_step, donate_argnums=0)
+  step = jax.jit(train_step, donate_argnums=0,
+                 compiler_options=loop.train_compiler_options(jax.devices()[0].platform))  # as train.py compiles it
   key = jax.random.key(1)
 
   def run():

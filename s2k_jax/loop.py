@@ -91,6 +91,27 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
 
 
 # ---------------------------------------------------------------------------------------------------
+# Compiling the training step.
+
+# XLA:CPU (jaxlib 0.10) hands single convolutions to YNNPACK by default (its library fusions: single
+# dots, single convolutions, reductions). For the kernel gradients and small-image layers of a training
+# step those ran 4–6× slower than XLA's own convolutions on x86 and made whole steps 1.3–1.6× slower
+# (docs/benchmarks.md, "XLA:CPU convolutions"), so the training step keeps the other two.
+YNN_FUSION_FLAG = 'xla_cpu_experimental_ynn_fusion_type'
+TRAIN_STEP_YNN_FUSIONS = 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'
+
+
+def train_compiler_options(platform: str) -> dict[str, str] | None:
+  """XLA options for compiling a training step on `platform` (a jax device's `.platform`).
+
+  None where there is nothing to set: not a CPU, or the user chose the YNNPACK fusions in XLA_FLAGS
+  (those win over this default)."""
+  if platform != 'cpu' or YNN_FUSION_FLAG in os.environ.get('XLA_FLAGS', ''):
+    return None
+  return {YNN_FUSION_FLAG: TRAIN_STEP_YNN_FUSIONS}
+
+
+# ---------------------------------------------------------------------------------------------------
 # Preemption and non-finite losses.
 
 
@@ -312,7 +333,8 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
   variants = [functools.partial(task.train_step, variant=v) for v in range(task.train_variants)] \
       if task.train_variants > 1 else [task.train_step]
   step_fns = [jax.jit(fn, donate_argnums=0, in_shardings=(state_sharding, batch_sharding, state_sharding),
-                      out_shardings=(state_sharding, state_sharding)) for fn in variants]
+                      out_shardings=(state_sharding, state_sharding),
+                      compiler_options=train_compiler_options(mesh.devices.flat[0].platform)) for fn in variants]
   eval_fn = jax.jit(task.eval_step)
   writer = MetricWriter(workdir)
   guard = PreemptionGuard()

@@ -4,6 +4,7 @@ import re
 import importlib.util
 import sys
 
+import jax
 import jax.numpy as jnp
 
 from configs import gaussian
@@ -120,3 +121,22 @@ def test_the_closing_commands_run_as_printed(tmp_path, monkeypatch):
   tensorboard_installed(True)
   assert loop.closing_lines(task, 'runs/w', 3, 3)[3] == (
       '  TensorBoard  runs/w/tensorboard  (.venv/bin/tensorboard --logdir runs/w/tensorboard)')
+
+
+def test_train_compiler_options_keep_convolutions_from_ynnpack_on_cpu_only(monkeypatch):
+  """On CPU the training step is compiled without YNNPACK's single-convolution fusions (dots and
+  reductions stay); other platforms get no options; a user's own XLA_FLAGS choice wins."""
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+  options = loop.train_compiler_options('cpu')
+  assert options == {'xla_cpu_experimental_ynn_fusion_type':
+                     'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'}
+  assert loop.train_compiler_options('gpu') is None and loop.train_compiler_options('tpu') is None
+  # The paper PatchGAN's 4×4 256→512 layer and its kernel gradient: YNNPACK by default, XLA's own with these.
+  x, w = jnp.ones((8, 34, 34, 256)), jnp.ones((4, 4, 256, 512))
+  conv = lambda w: jax.lax.conv_general_dilated(x, w, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  grad = jax.grad(lambda w: conv(w).sum())
+  assert '__ynn_fusion' in jax.jit(grad).lower(w).compile().as_text()
+  program = jax.jit(grad, compiler_options=options).lower(w).compile().as_text()
+  assert 'convolution' in program and '__ynn_fusion' not in program
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=+individual_convolution')
+  assert loop.train_compiler_options('cpu') is None

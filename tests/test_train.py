@@ -75,6 +75,31 @@ def test_steps_lower_the_l1_loss_on_a_fixed_batch():
   assert int(state['gen'].step) == 8 and int(state['disc'].step) == 8
 
 
+def test_the_cpu_step_options_change_no_number():
+  """loop.train_compiler_options only moves convolutions from YNNPACK to XLA's own: two :smoke steps
+  give the same losses and parameters within 1e-5 (float32 rounded in another order)."""
+  config = smoke_config()
+  batch = fixed_batch(config, sharding.make_mesh())
+  init = jax.jit(functools.partial(estimator.create_train_state, config))
+  runs, programs = [], []
+  for options in (None, loop.train_compiler_options('cpu')):
+    assert options is None or 'LIBRARY_FUSION_TYPE_REDUCE' in options[loop.YNN_FUSION_FLAG]
+    step = jax.jit(functools.partial(estimator.train_step, config=config), compiler_options=options)
+    state = init(jax.random.key(0))
+    programs.append(step.lower(state, batch, jax.random.key(1)).compile().as_text())
+    losses = []
+    for t in range(2):
+      state, metrics = step(state, batch, jax.random.key(t))
+      losses.append(jax.device_get(metrics))
+    runs.append((losses, params_of(state)))
+  assert programs[0].count('__ynn_fusion') > programs[1].count('__ynn_fusion')  # it compiled otherwise
+  for a, b in zip(runs[0][0], runs[1][0]):
+    assert a.keys() == b.keys()
+    for key in a:
+      np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-5, err_msg=key)
+  assert_trees_close(runs[0][1], runs[1][1], atol=1e-5)
+
+
 @pytest.mark.slow
 def test_the_generator_moving_average_follows_its_weights_and_is_what_inference_reads(tmp_path, monkeypatch):
   """train.ema_decay: after each step ema = d·ema + (1 − d)·params with d = min(decay, (1 + t)/(10 + t)),
