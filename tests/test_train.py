@@ -84,9 +84,11 @@ def test_the_cpu_step_options_change_no_number():
   runs, programs = [], []
   for options in (None, loop.train_compiler_options('cpu')):
     assert options is None or 'LIBRARY_FUSION_TYPE_REDUCE' in options[loop.YNN_FUSION_FLAG]
-    step = jax.jit(functools.partial(estimator.train_step, config=config), compiler_options=options)
     state = init(jax.random.key(0))
-    programs.append(step.lower(state, batch, jax.random.key(1)).compile().as_text())
+    # The compiled program both runs and is read: jit's own call would compile it a second time.
+    step = jax.jit(functools.partial(estimator.train_step, config=config),
+                   compiler_options=options).lower(state, batch, jax.random.key(1)).compile()
+    programs.append(step.as_text())
     losses = []
     for t in range(2):
       state, metrics = step(state, batch, jax.random.key(t))
