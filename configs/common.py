@@ -177,6 +177,10 @@ def get_usrnet_config(family: str) -> ml_collections.ConfigDict:
   # uniformly in [0, kernel_error_sigma] LR pixels (σ·s HR pixels at ×s). 0 and 0: told the truth.
   r.kernel_error_prob = 0.0
   r.kernel_error_sigma = 0.0
+  # The noise σ USRNet is told in training: 'true' (the σ added), or 'estimate': the σ `noise.
+  # estimate_sigmas` reads off each LR image, clipped to noise_max — what s2k-sr tells it about a photo,
+  # where texture, aliasing and 8-bit rounding read as 0.2–4% on clean LR (docs/conventions.md).
+  r.told_noise = 'true'
   config.train = get_restorer_train_config(family, b2=0.999)
   # The hyper-network's learning rate over the rest's: its α and β are a few numbers that Adam moves
   # by at most ~lr a step (docs/results.md §4, "Larger crops and a faster hyper-network").

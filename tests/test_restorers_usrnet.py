@@ -15,6 +15,7 @@ from s2k_jax import degradation
 from s2k_jax import images
 from s2k_jax import kernels
 from s2k_jax import loop
+from s2k_jax import noise
 from s2k_jax import pipeline
 from s2k_jax import tasks
 from s2k_jax.restorers import usrnet
@@ -148,6 +149,53 @@ def test_kernel_error_tells_widened_kernels_and_leaves_the_rest_of_the_batch_as_
     l1[name] = float(jnp.mean(jnp.abs(sr - small['hr'])))
   np.testing.assert_allclose(float(out['l1']), l1['told_kernel_x3'], rtol=1e-5)
   assert abs(l1['told_kernel_x3'] - l1['kernel']) > 1e-6
+
+
+def test_told_noise_estimate_tells_the_sigma_read_off_each_lr():
+  """restorer.told_noise='estimate': per scale, told_noise_xS = noise.estimate_sigma of each LR image
+  (clipped to noise_max); everything else is the batch of a run without the option, and the train
+  step's loss is USRNet's told that σ, not the true one."""
+  config = usrnet_config.get_config('gaussian,smoke')
+  config.degradation.noise_max = 0.004  # low enough that some estimates are clipped to it
+  hr = jnp.asarray(data.create_eval_batch(config, 4)['hr'])
+  plain = jax.jit(usrnet.make_batch_fn(config))(hr, jax.random.key(5))
+  config.restorer.told_noise = 'estimate'
+  usrnet.check_fields(config)
+  batch = jax.jit(usrnet.make_batch_fn(config))(hr, jax.random.key(5))
+  assert set(batch) == set(plain) | {'told_noise_x2', 'told_noise_x3', 'told_noise_x4'}
+  for name, value in plain.items():
+    np.testing.assert_array_equal(batch[name], value, err_msg=name)
+  for s in (2, 3, 4):
+    lr = np.asarray(batch[f'lr_x{s}'])
+    want = np.minimum([noise.estimate_sigma(x) for x in lr], 0.004)
+    np.testing.assert_allclose(batch[f'told_noise_x{s}'], want, rtol=1e-5, atol=1e-7)
+  assert any(np.any(np.asarray(batch[f'told_noise_x{s}']) == np.float32(0.004)) for s in (2, 3, 4))
+  assert not np.allclose(batch['told_noise_x2'], batch['noise_sigma'])
+
+  state = jax.jit(functools.partial(usrnet.create_train_state, config))(jax.random.key(0))
+  # The hyper-network's last layer starts at zero (σ has no effect yet): give it weights.
+  params = jax.tree_util.tree_map_with_path(
+      lambda path, p: p + 0.5 * jax.random.normal(jax.random.key(1), p.shape)
+      if usrnet.HYPER_NET in str(path) and 'kernel' in str(path) else p, state.params)
+  state = state.replace(params=params)
+  _, out = jax.jit(functools.partial(usrnet.train_step, config=config, variant=0))(state, batch, jax.random.key(0))
+  l1 = {}
+  for name in ('told_noise_x2', 'noise_sigma'):
+    sr = state.apply_fn({'params': state.params}, batch['lr_x2'], batch['kernel'], batch[name], 2,
+                        clip=False, downsample=usrnet.told_downsample(config))
+    l1[name] = float(jnp.mean(jnp.abs(sr - batch['hr'])))
+  np.testing.assert_allclose(float(out['l1']), l1['told_noise_x2'], rtol=1e-5)
+  assert abs(l1['told_noise_x2'] - l1['noise_sigma']) > 1e-6  # 10× the tolerance of the equality above
+
+
+@pytest.mark.parametrize('told, noise_max, match', [
+    ('guess', 0.05, r"told_noise must be one of \('true', 'estimate'\)"),
+    ('estimate', 0.0, 'needs a restorer that reads noise')])
+def test_told_noise_settings_are_checked(told, noise_max, match):
+  config = usrnet_config.get_config('gaussian,smoke')
+  config.restorer.told_noise, config.degradation.noise_max = told, noise_max
+  with pytest.raises(ValueError, match=match):
+    usrnet.check_fields(config)
 
 
 @pytest.mark.parametrize('prob, sigma, match', [

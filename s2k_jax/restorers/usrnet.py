@@ -11,7 +11,9 @@ true − mean gap is the value of an accurate kernel, which S2K's estimate shoul
 A blind pipeline tells USRNet an estimate, not the truth, and on sharp LR the estimate is wider than
 the blur (docs/conventions.md, "Told kernels"); with restorer.kernel_error_prob/_sigma > 0 training tells
 it such kernels (`kernels.widen` of the truth) on part of the batch, so that it restores less sharply
-where the told blur may be too wide, instead of ringing.
+where the told blur may be too wide, instead of ringing. Likewise the noise σ: s2k-sr tells it the σ
+read off the photo (`noise.estimate_sigmas`), which on clean LR is the photo's texture, not noise;
+with restorer.told_noise='estimate' training tells it that estimate of each LR instead of the σ added.
 """
 import functools
 from typing import Any
@@ -30,6 +32,7 @@ from s2k_jax import kernels as kernels_lib
 from s2k_jax import loop
 from s2k_jax import metrics
 from s2k_jax import modelio
+from s2k_jax import noise
 from s2k_jax import visualize
 from s2k_jax.models import layers
 from s2k_jax.models import usrnet
@@ -67,6 +70,11 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
   if (prob > 0) != (sigma > 0):
     raise ValueError(f'restorer.kernel_error_prob={prob} and restorer.kernel_error_sigma={sigma}: the told '
                      'kernel is widened only when both are > 0; set both (e.g. 0.5 and 0.5) or both to 0.')
+  if told_noise(config) not in TOLD_NOISE:
+    raise ValueError(f'restorer.told_noise must be one of {TOLD_NOISE}, got {told_noise(config)!r}.')
+  if told_noise(config) == 'estimate' and not config.degradation.noise_max > 0:
+    raise ValueError("restorer.told_noise='estimate' needs a restorer that reads noise "
+                     '(degradation.noise_max > 0), got noise_max=0.')
   if not hyper_lr_scale(config) > 0:
     raise ValueError(f'train.hyper_lr_scale must be > 0 (the hyper-network\'s learning rate over the '
                      f'rest\'s), got {hyper_lr_scale(config)}.')
@@ -82,6 +90,15 @@ def kernel_error(config: ml_collections.ConfigDict) -> tuple[float, float]:
   """(restorer.kernel_error_prob, restorer.kernel_error_sigma); (0, 0) for configs saved before them."""
   r = config.restorer
   return float(r.get('kernel_error_prob', 0.0)), float(r.get('kernel_error_sigma', 0.0))
+
+
+TOLD_NOISE = ('true', 'estimate')
+
+
+def told_noise(config: ml_collections.ConfigDict) -> str:
+  """restorer.told_noise: 'true' (the σ added) or 'estimate' (read off each LR); 'true' for configs
+  saved before the field."""
+  return str(config.restorer.get('told_noise', 'true'))
 
 
 def hyper_lr_scale(config: ml_collections.ConfigDict) -> float:
@@ -102,10 +119,13 @@ def degradation_at(config: ml_collections.ConfigDict, scale: int) -> ml_collecti
 def make_batch_fn(config: ml_collections.ConfigDict):
   """fn(hr uint8 (B, C, C, 3), key) → dict(hr, kernel, noise_sigma, lr_x2, lr_x3, ...) float32.
 
-  Every scale's LR comes from the same HR crop, kernel and noise key (so the same σ).
+  Every scale's LR comes from the same HR crop, kernel and noise key (so the same σ); with
+  restorer.told_noise='estimate', told_noise_xS is the σ read off each scale's LR (clipped to noise_max).
   """
   degs = {s: degradation_at(config, s) for s in scales(config)}
   error_prob, error_sigma = kernel_error(config)
+  estimate_noise = told_noise(config) == 'estimate'
+  noise_max = float(config.degradation.noise_max)
 
   def batch_fn(hr_uint8: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
     hr = images.to_float(jnp.asarray(hr_uint8))
@@ -116,6 +136,8 @@ def make_batch_fn(config: ml_collections.ConfigDict):
       degraded = degradation.degrade_with_kernels(hr, kernels, noise_key, deg)
       out[f'lr_x{s}'] = degraded['lr']
       out['noise_sigma'] = degraded['noise_sigma']
+      if estimate_noise:
+        out[f'told_noise_x{s}'] = jnp.minimum(noise.estimate_sigmas(degraded['lr']), noise_max)
     if error_prob > 0:  # its own key, so the draws above are those of a run without the option
       widen_key, pick_key = jax.random.split(jax.random.fold_in(key, 1))
       widen = jax.random.uniform(widen_key, (hr.shape[0],)) * error_sigma
@@ -155,13 +177,15 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
 def train_step(state: train_state.TrainState, batch: dict[str, jax.Array], key: jax.Array, *,
                config: ml_collections.ConfigDict, variant: int = 0):
   """One L1 step at scale scales[variant] with the true kernels and noise level (the driver cycles
-  `variant` over the scales, one per step); with restorer.kernel_error_*, told the widened kernels."""
+  `variant` over the scales, one per step); with restorer.kernel_error_*, told the widened kernels, with
+  restorer.told_noise='estimate' the σ read off the LR."""
   del key  # No dropout; the batch carries all randomness.
   scale = scales(config)[variant]
   told = batch.get(f'told_kernel_x{scale}', batch['kernel'])
+  sigma = _told_sigma(batch, scale)
 
   def loss_fn(params):
-    sr = state.apply_fn({'params': params}, batch[f'lr_x{scale}'], told, batch['noise_sigma'],
+    sr = state.apply_fn({'params': params}, batch[f'lr_x{scale}'], told, sigma,
                         scale, clip=False, downsample=told_downsample(config))
     return jnp.mean(jnp.abs(sr - batch['hr'])), sr
 
@@ -171,17 +195,24 @@ def train_step(state: train_state.TrainState, batch: dict[str, jax.Array], key: 
   return state, dict(l1=loss, psnr=psnr, scale=jnp.asarray(scale, jnp.float32))
 
 
+def _told_sigma(batch: dict[str, jax.Array], scale: int) -> jax.Array:
+  """The noise σ USRNet is told at `scale`: the estimate read off the LR where the batch has one
+  (restorer.told_noise='estimate'), else the true σ."""
+  return batch.get(f'told_noise_x{scale}', batch['noise_sigma'])
+
+
 def eval_step(state, batch: dict[str, jax.Array], *, config, mean_kernel: np.ndarray) -> dict[str, jax.Array]:
-  """Per scale: SR with the true kernels, with the family's mean kernel, and bicubic; their PSNRs."""
+  """Per scale: SR with the true kernels, with the family's mean kernel, and bicubic; their PSNRs. The
+  noise σ is told as in training (`_told_sigma`)."""
   out = {}
   b = batch['hr'].shape[0]
   mean = jnp.broadcast_to(jnp.asarray(mean_kernel), (b,) + mean_kernel.shape)
   method = told_downsample(config)
   for s in scales(config):
     lr = batch[f'lr_x{s}']
-    true_sr = state.apply_fn({'params': state.params}, lr, batch['kernel'], batch['noise_sigma'], s,
-                             downsample=method)
-    mean_sr = state.apply_fn({'params': state.params}, lr, mean, batch['noise_sigma'], s, downsample=method)
+    sigma = _told_sigma(batch, s)
+    true_sr = state.apply_fn({'params': state.params}, lr, batch['kernel'], sigma, s, downsample=method)
+    mean_sr = state.apply_fn({'params': state.params}, lr, mean, sigma, s, downsample=method)
     bicubic = degradation.bicubic_upsample(lr, s, degradation.lr_grid(method))
     out[f'psnr_true_kernel_x{s}'] = metrics.psnr_rgb(true_sr, batch['hr'])
     out[f'psnr_mean_kernel_x{s}'] = metrics.psnr_rgb(mean_sr, batch['hr'])
