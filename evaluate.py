@@ -49,9 +49,10 @@ flags.DEFINE_integer('hr_crop', 0, 'Generate centred HR crops of this side (0 = 
 flags.DEFINE_integer('batch_size', 8, 'LR images per jitted batch.')
 flags.DEFINE_enum('spectrum_mode', None, ['crop', 'welch'],
                   'Spectrum of the LR images for the estimator (default: the mode it was trained with).')
-flags.DEFINE_enum('noise', 'true', evaluation.NOISE_MODES,
+flags.DEFINE_enum('noise', None, evaluation.NOISE_MODES,
                   'The noise σ restorers are told: the test set\'s true one, or estimated from each LR image '
-                  'as s2k-sr does (blind in the noise too).')
+                  'as s2k-sr does (blind in the noise too). Default: the one they were trained told '
+                  '(restorer.told_noise; \'true\' for all but USRNets trained told the estimate).')
 flags.DEFINE_bool('distributed', False, 'Evaluate with several processes (docs/multihost.md).')
 flags.DEFINE_string('coordinator_address', '', 'With --distributed: HOST:PORT of process 0 (unset: detected).')
 flags.DEFINE_integer('num_processes', 0, 'With --distributed: the number of processes (0: detected).')

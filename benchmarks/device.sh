@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 WHEELS=${WHEELS:-.whl}
 PY=${PY:-python3}
 # Runtime packages of pyproject.toml (and what they need) that the GPU image lacks.
-MISSING=(grain array-record portpicker ml-collections PyWavelets tensorboardX)
+MISSING=(grain array-record portpicker ml-collections tensorboardX)
 
 prepare() {
   mkdir -p "$WHEELS"

@@ -47,7 +47,7 @@ KERNEL_METHODS = ('S2K', 'mean kernel')
 SR_SCORES = ('psnr', 'ssim', 'chroma', 'saturation', 'lr_psnr')
 # The noise σ restorers are told: the test set's true σ per image, or the one s2k-sr would estimate from
 # each LR image (`pipeline.noise_level`: blind in the noise as well as the kernel).
-NOISE_MODES = ('true', 'estimate')
+NOISE_MODES = base.TOLD_NOISE  # the same two choices as training's restorer.told_noise
 
 
 def restorer_list(rest: base.Restorer | Sequence[base.Restorer] | None) -> list[base.Restorer]:
@@ -78,6 +78,17 @@ def distinct_names(rests: Sequence[base.Restorer]) -> list[base.Restorer]:
       r = dataclasses.replace(r, name=f'{r.name} ({label if labels.count(label) == 1 else source})')
     out.append(r)
   return restorer_list(out)
+
+
+def default_noise(rests: Sequence[base.Restorer]) -> str:
+  """The noise σ to tell `rests` when the caller does not say: the one they were trained told
+  (`Restorer.told_noise`: the true σ, or the estimate read off each LR as s2k-sr does)."""
+  told = {r.told_noise for r in rests}
+  if len(told) > 1:
+    raise ValueError('the restorers were trained told different noise σ ('
+                     + ', '.join(f'{r.name} in {r.directory}: {r.told_noise}' for r in rests)
+                     + f"): choose the σ all are told with noise= one of {NOISE_MODES}.")
+  return told.pop() if told else 'true'
 
 
 def check_compatible(testset: testsets.TestSet, est: estimator_lib.Estimator | None,
@@ -165,11 +176,12 @@ class _RowWriter:
 
 def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimator | None = None,
              rest: base.Restorer | Sequence[base.Restorer] | None = None, batch_size: int = 8,
-             spectrum_mode: str | None = None, noise: str = 'true') -> dict[str, Any]:
+             spectrum_mode: str | None = None, noise: str | None = None) -> dict[str, Any]:
   """Runs every method the given models allow on `testset`; writes `<out_dir>/per_image.csv` as it goes.
 
   `rest` may be several restorers: each gets its mean / S2K / true-kernel rows, side by side. `noise`
-  (NOISE_MODES) is the σ they are told: the set's true one, or estimated from each LR as s2k-sr does.
+  (NOISE_MODES) is the σ they are told: the set's true one, or estimated from each LR as s2k-sr does;
+  None: the one they were trained told (`default_noise`).
   Returns per-image arrays: kernel metrics per kernel method ('kernels'), PSNR/SSIM per SR method
   ('sr'), the S2K estimates, and a few examples for figures.
   """
@@ -177,6 +189,7 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
   if est is None and not rests:
     raise ValueError('nothing to evaluate: give an estimator, a restorer, or both.')
   check_compatible(testset, est, rests)
+  noise = default_noise(rests) if noise is None else noise
   if noise not in NOISE_MODES:
     raise ValueError(f'noise must be one of {NOISE_MODES} (the σ restorers are told), got {noise!r}.')
   os.makedirs(out_dir, exist_ok=True)  # every process computes everything; process 0 writes

@@ -487,3 +487,24 @@ def test_restorers_told_the_estimated_noise_as_s2k_sr_does(tmp_path, small_tests
   assert summary['noise'] == 'estimate' and 'estimated from each LR image' in (tmp_path / 'results.md').read_text()
   with pytest.raises(ValueError, match=r"noise must be one of \('true', 'estimate'\).*got 'blind'"):
     evaluation.evaluate(small_testset, str(tmp_path / 'x'), None, rest, noise='blind')
+
+
+def test_restorers_are_told_by_default_the_noise_they_were_trained_told(tmp_path, small_testset,
+                                                                         smoke_usrnet_workdir):
+  """noise=None: the σ the restorers were trained told (restorer.told_noise): a USRNet trained told the
+  estimate is evaluated told the estimate, one trained on the true σ (and SFTMD) the true σ; restorers
+  that differ must be told one explicitly."""
+  plain = tasks.load_restorer(str(smoke_usrnet_workdir))
+  config = plain.config.copy_and_resolve_references()
+  config.restorer.told_noise = 'estimate'
+  told = dataclasses.replace(plain, config=config, name='USRNet-e')
+  assert (plain.told_noise, told.told_noise) == ('true', 'estimate')
+  assert evaluation.default_noise([plain]) == 'true' and evaluation.default_noise([told]) == 'estimate'
+  with pytest.raises(ValueError, match=r"trained told different noise σ \(USRNet in .*: true, USRNet-e in .*: "
+                                       r"estimate\): choose"):
+    evaluation.default_noise([plain, told])
+  default = evaluation.evaluate(small_testset, str(tmp_path / 'd'), None, told, batch_size=4)
+  given = evaluation.evaluate(small_testset, str(tmp_path / 'g'), None, told, batch_size=4, noise='estimate')
+  assert default['noise'] == 'estimate'
+  np.testing.assert_array_equal(default['sr'][evaluation.TRUE.format('USRNet-e')]['psnr'],
+                                given['sr'][evaluation.TRUE.format('USRNet-e')]['psnr'])

@@ -17,6 +17,17 @@ from s2k_jax import images
 from s2k_jax import noise
 
 
+# The noise σ a restorer was trained told (restorer.told_noise): the σ added, or the one read off each LR
+# by `noise.estimate_sigmas`, as s2k-sr reads it off a photo (docs/conventions.md, "Told noise").
+TOLD_NOISE = ('true', 'estimate')
+
+
+def told_noise(config: ml_collections.ConfigDict) -> str:
+  """restorer.told_noise of a restorer's config; 'true' for restorers without the field (SFTMD, and
+  USRNet configs saved before it)."""
+  return str(config.restorer.get('told_noise', 'true')) if 'restorer' in config else 'true'
+
+
 @dataclasses.dataclass(frozen=True)
 class Restorer:
   """A loaded restorer.
@@ -53,6 +64,11 @@ class Restorer:
   def scale(self) -> int | None:
     """The one scale of a single-scale restorer, None for one that serves several."""
     return self.scales[0] if len(self.scales) == 1 else None
+
+  @property
+  def told_noise(self) -> str:
+    """The noise σ it was trained told: 'true' (the σ added) or 'estimate' (read off the LR)."""
+    return told_noise(self.config)
 
   @property
   def family(self) -> str:

@@ -70,9 +70,9 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
   if (prob > 0) != (sigma > 0):
     raise ValueError(f'restorer.kernel_error_prob={prob} and restorer.kernel_error_sigma={sigma}: the told '
                      'kernel is widened only when both are > 0; set both (e.g. 0.5 and 0.5) or both to 0.')
-  if told_noise(config) not in TOLD_NOISE:
-    raise ValueError(f'restorer.told_noise must be one of {TOLD_NOISE}, got {told_noise(config)!r}.')
-  if told_noise(config) == 'estimate' and not config.degradation.noise_max > 0:
+  if base.told_noise(config) not in base.TOLD_NOISE:
+    raise ValueError(f'restorer.told_noise must be one of {base.TOLD_NOISE}, got {base.told_noise(config)!r}.')
+  if base.told_noise(config) == 'estimate' and not config.degradation.noise_max > 0:
     raise ValueError("restorer.told_noise='estimate' needs a restorer that reads noise "
                      '(degradation.noise_max > 0), got noise_max=0.')
   if not hyper_lr_scale(config) > 0:
@@ -90,15 +90,6 @@ def kernel_error(config: ml_collections.ConfigDict) -> tuple[float, float]:
   """(restorer.kernel_error_prob, restorer.kernel_error_sigma); (0, 0) for configs saved before them."""
   r = config.restorer
   return float(r.get('kernel_error_prob', 0.0)), float(r.get('kernel_error_sigma', 0.0))
-
-
-TOLD_NOISE = ('true', 'estimate')
-
-
-def told_noise(config: ml_collections.ConfigDict) -> str:
-  """restorer.told_noise: 'true' (the σ added) or 'estimate' (read off each LR); 'true' for configs
-  saved before the field."""
-  return str(config.restorer.get('told_noise', 'true'))
 
 
 def hyper_lr_scale(config: ml_collections.ConfigDict) -> float:
@@ -124,7 +115,7 @@ def make_batch_fn(config: ml_collections.ConfigDict):
   """
   degs = {s: degradation_at(config, s) for s in scales(config)}
   error_prob, error_sigma = kernel_error(config)
-  estimate_noise = told_noise(config) == 'estimate'
+  estimate_noise = base.told_noise(config) == 'estimate'
   noise_max = float(config.degradation.noise_max)
 
   def batch_fn(hr_uint8: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
