@@ -22,37 +22,51 @@ _DB2_HIGH = (-0.48296291314453416, 0.8365163037378079, -0.2241438680420134, -0.1
 _MEDIAN_ABS_NORMAL = 0.6744897501960817
 
 
-def _high_pass(x: jax.Array, axis: int, taps=_DB2_HIGH) -> jax.Array:
+def _high_pass(x, axis: int, taps=_DB2_HIGH, xp=jnp):
   """One level of the db2 wavelet's detail band along `axis`, as `pywt.dwt(mode='symmetric')`: the
-  signal extended by mirroring 3 samples (edge repeated), filtered, every second output from the second."""
-  n = x.shape[axis]
-  count = (n + len(taps) - 1) // 2
+  signal extended by mirroring 3 samples (edge repeated), filtered, every second output from the second.
+  `xp`: numpy or jax.numpy (the same code for one photo and for a jitted batch)."""
+  count = (x.shape[axis] + len(taps) - 1) // 2
   pad = [(0, 0)] * x.ndim
   pad[axis] = (len(taps) - 1, len(taps) - 1)
-  ext = jnp.pad(x, pad, mode='symmetric')
-  return sum(t * jax.lax.slice_in_dim(ext, 4 - j, 4 - j + 2 * count - 1, stride=2, axis=axis)
-             for j, t in enumerate(taps))
+  ext = xp.pad(x, pad, mode='symmetric')
+
+  def tap(j):  # ext[..., 4 - j :: 2][:count] along `axis`
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(4 - j, 4 - j + 2 * count - 1, 2)
+    return ext[tuple(index)]
+
+  return sum(t * tap(j) for j, t in enumerate(taps))
+
+
+def _sigmas(x, xp):
+  """(B, h, w, C) → (B,): the per-channel MAD estimates of the finest diagonal band, averaged."""
+  detail = xp.abs(_high_pass(_high_pass(x, 1, xp=xp), 2, xp=xp))
+  # Coefficients whose whole support is 0 (black, clipped areas) are exact zeros that skimage leaves out.
+  abs_taps = tuple(abs(t) for t in _DB2_HIGH)
+  support = _high_pass(_high_pass(xp.abs(x), 1, abs_taps, xp), 2, abs_taps, xp)
+  masked = xp.where(support > 0, detail, xp.nan)
+  if xp is np and np.all(np.isnan(masked)):
+    return np.zeros(x.shape[0])  # numpy warns on an all-NaN median; the answer is the same
+  sigma = xp.nanmedian(masked, axis=(1, 2)) / _MEDIAN_ABS_NORMAL
+  return xp.mean(xp.nan_to_num(sigma), axis=-1)
 
 
 @jax.jit
 def estimate_sigmas(images: jax.Array) -> jax.Array:
   """(B, h, w, C) images in [0, 1] → (B,) σ of white Gaussian noise each (on the [0, 1] scale), the
-  channels' estimates averaged; 0 for an image with no coefficient outside all-black areas."""
-  x = jnp.asarray(images, jnp.float32)
-  detail = jnp.abs(_high_pass(_high_pass(x, 1), 2))
-  # Coefficients whose whole support is 0 (black, clipped areas) are exact zeros that skimage leaves out.
-  abs_taps = tuple(abs(t) for t in _DB2_HIGH)
-  support = _high_pass(_high_pass(jnp.abs(x), 1, abs_taps), 2, abs_taps)
-  sigma = jnp.nanmedian(jnp.where(support > 0, detail, jnp.nan), axis=(1, 2)) / _MEDIAN_ABS_NORMAL
-  return jnp.mean(jnp.nan_to_num(sigma), axis=-1)
+  channels' estimates averaged; 0 for an image with no coefficient outside all-black areas. In jax
+  (float32) for training batches; `estimate_sigma` runs the same code in numpy on one photo."""
+  return _sigmas(jnp.asarray(images, jnp.float32), jnp)
 
 
 def estimate_sigma(image: np.ndarray) -> float:
-  """σ (on the [0, 1] scale) of white Gaussian noise in an (h, w, 3) or (h, w) image in [0, 1]."""
-  x = np.asarray(image, np.float32)
+  """σ (on the [0, 1] scale) of white Gaussian noise in an (h, w, 3) or (h, w) image in [0, 1]
+  (numpy, float64: no compilation per image size)."""
+  x = np.asarray(image, np.float64)
   if x.ndim not in (2, 3) or min(x.shape[:2]) < 4:
     raise ValueError(f'noise estimation needs an (h, w[, c]) image of at least 4×4 pixels, got {x.shape}.')
-  return float(estimate_sigmas((x if x.ndim == 3 else x[..., None])[None])[0])
+  return float(_sigmas((x if x.ndim == 3 else x[..., None])[None], np)[0])
 
 
 def check_sigma(noise_sigma: float, name: str = 'noise σ') -> float:
