@@ -3,6 +3,7 @@ import functools
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -419,15 +420,15 @@ def test_resume_after_a_clean_stop_and_a_sigterm_is_exact(model, tmp_path, monke
     assert meta['kind'] == sftmd_restorer.CHECKPOINT_KIND
 
 
-def test_nan_loss_stops_with_a_clear_message(tmp_path):
-  tasks.train_and_evaluate(smoke_config(**{'train.num_steps': 2}), str(tmp_path))
-  config = smoke_config(**{'train.learning_rate': float('nan'), 'train.num_steps': 4})
-  # The D update of step 3 makes D NaN, so step 3's generator loss is the first non-finite value.
+def test_nan_loss_stops_with_a_clear_message(tmp_path, smoke_estimator_workdir):
+  shutil.copytree(smoke_estimator_workdir, tmp_path, dirs_exist_ok=True)  # 4 :smoke steps, checkpoints 2 and 4
+  config = smoke_config(**{'train.learning_rate': float('nan'), 'train.num_steps': 6})
+  # The D update of step 5 makes D NaN, so step 5's generator loss is the first non-finite value.
   with pytest.raises(runtime.NonFiniteLossError,
-                     match=r'non-finite loss at step 3: .*g_loss.*last good checkpoint is step 2'):
+                     match=r'non-finite loss at step 5: .*g_loss.*last good checkpoint is step 4'):
     tasks.train_and_evaluate(config, str(tmp_path))
   steps = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit())
-  assert steps == [2], 'a non-finite state must never be checkpointed'
+  assert steps == [2, 4], 'a non-finite state must never be checkpointed'
   with pytest.raises(runtime.NonFiniteLossError, match=r'step 1: .*no checkpoint was saved yet'):
     tasks.train_and_evaluate(config, str(tmp_path / 'fresh'))
 
