@@ -1,5 +1,7 @@
 """models/usrnet.py: the closed-form data step against independent solvers, the network's shapes,
 symmetry and borders."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -166,7 +168,7 @@ def test_network_output_shapes_for_any_kernel_size(scale):
   lr = jnp.asarray(np.random.default_rng(0).random((2, 13, 17, 3)), jnp.float32)
   for ksize in (3, 15, 31):
     k = jnp.full((2, ksize, ksize), 1.0 / ksize ** 2)
-    sr = model.apply({'params': params}, lr, k, jnp.array([0.0, 0.03]), scale)
+    sr = jax.jit(model.apply, static_argnums=4)({'params': params}, lr, k, jnp.array([0.0, 0.03]), scale)
     assert sr.shape == (2, 13 * scale, 17 * scale, 3)
     assert float(sr.min()) >= 0 and float(sr.max()) <= 1
 
@@ -199,7 +201,7 @@ def test_reflect_border_keeps_photo_edges_free_of_ringing():
 
   def edge_and_inside_error(border):
     model, params = _model(border=border, iterations=1)
-    sr = np.asarray(model.apply({'params': params}, lr, k, jnp.zeros((1,)), 4))
+    sr = np.asarray(jax.jit(model.apply, static_argnums=4)({'params': params}, lr, k, jnp.zeros((1,)), 4))
     err = np.abs(sr - hr)[0].max(axis=-1)
     edge = np.concatenate([err[:4].ravel(), err[-4:].ravel(), err[:, :4].ravel(), err[:, -4:].ravel()])
     return edge.max(), err[16:-16, 16:-16].max()
@@ -239,10 +241,14 @@ def _restore_untrained(hr, kernel, scale, method):
   """(HR ⊗ k)↓ by `method`, then the untrained USRNet (an identity prior: its data steps carry the
   geometry) told the kernel and the downsampler."""
   hr = jnp.asarray(hr[None, :, :, None].repeat(3, axis=-1), jnp.float32)
+  return np.asarray(_degrade_and_restore(hr, kernel, scale, method))[0].mean(axis=-1)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _degrade_and_restore(hr, kernel, scale, method):
   lr = degradation.blur_then_downsample(hr, kernel, scale, method)
   params = _GRID_NET.init(jax.random.key(0), lr, kernel, jnp.zeros(1), scale)['params']
-  return np.asarray(_GRID_NET.apply({'params': params}, lr, kernel, jnp.zeros(1), scale,
-                                    downsample=method))[0].mean(axis=-1)
+  return _GRID_NET.apply({'params': params}, lr, kernel, jnp.zeros(1), scale, downsample=method)
 
 
 def _gaussian(size, sigma):
