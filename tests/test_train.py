@@ -173,9 +173,10 @@ def test_precise_batch_stats_are_the_population_statistics_of_the_batches():
   gen = jax.jit(functools.partial(estimator.create_train_state, config))(jax.random.key(0))['gen']
   key = jax.random.key(5)
   stats = estimator.precise_batch_stats(gen, [inputs], key)
-  evaluated = gen.apply_fn({'params': gen.params, 'batch_stats': stats}, inputs, train=False)
-  trained, _ = gen.apply_fn({'params': gen.params, 'batch_stats': gen.batch_stats}, inputs, train=True,
-                            mutable=['batch_stats'])
+  evaluated = jax.jit(functools.partial(gen.apply_fn, train=False))(
+      {'params': gen.params, 'batch_stats': stats}, inputs)
+  trained, _ = jax.jit(functools.partial(gen.apply_fn, train=True, mutable=['batch_stats']))(
+      {'params': gen.params, 'batch_stats': gen.batch_stats}, inputs)
   np.testing.assert_allclose(np.asarray(evaluated), np.asarray(trained), atol=2e-5, rtol=0)
   halves = estimator.precise_batch_stats(gen, [inputs[:8], inputs[8:]], key)
   assert_trees_close(halves['BatchNorm_0'], stats['BatchNorm_0'], atol=1e-6)
