@@ -196,16 +196,7 @@ def test_mismatched_models_are_refused(tmp_path, small_testset, smoke_estimator_
     evaluation.evaluate(small_testset, str(tmp_path / 'o'))
 
 
-@pytest.mark.slow
-def test_evaluate_py_end_to_end(tmp_path, smoke_estimator_workdir, smoke_restorer_workdir):
-  proc = subprocess.run(
-      [sys.executable, str(ROOT / 'evaluate.py'), '--estimator', str(smoke_estimator_workdir),
-       '--restorer', str(smoke_restorer_workdir), '--out', str(tmp_path / 'out'), '--limit', '2',
-       '--hr_crop', '64'], cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr
-  assert '| SFTMD + S2K kernel |' in proc.stdout
-  summary = json.loads((tmp_path / 'out' / 'results.json').read_text())
-  assert summary['images'] == 2 and summary['family'] == 'gaussian' and summary['scale'] == 4
+# evaluate.py end to end: the one-process run of tests/test_multihost.py's two-process evaluation.
 
 
 def test_estimation_grid_layout():

@@ -15,6 +15,7 @@ from skimage import transform
 from configs import gaussian
 from configs import motion
 from s2k_jax import catalogue
+from s2k_jax import cli
 from s2k_jax import estimator
 from s2k_jax import modelio
 from s2k_jax import tasks
@@ -255,7 +256,7 @@ def test_shipped_gaussian_estimator_beats_the_mean_kernel(tmp_path):
 
 
 @pytest.mark.slow
-def test_s2k_sr_runs_with_the_shipped_models(tmp_path):
+def test_s2k_sr_runs_with_the_shipped_models(tmp_path, monkeypatch):
   image = transform.rescale(skdata.coffee(), 0.25, channel_axis=-1, anti_aliasing=True)  # held out
   path = tmp_path / 'coffee.png'
   Image.fromarray((image * 255 + 0.5).astype(np.uint8)).save(path)
@@ -266,11 +267,16 @@ def test_s2k_sr_runs_with_the_shipped_models(tmp_path):
     assert sr.size == (image.shape[1] * 4, image.shape[0] * 4)
   assert np.load(tmp_path / 'out' / 'coffee_kernel.npy').shape == (21, 21)  # the ×4 estimator for photos
   assert '(gaussian kernels, ×4, USRNet)' in run.stdout and 'noise σ ' in run.stdout  # the default restorer
-  # Disk blur needs no model arguments either: the shipped USRNet serves every family.
-  run = subprocess.run([SCRIPT, str(path), '--family', 'disk', '--out', str(tmp_path / 'disk')], capture_output=True,
-                       text=True, timeout=300, check=False)
-  assert run.returncode == 0, run.stderr
-  assert '(disk kernels, ×4, USRNet)' in run.stdout
+  # Disk blur needs no model arguments either: s2k-sr takes the shipped disk estimator and the shipped
+  # USRNet, which serves every family. The pair is loaded and checked as s2k-sr does before it reads an
+  # image (running it is the code path of the Gaussian run above, with other weights).
+  chosen = {}
+  monkeypatch.setattr(cli, 'super_resolve_files',
+                      lambda paths, out, est, rest, scale, **_: chosen.update(est=est, rest=rest, scale=scale) or [])
+  assert cli.main([str(path), '--family', 'disk', '--out', str(tmp_path / 'disk'), '--quiet']) == 0
+  est, rest = estimator.load(chosen['est']), tasks.load_restorer(chosen['rest'])
+  assert (est.config.degradation.family, est.config.degradation.scale, rest.name) == ('disk', 4, 'USRNet')
+  pipeline.check_compatible(est, rest, chosen['scale'])
 
 
 def test_loading_a_checkpoint_logs_no_warnings(smoke_estimator_workdir, smoke_restorer_workdir, caplog):

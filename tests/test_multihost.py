@@ -65,9 +65,13 @@ def test_two_processes_train_as_one_and_checkpoints_move_between_process_counts(
   steps 3–4 in 1 process × 2. Step 2 of 2 processes must equal step 2 of 1 (same batches, same maths over
   gloo), and the resume must continue the data stream where it stopped although another process count
   saved it (checkpoints.has_data_state, data.seek: the same path whichever count saved it), so A and B end
-  equal (≤ 1e-5). metrics.jsonl is written by process 0 alone: one line per logged step and eval."""
+  equal (≤ 1e-5). metrics.jsonl is written by process 0 alone: one line per logged step and eval.
+  Run A is also train.py's end-to-end test: metrics, evaluation, checkpoints and sample figures."""
   a, b = tmp_path / 'a', tmp_path / 'b'
   train(a, 1, 4, tmp_path / 'logs_a')
+  assert any('eval/kernel_mae' in line for line in metrics_of(a))
+  assert sorted(p.name for p in (a / 'checkpoints').iterdir() if p.name.isdigit()) == ['2', '4']
+  assert sorted(p.name for p in (a / 'samples').iterdir()) == ['step_0000002.png', 'step_0000004.png']
   train(b, 2, 2, tmp_path / 'logs_b1')
   resumed = train(b, 1, 4, tmp_path / 'logs_b2')
   assert 'saved by another number of processes: every process resumes the data stream at batch 2' in resumed
@@ -122,14 +126,18 @@ def test_sigterm_to_one_process_stops_all_at_one_saved_step(tmp_path):
 def test_evaluate_on_two_processes_gives_the_numbers_of_one(tmp_path, smoke_estimator_workdir,
                                                            smoke_usrnet_workdir):
   """evaluate.py over 2 processes × 2 devices = over 1 process × 4 (the :smoke estimator and USRNet on
-  4 small held-out LR images): the same results.json and per-image rows, written once."""
+  4 small held-out LR images): the same results.json and per-image rows, written once. The one-process
+  run is also evaluate.py's end-to-end test (tests/test_evaluation.py tests the library in-process)."""
   models = ['--estimator', str(smoke_estimator_workdir), '--restorer', str(smoke_usrnet_workdir)]
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHON=sys.executable, LOGDIR=str(tmp_path / 'logs'),
              PROGRAM='evaluate.py', DEVICES='2', XLA_FLAGS=XLA_FLAGS)
   one = subprocess.run([sys.executable, 'evaluate.py', *models, f'--out={tmp_path / "one"}', '--limit=2',
                         '--hr_crop=128', '--copies=2'], cwd=ROOT, capture_output=True, text=True, timeout=500,
                        env=dict(env, XLA_FLAGS=f'--xla_force_host_platform_device_count=4 {XLA_FLAGS}'), check=False)
-  assert one.returncode == 0, one.stderr[-3000:]
+  assert one.returncode == 0, one.stderr[-3000:]  # evaluate.py end to end, on one process:
+  assert '| USRNet + S2K kernel |' in one.stdout
+  summary = json.loads((tmp_path / 'one' / 'results.json').read_text())
+  assert summary['images'] == 4 and summary['family'] == 'gaussian' and summary['scale'] == 4
   two = subprocess.run(['bash', 'scripts/launch_local.sh', '2', *models, f'--out={tmp_path / "two"}',
                         f'--testset={tmp_path / "one" / "testset"}'], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=500, check=False)
