@@ -297,7 +297,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
   rng = jax.random.key(config.seed)
   init_key, train_key, data_key = jax.random.split(rng, 3)
   state_sharding = sharding.replicated(mesh)
-  state = jax.jit(task.create_state, out_shardings=state_sharding)(init_key)
+  create_state = jax.jit(task.create_state, out_shardings=state_sharding)
   mngr = checkpoints.checkpoint_manager(workdir, config.train.keep_checkpoints)
   start = mngr.latest_step() or 0
   init_from = config.train.init_from
@@ -310,17 +310,20 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str) -> Any:
             + (f' (it started from {init_from})' if init_from else ''), flush=True)
     # The iterator state of this process, or (written by another number of processes) the step alone.
     saved_here = checkpoints.has_data_state(mngr, start)
-    state = checkpoints.restore_checkpoint(mngr, start, sharding.abstract_like(state, state_sharding),
-                                           train_iter if saved_here else None)
+    # The state's shapes alone: initialising it would compile and run an init the restore overwrites.
+    abstract = sharding.abstract_like(jax.eval_shape(create_state, init_key), state_sharding)
+    state = checkpoints.restore_checkpoint(mngr, start, abstract, train_iter if saved_here else None)
     if not saved_here:
       task.seek(train_iter, start)
       if jax.process_index() == 0:
         print(f'The checkpoint\'s data position was saved by another number of processes: every process '
               f'resumes the data stream at batch {start} (the step).', flush=True)
-  elif init_from:
-    if jax.process_index() == 0:
-      print(f'Starting from the weights of {init_from} (train.init_from)', flush=True)
-    state = jax.device_put(task.warm_start(state, init_from), state_sharding)
+  else:
+    state = create_state(init_key)
+    if init_from:
+      if jax.process_index() == 0:
+        print(f'Starting from the weights of {init_from} (train.init_from)', flush=True)
+      state = jax.device_put(task.warm_start(state, init_from), state_sharding)
 
   # The on-device batch function (e.g. the degradation) and the fixed held-out batch.
   batch_sharding = sharding.data_sharded(mesh)

@@ -41,8 +41,10 @@ def test_step_lowers_l1_on_a_fixed_batch(anchor, factor):
   # The smoke preset's 4-step cosine schedule would reach lr 0 by step 4.
   config.train.num_steps, config.train.learning_rate = 1000, 1e-3
   basis = sftmd_restorer.fit_basis(config)
-  state = jax.jit(functools.partial(sftmd_restorer.create_train_state, config))(basis, jax.random.key(0))
   mesh = sharding.make_mesh()
+  # Replicated over the mesh as the driver holds it: the step then returns it as it took it (one compile).
+  state = jax.jit(functools.partial(sftmd_restorer.create_train_state, config),
+                  out_shardings=sharding.replicated(mesh))(basis, jax.random.key(0))
   hr = sharding.shard_batch(data.create_eval_batch(config, 8), mesh)['hr']
   batch = jax.jit(sftmd_restorer.make_batch_fn(config))(hr, jax.random.key(3))
   step = jax.jit(functools.partial(sftmd_restorer.train_step, config=config))

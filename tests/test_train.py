@@ -48,6 +48,13 @@ def fixed_batch(config, mesh):
   return jax.jit(estimator.make_batch_fn(config))(hr, jax.random.key(7))
 
 
+def init_state(config, mesh):
+  """The estimator's initial train state replicated over `mesh`, as the driver holds it: a step on a batch
+  sharded over the mesh returns the state as it took it (a state on one device would compile it twice)."""
+  return jax.jit(functools.partial(estimator.create_train_state, config),
+                 out_shardings=sharding.replicated(mesh))(jax.random.key(0))
+
+
 def params_of(state):
   return jax.device_get({'gen': state['gen'].params, 'disc': state['disc'].params})
 
@@ -61,7 +68,7 @@ def test_steps_lower_the_l1_loss_on_a_fixed_batch():
   config = smoke_config()
   mesh = sharding.make_mesh()
   batch = fixed_batch(config, mesh)
-  state = jax.jit(functools.partial(estimator.create_train_state, config))(jax.random.key(0))
+  state = init_state(config, mesh)
   step = jax.jit(functools.partial(estimator.train_step, config=config))
   key = jax.random.key(1)
   history = []
@@ -111,7 +118,7 @@ def test_the_generator_moving_average_follows_its_weights_and_is_what_inference_
   for decay in (0.0, 0.5):
     config = smoke_config(**{'train.ema_decay': decay})
     batch = fixed_batch(config, mesh)
-    state = jax.jit(functools.partial(estimator.create_train_state, config))(jax.random.key(0))
+    state = init_state(config, mesh)
     step = jax.jit(functools.partial(estimator.train_step, config=config))
     expected = jax.device_get(state['gen'].params) if decay else None
     assert (estimator.EMA in state) == (decay > 0)
