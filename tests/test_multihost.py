@@ -59,6 +59,10 @@ def metrics_of(workdir: pathlib.Path) -> list[dict]:
   return [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
 
 
+def checkpoint_steps(workdir: pathlib.Path) -> list[int]:
+  return sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
+
+
 @pytest.mark.slow
 def test_two_processes_train_as_one_and_checkpoints_move_between_process_counts(tmp_path):
   """Run A: steps 1–4 in 1 process × 2 devices. Run B: steps 1–2 in 2 processes × 1 device, resumed for
@@ -70,7 +74,7 @@ def test_two_processes_train_as_one_and_checkpoints_move_between_process_counts(
   a, b = tmp_path / 'a', tmp_path / 'b'
   train(a, 1, 4, tmp_path / 'logs_a')
   assert any('eval/kernel_mae' in line for line in metrics_of(a))
-  assert sorted(p.name for p in (a / 'checkpoints').iterdir() if p.name.isdigit()) == ['2', '4']
+  assert checkpoint_steps(a) == [2, 4]
   assert sorted(p.name for p in (a / 'samples').iterdir()) == ['step_0000002.png', 'step_0000004.png']
   train(b, 2, 2, tmp_path / 'logs_b1')
   resumed = train(b, 1, 4, tmp_path / 'logs_b2')
@@ -118,7 +122,7 @@ def test_sigterm_to_one_process_stops_all_at_one_saved_step(tmp_path):
   stopped = re.search(r'Stopped early at step (\d+) of 100000', out)
   assert stopped, out[-3000:]
   step = int(stopped.group(1))
-  assert sorted(p.name for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit()) == [str(step)]
+  assert checkpoint_steps(workdir) == [step]
   assert f'Stopped at step {step} after saving a checkpoint' in (logs / 'process_1.log').read_text()
 
 

@@ -202,8 +202,7 @@ def test_one_device_and_eight_devices_give_the_same_step():
   for devices in (jax.devices()[:1], jax.devices()):
     mesh = Mesh(np.asarray(devices), ('data',))
     rep, shard = sharding.replicated(mesh), sharding.data_sharded(mesh)
-    state = jax.jit(functools.partial(estimator.create_train_state, config), out_shardings=rep)(
-        jax.random.key(0))
+    state = init_state(config, mesh)
     batch = jax.device_put(fixed_batch(config, Mesh(np.asarray(jax.devices()[:1]), ('data',))), shard)
     step = jax.jit(functools.partial(estimator.train_step, config=config),
                    in_shardings=(rep, shard, rep), out_shardings=(rep, rep))
