@@ -26,6 +26,7 @@ from s2k_jax import degradation
 from s2k_jax import estimator as estimator_lib
 from s2k_jax import images
 from s2k_jax import kernels
+from s2k_jax import metrics
 from s2k_jax import modelio
 from s2k_jax import noise
 from s2k_jax import pipeline
@@ -43,12 +44,7 @@ EXIT_USAGE = 2
 
 def kernel_sigmas(kernel: np.ndarray) -> tuple[float, float]:
   """Spread of a kernel: the square roots of its second-moment (covariance) eigenvalues, major first."""
-  k = np.asarray(kernel, np.float64)
-  k = k / k.sum()
-  rows, cols = np.indices(k.shape)
-  mean_r, mean_c = np.sum(k * rows), np.sum(k * cols)
-  dr, dc = rows - mean_r, cols - mean_c
-  cov = np.array([[np.sum(k * dr * dr), np.sum(k * dr * dc)], [np.sum(k * dr * dc), np.sum(k * dc * dc)]])
+  cov = np.asarray(metrics.kernel_covariance(kernel), np.float64)
   minor, major = np.sqrt(np.maximum(np.linalg.eigvalsh(cov), 0.0))
   return float(major), float(minor)
 

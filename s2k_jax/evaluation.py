@@ -6,8 +6,8 @@ its name replaces R):
   * R + mean kernel  — the restorer given the family's mean kernel (kernel-unaware);
   * R + S2K kernel   — blind SR, ours: the kernel estimated from the LR spectrum;
   * R + true kernel  — the non-blind upper bound.
-Kernel estimates are scored with D_v, D_s and kernel PSNR (Eq. 13; flip-invariant for motion) against the
-mean-kernel baseline. Images are grouped by LR size and processed in jitted batches sharded over every
+Kernel estimates are scored with D_v, D_s and kernel PSNR (Eq. 13; flip-invariant for motion) and the
+signed error of their width (`metrics.kernel_width`) against the mean-kernel baseline. Images are grouped by LR size and processed in jitted batches sharded over every
 device (data-parallel, like training); per-image rows are written as they complete, so an interrupted
 run keeps what it finished.
 """
@@ -42,6 +42,9 @@ BICUBIC = 'Bicubic'
 # Row labels of the restorer's methods: format with the restorer's name (`sr_labels`).
 MEAN, S2K, TRUE = '{} + mean kernel', '{} + S2K kernel', '{} + true kernel'
 KERNEL_METHODS = ('S2K', 'mean kernel')
+# Per image and kernel method (metrics.kernel_metrics): Eq. 13's D_v and D_s, kernel PSNR, and the signed
+# error of the kernel's width (est − true, HR px).
+KERNEL_SCORES = ('D_v', 'D_s', 'psnr', 'width_error')
 # Per SR method and image: PSNR / SSIM on Y (Table 1), chroma error vs HR (levels), saturation / HR's,
 # and the LR consistency of restorer outputs (dB; NaN for bicubic).
 SR_SCORES = ('psnr', 'ssim', 'chroma', 'saturation', 'lr_psnr')
@@ -213,7 +216,7 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
   sr_scores = {m: {k: np.full(n, np.nan, np.float32) for k in SR_SCORES} for m in sr_methods}
   estimates = np.zeros_like(testset.kernels)
   examples = {}
-  fields = ['image'] + [f'{m}: {k}' for m in KERNEL_METHODS if est for k in ('D_v', 'D_s', 'psnr')] + \
+  fields = ['image'] + [f'{m}: {k}' for m in KERNEL_METHODS if est for k in KERNEL_SCORES] + \
       [f'{m}: {k}' for m in sr_methods for k in SR_SCORES]
   rows = _RowWriter(os.path.join(out_dir, 'per_image.csv'), fields)
   mesh = sharding.make_mesh()
@@ -263,7 +266,7 @@ def evaluate(testset: testsets.TestSet, out_dir: str, est: estimator_lib.Estimat
           row = {'image': testset.names[i]}
           if est is not None:
             row.update({f'{m}: {k}': float(kernel_scores[m][k][i]) for m in KERNEL_METHODS
-                        for k in ('D_v', 'D_s', 'psnr')})
+                        for k in KERNEL_SCORES})
           row.update({f'{m}: {k}': float(sr_scores[m][k][i]) for m in sr_methods for k in SR_SCORES})
           rows.write(row)
         bar.update(len(idx))
@@ -340,9 +343,12 @@ def write_report(result: dict[str, Any], summary: dict[str, Any], out_dir: str) 
   if summary['kernels']:
     note = ' (flip-invariant)' if summary['flip_invariant'] else ''
     lines += [f'Kernel estimation{note}, mean over images (paper Figure 6, Eq. 13; lower D is better).', '',
-              f'| Method | D_v ({fam}) | D_s ({fam}) | kernel PSNR (dB) |', '|---|---|---|---|']
-    lines += [f'| {m} | {v["D_v"]:.4f} | {v["D_s"]:.3f} | {v["psnr"]:.2f} |'
+              f'| Method | D_v ({fam}) | D_s ({fam}) | kernel PSNR (dB) | width error (HR px) |',
+              '|---|---|---|---|---|']
+    lines += [f'| {m} | {v["D_v"]:.4f} | {v["D_s"]:.3f} | {v["psnr"]:.2f} | {v["width_error"]:+.3f} |'
               for m, v in summary['kernels'].items()]
+    lines += ['', 'Width error: mean of the estimate\'s RMS spread per axis minus the truth\'s (√(tr Σ / 2) of '
+              'the kernel\'s second moments; σ for an isotropic Gaussian): below 0, too little blur read.']
   with open(os.path.join(out_dir, 'results.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')
   with open(os.path.join(out_dir, 'results.csv'), 'w', newline='') as f:

@@ -10,6 +10,9 @@
   renormalised), and the kernel PSNR of FKP (Liang et al. 2021), 10·log10(1 / mse). With
   `flip_invariant=True` each estimate is scored against whichever of K_gt and its 180° rotation is
   closer in D_v, since the amplitude spectrum cannot tell them apart (§3.2).
+* Kernel width (not in the paper): the RMS spread per axis, √(tr Σ / 2) in HR pixels with Σ the
+  kernel's second-moment covariance (σ for an isotropic Gaussian of σ), and its error K_est − K_gt:
+  signed, so that a mean over a test set shows whether an estimator reads too little blur or too much.
 
 Conventions (decisions and measurements) are listed in docs/conventions.md.
 """
@@ -307,8 +310,27 @@ def kernel_psnr(est: jnp.ndarray, gt: jnp.ndarray, *, flip_invariant: bool = Fal
   return 10.0 * jnp.log10(1.0 / mse)
 
 
+def kernel_covariance(kernel: jnp.ndarray) -> jnp.ndarray:
+  """(…, k, k) non-negative kernels → (…, 2, 2) covariance of their mass in (row, col), pixels²."""
+  kernel = jnp.asarray(kernel, jnp.float32)
+  kernel = kernel / jnp.sum(kernel, axis=(-2, -1), keepdims=True)
+  rows, cols = (jnp.arange(n, dtype=jnp.float32) for n in kernel.shape[-2:])
+  p = (jnp.broadcast_to(rows[:, None], kernel.shape[-2:]), jnp.broadcast_to(cols[None, :], kernel.shape[-2:]))
+  means = [jnp.sum(kernel * x, axis=(-2, -1), keepdims=True) for x in p]
+  d = [x - m for x, m in zip(p, means)]
+  return jnp.stack([jnp.stack([jnp.sum(kernel * a * b, axis=(-2, -1)) for b in d], -1) for a in d], -2)
+
+
+def kernel_width(kernel: jnp.ndarray) -> jnp.ndarray:
+  """(…, k, k) → (…,) RMS spread per axis √(tr Σ / 2), pixels: σ for an isotropic Gaussian of σ."""
+  cov = kernel_covariance(kernel)
+  return jnp.sqrt(jnp.maximum((cov[..., 0, 0] + cov[..., 1, 1]) / 2, 0.0))
+
+
 def kernel_metrics(est: jnp.ndarray, gt: jnp.ndarray, *, flip_invariant: bool = False,
                    eps: float = KL_EPS) -> dict[str, jnp.ndarray]:
-  """All kernel scores against one orientation of the truth: {'D_v', 'D_s', 'psnr'}, each (B,) or ()."""
+  """All kernel scores against one orientation of the truth, each (B,) or (): {'D_v', 'D_s', 'psnr',
+  'width_error'} (the last, `kernel_width(est) − kernel_width(gt)`, is the same for either orientation)."""
   est, gt = _reference(est, gt, flip_invariant, 'kernel_metrics')
-  return dict(D_v=kernel_mae(est, gt), D_s=kernel_kl(est, gt, eps=eps), psnr=kernel_psnr(est, gt))
+  return dict(D_v=kernel_mae(est, gt), D_s=kernel_kl(est, gt, eps=eps), psnr=kernel_psnr(est, gt),
+              width_error=kernel_width(est) - kernel_width(gt))

@@ -80,6 +80,12 @@ def test_evaluate_every_method(tmp_path, small_testset, smoke_estimator_workdir,
   mean_k = kernels.mean_kernel(est.config.degradation)
   np.testing.assert_allclose(result['kernels']['mean kernel']['D_v'],
                              np.mean(np.abs(mean_k - small_testset.kernels), axis=(1, 2)), rtol=1e-5)
+  # ... and the S2K width error of every image: its estimate's width minus its kernel's (the width itself
+  # is checked against a float64 reference in test_metrics).
+  np.testing.assert_allclose(result['kernels']['S2K']['width_error'],
+                             metrics.kernel_width(result['estimates']) - metrics.kernel_width(small_testset.kernels),
+                             atol=1e-6)
+  assert '| width error (HR px) |' in table
   lr0 = small_testset.lr[0][None].astype(np.float32) / 255
   # Sharded, padded batches give what one unsharded call of the blind SR pipeline's estimate gives.
   np.testing.assert_allclose(result['estimates'][0], pipeline.estimate(est, lr0)[0][0], atol=1e-6)

@@ -17,6 +17,7 @@ from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 
 from s2k_jax import color
+from s2k_jax import kernels
 from s2k_jax import metrics
 
 C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
@@ -314,14 +315,38 @@ def test_flip_invariant_scores_use_the_orientation_chosen_by_dv():
                              np.asarray(out['D_s']), rtol=1e-6)
 
 
+def width_reference(k):
+  """√(tr Σ / 2) of a kernel's mass in float64, from its moments about its centroid."""
+  k = np.asarray(k, np.float64) / np.sum(k)
+  r, c = np.indices(k.shape)
+  return np.sqrt(((k * (r - (k * r).sum()) ** 2).sum() + (k * (c - (k * c).sum()) ** 2).sum()) / 2)
+
+
+@pytest.mark.parametrize('sx, sy, theta', [(1.0, 1.0, 0.0), (2.6, 2.6, 0.0), (1.0, 2.0, 0.7), (1.2, 3.0, -1.2)])
+def test_kernel_covariance_and_width_of_a_gaussian(sx, sy, theta):
+  """A Gaussian of σ ≥ 1 sampled on a 31² canvas has the covariance R diag(σx², σy²) Rᵀ to 1e-4 (sampling
+  and truncation are far below that), so eigenvalues σx², σy² and width √((σx² + σy²) / 2). Width errors
+  equal a float64 reference: negative for a narrower estimate (half the σ, where sampling makes the
+  discrete width differ from σ/2), zero against itself."""
+  k = np.asarray(kernels.gaussian_kernel(31, sx, sy, theta))
+  cov = np.asarray(metrics.kernel_covariance(k), np.float64)
+  np.testing.assert_allclose(np.linalg.eigvalsh(cov), sorted([sx ** 2, sy ** 2]), rtol=1e-4)
+  np.testing.assert_allclose(float(metrics.kernel_width(k)), np.sqrt((sx ** 2 + sy ** 2) / 2), rtol=1e-4)
+  narrow = np.asarray(kernels.gaussian_kernel(31, 0.5 * sx, 0.5 * sy, theta))
+  out = metrics.kernel_metrics(np.stack([narrow, k]), np.stack([k, k]))
+  expected = [width_reference(narrow) - width_reference(k), 0.0]
+  assert expected[0] < -0.4 * np.sqrt((sx ** 2 + sy ** 2) / 2)
+  np.testing.assert_allclose(np.asarray(out['width_error']), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_kernel_metrics_batch_equals_single_and_errors():
   est, gt = sparse_kernels(3, 15, seed=14), sparse_kernels(3, 15, seed=15)
   batch = metrics.kernel_metrics(est, gt, flip_invariant=True)
   for i in range(3):
     single = metrics.kernel_metrics(est[i], gt[i], flip_invariant=True)
-    for key in ('D_v', 'D_s', 'psnr'):
+    for key in ('D_v', 'D_s', 'psnr', 'width_error'):
       assert single[key].shape == ()
-      assert float(single[key]) == pytest.approx(float(batch[key][i]), rel=1e-6)
+      assert float(single[key]) == pytest.approx(float(batch[key][i]), rel=1e-6, abs=1e-6)
   with pytest.raises(ValueError, match='same shape'):
     metrics.kernel_mae(est, gt[:, :-1, :-1])
   with pytest.raises(ValueError, match='eps > 0'):
