@@ -50,8 +50,9 @@ RANDOM_RESIZER = 'random_resizer'
 # Fields of each kernel family (kernels.sample_kernels reads them); other families' are absent.
 FAMILY_FIELDS = {
     # σx, σy ~ U[sigma_range], θ ~ U[0, 2π) (BasicSR's bivariate Gaussian; docs/conventions.md);
-    # sigma_prior 'log_uniform' draws ln σ uniformly instead (kernels.SIGMA_PRIORS).
-    'gaussian': dict(kernel_size=15, sigma_range=(1.0, 3.0), sigma_prior='uniform'),
+    # sigma_prior 'log_uniform' draws ln σ uniformly instead (kernels.SIGMA_PRIORS); isotropic_prob > 0
+    # sets σy = σx on that share of the kernels.
+    'gaussian': dict(kernel_size=15, sigma_range=(1.0, 3.0), sigma_prior='uniform', isotropic_prob=0.0),
     # r ~ U[radius_range] (MATLAB fspecial('disk', r)) in a 15×15 canvas.
     'disk': dict(kernel_size=15, radius_range=(1.0, 3.0)),
     # Boracchi & Foi (2012) trajectories. The paper draws from a fixed bank of 500 kernels

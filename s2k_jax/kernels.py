@@ -108,17 +108,27 @@ def check_sigma_prior(prior: str) -> str:
 
 def sample_gaussian_kernels(key: jax.Array, batch: int, size: int = 15,
                             sigma_range: tuple[float, float] = (1.0, 3.0),
-                            sigma_prior: str = 'uniform') -> jnp.ndarray:
+                            sigma_prior: str = 'uniform', isotropic_prob: float = 0.0) -> jnp.ndarray:
   """Draws σx, σy from sigma_range (per `sigma_prior`, independently) and θ ~ U[0, 2π) per kernel;
-  returns (batch, size, size) float32."""
+  returns (batch, size, size) float32.
+
+  `isotropic_prob` > 0 sets σy = σx on that share of the kernels (drawn per kernel): independent σx, σy
+  rarely give the wide, nearly isotropic blurs of benchmarks like Gaussian8 (docs/notebook.md, tenth
+  session). At 0 the draws are exactly those of before the option existed.
+  """
   _check_odd_size(size)
   lo, hi = _check_range('sigma_range', sigma_range, lowest=1e-3)
+  if not 0.0 <= isotropic_prob <= 1.0:
+    raise ValueError(f'degradation.isotropic_prob is a probability in [0, 1]; got {isotropic_prob!r}.')
   k_sx, k_sy, k_theta = jax.random.split(key, 3)
   log = check_sigma_prior(sigma_prior) == 'log_uniform'
   bounds = (math.log(lo), math.log(hi)) if log else (lo, hi)
   sigma_x, sigma_y = (jax.random.uniform(k, (batch,), minval=bounds[0], maxval=bounds[1]) for k in (k_sx, k_sy))
   if log:
     sigma_x, sigma_y = jnp.exp(sigma_x), jnp.exp(sigma_y)
+  if isotropic_prob > 0:  # a key of its own, so that the other draws stay as they were
+    isotropic = jax.random.uniform(jax.random.fold_in(key, 1), (batch,)) < isotropic_prob
+    sigma_y = jnp.where(isotropic, sigma_x, sigma_y)
   theta = jax.random.uniform(k_theta, (batch,), minval=0.0, maxval=2 * jnp.pi)
   return jax.vmap(functools.partial(gaussian_kernel, size))(sigma_x, sigma_y, theta)
 
@@ -521,9 +531,10 @@ def motion_bank(config: Any) -> np.ndarray:
 def _sample_family(key: jax.Array, batch: int, config: Any, family: str) -> jnp.ndarray:
   size = config.kernel_size
   if family == 'gaussian':
-    # Configs saved before sigma_prior existed (bundles, test-set manifests) drew σ uniformly.
+    # Configs saved before sigma_prior / isotropic_prob existed (bundles, test-set manifests) drew σ
+    # uniformly and independently.
     return sample_gaussian_kernels(key, batch, size, config.sigma_range,
-                                   config.get('sigma_prior', 'uniform'))
+                                   config.get('sigma_prior', 'uniform'), float(config.get('isotropic_prob', 0.0)))
   if family == 'disk':
     return sample_disk_kernels(key, batch, size, config.radius_range)
   check_motion_bank_fields(config)

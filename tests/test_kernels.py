@@ -596,6 +596,33 @@ def test_log_uniform_sigma_prior_draws_ln_sigma_uniformly():
   with pytest.raises(ValueError, match=r"degradation.sigma_prior must be one of \('uniform', 'log_uniform'\); got 'gamma'"):
     kernels.sample_kernels(jax.random.key(0), 2, config)
 
+def test_isotropic_prob_sets_sigma_y_to_sigma_x_on_that_share_and_changes_nothing_at_zero():
+  """degradation.isotropic_prob: 0 draws exactly the kernels of a config without the field (saved configs
+  predate it); p draws σy = σx on a share p of the kernels (read back by `gaussian_parameters`: major =
+  minor; binomial 99.9% bounds on 2000 draws) and leaves the σ's U[sigma_range]-distributed (KS on the
+  major axes' σx of the isotropic ones); a value outside [0, 1] is refused by name."""
+  config = degradation('gaussian')
+  key = jax.random.key(22)
+  before = config.copy_and_resolve_references()
+  del before['isotropic_prob']
+  np.testing.assert_array_equal(np.asarray(kernels.sample_kernels(key, 64, config)),
+                                np.asarray(kernels.sample_kernels(key, 64, before)))
+  config.isotropic_prob = 0.4
+  drawn = kernels.sample_kernels(key, 2000, config)
+  major, minor, _ = gaussian_parameters(drawn)
+  isotropic = np.abs(major - minor) < 1e-6 * major
+  assert 0.4 * 2000 - 72 < isotropic.sum() < 0.4 * 2000 + 72, isotropic.sum()  # ±3.3 sd of Binomial(2000, 0.4)
+  lo, hi = config.sigma_range
+  assert scipy.stats.kstest(major[isotropic], 'uniform', args=(lo, hi - lo)).pvalue > P_REJECT
+  # The anisotropic rest are the draws of p = 0 at the same key (σx, σy and θ keep their keys).
+  config.isotropic_prob = 0.0
+  np.testing.assert_array_equal(np.asarray(drawn)[~isotropic][:50],
+                                np.asarray(kernels.sample_kernels(key, 2000, config))[~isotropic][:50])
+  config.isotropic_prob = 1.5
+  with pytest.raises(ValueError, match=r'degradation.isotropic_prob is a probability in \[0, 1\]; got 1.5'):
+    kernels.sample_kernels(key, 2, config)
+
+
 def disk_radius(kernel):
   """Radius of (B, k, k) disk kernels from their centre pixel, r = 1 / √(π·k[c, c]).
 
