@@ -126,8 +126,11 @@ def sample_gaussian_kernels(key: jax.Array, batch: int, size: int = 15,
   sigma_x, sigma_y = (jax.random.uniform(k, (batch,), minval=bounds[0], maxval=bounds[1]) for k in (k_sx, k_sy))
   if log:
     sigma_x, sigma_y = jnp.exp(sigma_x), jnp.exp(sigma_y)
-  if isotropic_prob > 0:  # a key of its own, so that the other draws stay as they were
-    isotropic = jax.random.uniform(jax.random.fold_in(key, 1), (batch,)) < isotropic_prob
+  if isotropic_prob > 0:
+    # A key of its own, so that the other draws stay as they were. Not fold_in(key, i < 3): that is
+    # split(key, 3)[i] (threefry), and a mask drawn from σy's uniforms would leave the anisotropic rest
+    # with σy from the top of the range only.
+    isotropic = jax.random.uniform(jax.random.fold_in(key, 3), (batch,)) < isotropic_prob
     sigma_y = jnp.where(isotropic, sigma_x, sigma_y)
   theta = jax.random.uniform(k_theta, (batch,), minval=0.0, maxval=2 * jnp.pi)
   return jax.vmap(functools.partial(gaussian_kernel, size))(sigma_x, sigma_y, theta)

@@ -614,6 +614,10 @@ def test_isotropic_prob_sets_sigma_y_to_sigma_x_on_that_share_and_changes_nothin
   assert 0.4 * 2000 - 72 < isotropic.sum() < 0.4 * 2000 + 72, isotropic.sum()  # ±3.3 sd of Binomial(2000, 0.4)
   lo, hi = config.sigma_range
   assert scipy.stats.kstest(major[isotropic], 'uniform', args=(lo, hi - lo)).pvalue > P_REJECT
+  # The mask is independent of the σ's: the anisotropic kernels' pooled σ's are U[sigma_range] too (a
+  # mask drawn from σy's own uniforms would leave them only σy's from the top of the range).
+  sigmas = np.concatenate([major[~isotropic], minor[~isotropic]])
+  assert scipy.stats.kstest(sigmas, 'uniform', args=(lo, hi - lo)).pvalue > P_REJECT
   # The anisotropic rest are the draws of p = 0 at the same key (σx, σy and θ keep their keys).
   config.isotropic_prob = 0.0
   np.testing.assert_array_equal(np.asarray(drawn)[~isotropic][:50],
