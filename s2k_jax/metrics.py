@@ -314,10 +314,9 @@ def kernel_covariance(kernel: jnp.ndarray) -> jnp.ndarray:
   """(…, k, k) non-negative kernels → (…, 2, 2) covariance of their mass in (row, col), pixels²."""
   kernel = jnp.asarray(kernel, jnp.float32)
   kernel = kernel / jnp.sum(kernel, axis=(-2, -1), keepdims=True)
-  rows, cols = (jnp.arange(n, dtype=jnp.float32) for n in kernel.shape[-2:])
-  p = (jnp.broadcast_to(rows[:, None], kernel.shape[-2:]), jnp.broadcast_to(cols[None, :], kernel.shape[-2:]))
-  means = [jnp.sum(kernel * x, axis=(-2, -1), keepdims=True) for x in p]
-  d = [x - m for x, m in zip(p, means)]
+  rows = jnp.arange(kernel.shape[-2], dtype=jnp.float32)[:, None]
+  cols = jnp.arange(kernel.shape[-1], dtype=jnp.float32)[None, :]
+  d = [x - jnp.sum(kernel * x, axis=(-2, -1), keepdims=True) for x in (rows, cols)]  # offsets from the centroid
   return jnp.stack([jnp.stack([jnp.sum(kernel * a * b, axis=(-2, -1)) for b in d], -1) for a in d], -2)
 
 
