@@ -203,7 +203,7 @@ ESTIMATOR_PRESETS = {
     # 64² spectra (LR crops) and a 6-level U-Net of width 32: learns on a laptop in minutes. Clean LR, as
     # the paper (the real-photo LR recipe is the 'photo' preset below; docs/results.md §5 compares them).
     'cpu': {**_CPU_LOOP, 'spectrum.size': 64, 'model.generator': 'unet-6-32', 'model.disc_features': 32},
-    'smoke': {**_SMOKE_LOOP, 'spectrum.size': 32, 'model.generator': 'unet-5-8', 'model.disc_features': 8,
+    'smoke': {**_SMOKE_LOOP, 'spectrum.size': 32, 'model.generator': 'unet-3-8', 'model.disc_features': 8,
               'model.disc_layers': 2},
 }
 # Real-photo LR on 2 CPU cores, the recipe of the shipped estimators (docs/results.md §5): noise σ ≤ 3% on

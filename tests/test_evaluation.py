@@ -35,7 +35,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_load_estimator_restores_the_trained_state(smoke_estimator_workdir):
   est = estimator.load(str(smoke_estimator_workdir))
   assert est.step == 4
-  assert est.config.model.generator == 'unet-5-8'
+  assert est.config.model.generator == 'unet-3-8'
   lr = np.random.default_rng(0).integers(0, 256, (2, 40, 52, 3), dtype=np.uint8)
   out = estimator.estimate_kernels(est, lr)
   k = np.asarray(out['kernel'])

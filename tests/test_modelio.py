@@ -73,7 +73,7 @@ def test_bundle_meta_records_config_convention_and_source(bundles):
     assert npz['params/Conv_0/kernel'].dtype == np.float16
     assert all(npz[k].dtype == np.float32 for k in npz.files if k.startswith('batch_stats/'))
   assert meta['format'] == modelio.FORMAT and meta['kind'] == 's2k_estimator'
-  assert meta['config']['model']['generator'] == 'unet-5-8'
+  assert meta['config']['model']['generator'] == 'unet-3-8'
   assert meta['kernel_map'] and meta['trained_on'] == 'smoke test' and meta['step'] == 4
 
 

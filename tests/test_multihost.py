@@ -81,7 +81,7 @@ def test_two_processes_train_as_one_and_checkpoints_move_between_process_counts(
   assert 'saved by another number of processes: every process resumes the data stream at batch 2' in resumed
   for step in (2, 4):
     leaves_a, leaves_b = jax.tree.leaves(state_at(a, step)), jax.tree.leaves(state_at(b, step))
-    assert len(leaves_a) == len(leaves_b) > 100
+    assert len(leaves_a) == len(leaves_b) > 50
     worst = max(float(np.max(np.abs(x.astype(np.float64) - y), initial=0.0)) for x, y in zip(leaves_a, leaves_b))
     assert worst <= 1e-5, (step, worst)
   for run in (a, b):

@@ -286,8 +286,8 @@ def test_gan_step_matches_a_two_forward_reference(monkeypatch):
   Compared: both models' parameters, BatchNorm statistics, Adam states and step counts after two
   steps on two different batches, and every loss of both steps.
 
-  The :smoke U-Net has no dropout (pix2pix puts it only in middle blocks at the width cap, none for 5
-  downs), so its cap is lowered to 2× the base width here: two up blocks then have dropout, and the
+  The :smoke U-Net has no dropout (pix2pix puts it only in middle blocks at the width cap, none for 3
+  downs), so its cap is lowered to the base width here: its middle up block then has dropout, and the
   check that a different key changes the step shows that the dropout keys of both sides must agree.
 
   Tolerance: the two compute the same float32 arithmetic; today XLA:CPU even gives identical bits.
@@ -296,7 +296,7 @@ def test_gan_step_matches_a_two_forward_reference(monkeypatch):
   difference in a near-zero gradient into a flipped lr-sized update.
   """
   make_generator = unet.make_generator
-  monkeypatch.setattr(unet, 'make_generator', lambda name, **kwargs: make_generator(name, max_mult=2, **kwargs))
+  monkeypatch.setattr(unet, 'make_generator', lambda name, **kwargs: make_generator(name, max_mult=1, **kwargs))
   config = smoke_config(**{'train.eps': 1e-4})
   hr = jnp.asarray(data.create_eval_batch(config, config.train.batch_size)['hr'])  # One device.
   make_batch = jax.jit(estimator.make_batch_fn(config))
@@ -417,7 +417,7 @@ def test_resume_after_a_clean_stop_and_a_sigterm_is_exact(model, tmp_path, monke
   meta = checkpoints.read_meta(str(workdir / 'checkpoints'))
   if model == 'estimator':
     assert meta['kind'] == estimator.CHECKPOINT_KIND
-    assert meta['config']['model']['generator'] == 'unet-5-8'
+    assert meta['config']['model']['generator'] == 'unet-3-8'
     assert 'kernel_map' in meta
   elif model == 'usrnet':
     assert meta['kind'] == usrnet_restorer.CHECKPOINT_KIND
@@ -512,7 +512,7 @@ def test_init_from_starts_the_generator_from_a_bundle(smoke_estimator_workdir, t
                                     meta={'config': {}}, params={'w': np.zeros(2, np.float32)})
   with pytest.raises(modelio.BundleError, match=r'usrnet.npz holds a .usrnet_restorer. model'):
     tasks.train_and_evaluate(smoke_config(**{'train.init_from': other_kind}), str(tmp_path / 'a'))
-  wider = smoke_config(**{'train.init_from': bundle, 'model.generator': 'unet-5-16'})
+  wider = smoke_config(**{'train.init_from': bundle, 'model.generator': 'unet-3-16'})
   with pytest.raises(modelio.BundleError, match=r'est.npz: the parameters do not match'):
     tasks.train_and_evaluate(wider, str(tmp_path / 'b'))
   with pytest.raises(FileNotFoundError, match='missing.npz'):
