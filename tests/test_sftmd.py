@@ -72,9 +72,10 @@ def random_inputs(seed, batch, h, w, code_len=4):
 @pytest.mark.parametrize('scale', [2, 3, 4])
 def test_output_shape_and_range_at_any_lr_size(scale):
   model, params = tiny_model_and_params(scale)
+  apply = jax.jit(model.apply)  # One program per size; op by op, each op of each size compiles alone.
   for h, w in [(6, 6), (5, 9)]:
     lr, code = random_inputs(0, 2, h, w)
-    out = model.apply(params, lr, code)
+    out = apply(params, lr, code)
     assert out.shape == (2, h * scale, w * scale, 3) and out.dtype == jnp.float32
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
 
