@@ -596,6 +596,7 @@ def test_log_uniform_sigma_prior_draws_ln_sigma_uniformly():
   with pytest.raises(ValueError, match=r"degradation.sigma_prior must be one of \('uniform', 'log_uniform'\); got 'gamma'"):
     kernels.sample_kernels(jax.random.key(0), 2, config)
 
+
 def test_isotropic_prob_sets_sigma_y_to_sigma_x_on_that_share_and_changes_nothing_at_zero():
   """degradation.isotropic_prob: 0 draws exactly the kernels of a config without the field (saved configs
   predate it); p draws σy = σx on a share p of the kernels (read back by `gaussian_parameters`: major =
