@@ -4,6 +4,7 @@
 #   bash scripts/device_train.sh prepare                        # here: wheels the GPU image lacks → .whl/
 #   bash scripts/device_train.sh run OUT NAME SECONDS TRAIN_ARGS...   # on the GPU machine
 #   bash scripts/device_train.sh unpack FILES_DIR NAME WORKDIR      # here: its checkpoint → WORKDIR
+#   (`pack WORKDIR OUT NAME` is the packing step of `run` alone.)
 #
 # `run` trains `python train.py TRAIN_ARGS --workdir /tmp/device_runs/NAME` for at most SECONDS (then
 # SIGTERM: train.py saves a checkpoint at the step it reached and exits), exports the model bundle
@@ -33,7 +34,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=${WHEELS:-.whl}
 PY=${PY:-python3}
-PART_BYTES=$((15 * 1024 * 1024))
+PART_BYTES=${PART_BYTES:-$((15 * 1024 * 1024))}  # the tool returns files of at most 16 MiB
 
 run() {
   local out=${1:?usage: device_train.sh run OUT NAME SECONDS TRAIN_ARGS...} name=${2:?NAME} seconds=${3:?SECONDS}
@@ -57,13 +58,19 @@ run() {
   grep -a 'Trained to step\|Stopped early' "$log" | tail -2
   $PY -m s2k_jax.export --workdir "$workdir" --out "$out/$name.npz" --dtype float16 >> "$log" 2>&1 \
       || { echo "device_train.sh: export failed; see $log"; tail -20 "$log"; exit 1; }
-  local last
-  last=$(ls "$workdir/checkpoints" | grep -E '^[0-9]+$' | sort -n | tail -1)
+  pack "$workdir" "$out" "$name"
+}
+
+pack() {  # The last checkpoint and metrics.jsonl of WORKDIR → OUT/NAME.ckpt.tar.NN, if they can come back.
+  local workdir=$1 out=$2 name=$3 last
+  mkdir -p "$out"
+  last=$(ls "$workdir/checkpoints" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1)
   [ -n "$last" ] || { echo "device_train.sh: no checkpoint in $workdir"; exit 1; }
-  tar -C "$workdir" -cf - "checkpoints/$last" metrics.jsonl | split -b "$PART_BYTES" -d - "$out/$name.ckpt.tar."
+  tar -C "$workdir" -cf - "checkpoints/$last" metrics.jsonl | split -b "$PART_BYTES" -d - "$out/$name.ckpt.tar." \
+      || { echo "device_train.sh: packing $workdir failed"; exit 1; }
   local parts total
   parts=$(ls "$out/$name".ckpt.tar.* | wc -l)
-  total=$(cat "$out"/* | wc -c)
+  total=$(find "$out" -maxdepth 1 -type f -printf '%s\n' | awk '{t += $1} END {print t + 0}')
   if [ "$parts" -gt 6 ] || [ "$total" -gt $((62 * 1024 * 1024)) ]; then
     echo "device_train.sh: bundle, log and checkpoint ($parts parts) come to $((total / 1048576)) MiB; at most 8"
     echo "files and 64 MiB come back. Only the bundle is kept; train a smaller model to resume it on CPU."
@@ -86,6 +93,7 @@ unpack() {
 case ${1:-} in
   prepare) bash benchmarks/device.sh prepare ;;
   run) shift; run "$@" ;;
+  pack) shift; pack "${1:?usage: device_train.sh pack WORKDIR OUT NAME}" "${2:?OUT}" "${3:?NAME}" ;;
   unpack) shift; unpack "$@" ;;
   *) echo 'usage: bash scripts/device_train.sh prepare | run OUT NAME SECONDS TRAIN_ARGS... | unpack FILES_DIR NAME WORKDIR'; exit 2 ;;
 esac
