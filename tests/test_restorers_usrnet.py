@@ -2,6 +2,9 @@
 driver, inference through the one Restorer interface, bundles, tiling and colour."""
 import functools
 import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,10 +18,13 @@ from s2k_jax import degradation
 from s2k_jax import images
 from s2k_jax import kernels
 from s2k_jax import loop
+from s2k_jax import modelio
 from s2k_jax import noise
 from s2k_jax import pipeline
 from s2k_jax import tasks
 from s2k_jax.restorers import usrnet
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_config_argument_and_fields_are_checked():
@@ -239,6 +245,31 @@ def test_bundle_round_trip(smoke_usrnet_workdir, tmp_path):
   np.testing.assert_allclose(np.asarray(again.restore(lr, k, scale=3, downsample='direct')), np.asarray(rest.restore(lr, k, scale=3, downsample='direct')),
                              atol=1e-6, rtol=0)
 
+
+
+def test_a_widened_bundle_restores_alike_and_fine_tunes_as_the_wider_config(smoke_usrnet_workdir, tmp_path):
+  """`python -m s2k_jax.widen`: the exported :smoke USRNet (prior widths 4, 8) grown to (6, 12) is the
+  same restorer (models/usrnet.py's test checks a random prior), records its widths, and is what
+  `train.init_from` starts a (6, 12) run from; widths that shrink are refused by name."""
+  small = tasks.export_bundle(str(smoke_usrnet_workdir), str(tmp_path / 'small.npz'), dtype='float32')
+  wide = usrnet.widen_bundle(small, str(tmp_path / 'wide.npz'), (6, 12))
+  rest, grown = tasks.load_restorer(small), tasks.load_restorer(wide)
+  assert tuple(grown.config.restorer.features) == (6, 12)
+  assert modelio.read_bundle(wide)[0]['trained_on'].startswith('small.npz (step 4, prior widths (4, 8)) widened')
+  lr = np.random.default_rng(1).random((1, 16, 16, 3)).astype(np.float32)
+  k = np.full((1, 9, 9), 1 / 81, np.float32)
+  np.testing.assert_allclose(np.asarray(grown.restore(lr, k, scale=2, downsample='direct')),
+                             np.asarray(rest.restore(lr, k, scale=2, downsample='direct')), atol=1e-6, rtol=0)
+  config = usrnet_config.get_config('mixed,smoke')
+  config.restorer.features = (6, 12)
+  state = jax.eval_shape(functools.partial(usrnet.create_train_state, config), jax.random.key(0))
+  started = modelio.warm_start(jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), state), wide, usrnet.CHECKPOINT_KIND)
+  np.testing.assert_array_equal(started.params['prior']['tail']['kernel'],
+                                np.asarray(grown.state.params['prior']['tail']['kernel']))
+  bad = subprocess.run([sys.executable, '-m', 's2k_jax.widen', f'--bundle={small}', '--features=6,4',
+                        f'--out={tmp_path / "bad.npz"}'], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert bad.returncode == 1 and 'widths (4, 8) can only grow' in bad.stderr, bad.stderr[-2000:]
+  assert not (tmp_path / 'bad.npz').exists()
 
 def _held_out_lr(scale, n=3, family='gaussian', seed=0, size=96):
   """Crops of the held-out bundled photos (chelsea, coffee) at spread positions, degraded at `scale`."""

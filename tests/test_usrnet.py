@@ -301,3 +301,38 @@ def test_grid_phase_moves_a_kernel_by_whole_pixels_exactly():
   moved = np.roll(np.pad(k, ((0, 0), (1, 1), (1, 1))), (1, 1), axis=(1, 2))  # k one pixel down-right
   np.testing.assert_allclose(np.asarray(usrnet.kernel_spectrum(jnp.asarray(k), 12, 10, 1.0)),
                              np.asarray(usrnet.kernel_spectrum(jnp.asarray(moved), 12, 10)), atol=1e-6)
+
+
+def test_a_widened_prior_computes_the_same_and_its_new_weights_learn():
+  """widen_prior: a (4, 6, 8) prior with random weights (its zero tail would hide the rest) grown to
+  (6, 10, 12) gives the same SR (float32 sums of more, zero, terms: within 2e-6 of its largest value); the
+  zero weights from new channels into old ones get gradients, so fine-tuning can use them."""
+  model, params = _model(features=(4, 6, 8), iterations=2)
+  leaves, tree = jax.tree.flatten(params['prior'])
+  keys = jax.random.split(jax.random.key(1), len(leaves))
+  params = {**params, 'prior': jax.tree.unflatten(
+      tree, [jax.random.normal(k, x.shape) / np.sqrt(np.prod(x.shape[:-1])) for k, x in zip(keys, leaves)])}
+  wide = usrnet.widen_prior(params, (6, 10, 12), jax.random.key(2))
+  wide_model = usrnet.USRNet(iterations=2, features=(6, 10, 12), num_blocks=1, border=4, hyper_features=8)
+  assert jax.tree.map(jnp.shape, wide) == jax.tree.map(jnp.shape, _model(features=(6, 10, 12))[1])
+  rng = np.random.default_rng(3)
+  lr = jnp.asarray(rng.random((2, 12, 10, 3)), jnp.float32)
+  k = jnp.asarray(rng.random((2, 5, 5)), jnp.float32)
+  k = k / k.sum(axis=(1, 2), keepdims=True)
+  sigma = jnp.array([0.0, 0.02])
+
+  def sr(m, p):
+    return m.apply({'params': p}, lr, k, sigma, 2, clip=False)
+
+  before, after = sr(model, params), sr(wide_model, wide)
+  bicubic = degradation.bicubic_upsample(lr, 2, 'direct')
+  assert float(jnp.abs(before - bicubic).max()) > 0.05  # the prior does something
+  scale = float(jnp.abs(before).max())  # a random prior's output: far outside [0, 1], rounding grows with it
+  np.testing.assert_allclose(np.asarray(after), np.asarray(before), rtol=0, atol=2e-6 * scale)
+  grads = jax.grad(lambda p: jnp.sum(sr(wide_model, p) ** 2))(wide)['prior']
+  assert float(jnp.abs(grads['tail']['kernel'][:, :, 4:, :]).max()) > 0  # new channels → the output
+  assert float(jnp.abs(grads['down1']['kernel'][6:10, :8]).max()) > 0      # a new input → an old output
+  with pytest.raises(ValueError, match=r'widths \(4, 6, 8\) can only grow.*\(4, 5, 8\)'):
+    usrnet.widen_prior(params, (4, 5, 8), jax.random.key(0))
+  with pytest.raises(ValueError, match='can only grow'):
+    usrnet.widen_prior(params, (8, 8), jax.random.key(0))

@@ -35,6 +35,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from s2k_jax import degradation
 
@@ -164,6 +165,66 @@ class ResUNet(nn.Module):
     out = nn.Conv(self.out_channels, (3, 3), padding='SAME', use_bias=False, name='tail', dtype=dtype,
                   kernel_init=nn.initializers.zeros)(h)  # Starts as the identity prior.
     return x[..., :self.out_channels] + out.astype(x.dtype)
+
+
+def _widened(kernel: Any, key: jax.Array, old_in: int, new_in: int, old_out: int, new_out: int,
+             in_groups: int = 1, out_groups: int = 1) -> np.ndarray:
+  """A kernel (…, in_groups·old_in, out_groups·old_out) grown to (…, in_groups·new_in, out_groups·new_out).
+
+  Channel c of group p sits at p·n + c on either axis (space-to-depth / depth-to-space order). The old
+  weights keep their places, the weights from new inputs to old outputs are 0 (so old channels compute
+  what they did), and the rest is drawn as flax's default init (LeCun normal over the new fan-in), so
+  the new channels start with activations and the zeros receive gradients.
+  """
+  kernel = np.asarray(kernel, np.float32)
+  spatial = kernel.shape[:-2]
+  fan_in = math.prod(spatial) * in_groups * new_in
+  grown = np.asarray(jax.random.normal(key, spatial + (in_groups * new_in, out_groups * new_out)),
+                     np.float32) / math.sqrt(fan_in)
+  rows = (np.arange(in_groups)[:, None] * new_in + np.arange(old_in)[None, :]).ravel()
+  cols = (np.arange(out_groups)[:, None] * new_out + np.arange(old_out)[None, :]).ravel()
+  new_rows = np.setdiff1d(np.arange(in_groups * new_in), rows)
+  grown[..., new_rows[:, None], cols[None, :]] = 0.0
+  grown[..., rows[:, None], cols[None, :]] = kernel
+  return grown
+
+
+def widen_prior(params: Any, features: Sequence[int], key: jax.Array) -> dict:
+  """USRNet parameters with the ResUNet prior grown to `features` (one width per level, each at least
+  the old one), computing the same function: a larger network to fine-tune from a trained smaller one
+  (issue 32: "larger models where the budget allows") instead of from scratch.
+
+  `params` is a USRNet's {'HyperNet_0': …, 'prior': …} (the hyper-network is kept as it is). Only
+  `restorer.features` changes; the number of levels and of blocks per level stay.
+  """
+  prior = params['prior']
+  old = [prior['head']['kernel'].shape[-1]] + [prior[f'down{i}']['kernel'].shape[-1]
+                                               for i in range(len(features) - 1) if f'down{i}' in prior]
+  features = [int(f) for f in features]
+  if f'down{len(features) - 1}' in prior or len(old) != len(features) or any(n < o for n, o in zip(features, old)):
+    raise ValueError(f'USRNet prior of widths {tuple(old)} can only grow to as many levels, each at least as '
+                     f'wide; got features {tuple(features)}.')
+  keys = iter(jax.random.split(key, len(jax.tree.leaves(prior))))
+  grown = {}
+  for name, layer in prior.items():
+    if '_block' in name:  # {down,up}{L}_block{i} / body_block{i}: two convs at one level's width
+      level = len(old) - 1 if name.startswith('body') else int(name.split('_')[0].lstrip('downup'))
+      grown[name] = {conv: {'kernel': _widened(layer[conv]['kernel'], next(keys), old[level], features[level],
+                                               old[level], features[level])} for conv in layer}
+      continue
+    kernel = layer['kernel']
+    if name == 'head':
+      args = (kernel.shape[-2], kernel.shape[-2], old[0], features[0])
+    elif name == 'tail':
+      args = (old[0], features[0], kernel.shape[-1], kernel.shape[-1])
+    elif name.startswith('down'):  # 2×2 stride-2 conv as a Dense on space-to-depth: level L → L+1
+      level = int(name[len('down'):])
+      args = (old[level], features[level], old[level + 1], features[level + 1], 4, 1)
+    else:  # up{L}: level L+1 → 4 × level L, depth-to-space after it
+      level = int(name[len('up'):])
+      args = (old[level + 1], features[level + 1], old[level], features[level], 1, 4)
+    grown[name] = {'kernel': _widened(kernel, next(keys), *args)}
+  return {**params, 'prior': grown}
 
 
 # Kernels up to this side are restored whole (the HR canvas of the smallest accepted LR, 16 px plus

@@ -16,6 +16,7 @@ read off the photo (`noise.estimate_sigmas`), which on clean LR is the photo's t
 with restorer.told_noise='estimate' training tells it that estimate of each LR instead of the σ added.
 """
 import functools
+import os
 from typing import Any
 
 from flax.training import train_state
@@ -302,3 +303,19 @@ def load(source: str, step: int | None = None) -> base.Restorer:
   config, state, step, path, _ = modelio.load_for_inference(
       source, CHECKPOINT_KIND, lambda config: functools.partial(create_train_state, config), step)
   return from_state(config, state, step, path)
+
+
+def widen_bundle(source: str, out: str, features: tuple[int, ...], seed: int = 0) -> str:
+  """A USRNet bundle with its prior grown to `features` (`models.usrnet.widen_prior`: the same restorer,
+  more channels to fine-tune with `train.init_from=out` and `restorer.features=features`); returns `out`.
+  The bundle's config records the new widths, its `trained_on` what it was grown from."""
+  meta, trees = modelio.read_bundle(source, CHECKPOINT_KIND)
+  params = usrnet.widen_prior(trees['params'], features, jax.random.key(seed))
+  header = {key: meta[key] for key in ('format', 'kind', 'step', 'dtype')}
+  meta = {key: value for key, value in meta.items() if key not in header}
+  grown = (f'{os.path.basename(source)} (step {header["step"]}, prior widths '
+           f'{tuple(meta["config"]["restorer"]["features"])}) widened to {tuple(features)}')
+  meta['trained_on'] = '; '.join(filter(None, (grown, meta.get('trained_on', ''))))
+  meta['config'] = dict(meta['config'], restorer=dict(meta['config']['restorer'], features=list(features)))
+  return modelio.write_bundle(out, kind=CHECKPOINT_KIND, step=header['step'], meta=meta, params=params,
+                              pca=trees['pca'], dtype=header['dtype'])
