@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/device.sh prepare          # here, where pip reaches a registry: wheels → .whl/
 #   bash benchmarks/device.sh run OUT_DIR      # on the GPU machine: → OUT_DIR/device_bench.json
+#   bash benchmarks/device.sh install          # on the GPU machine: the carried wheels alone (prints /tmp/site)
 #
 # The GPU machine reaches no package registry. Its image already holds jax/jaxlib with the CUDA plugin,
 # flax, optax, orbax-checkpoint, numpy, scipy, scikit-image, pillow, tifffile, absl-py and tqdm (see
@@ -42,14 +43,19 @@ prepare() {
   du -sh "$WHEELS"
 }
 
-run() {
-  local out=${1:?usage: benchmarks/device.sh run OUT_DIR}
-  mkdir -p "$out"
+install() {  # The carried wheels → /tmp/site (no network, no deps); prints that folder, or nothing.
   if ls "$WHEELS"/*.whl > /dev/null 2>&1; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        "$WHEELS"/*.whl || { echo "device.sh: installing the carried wheels failed"; exit 1; }
-    export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+        "$WHEELS"/*.whl >&2 || { echo "device.sh: installing the carried wheels failed" >&2; exit 1; }
+    echo /tmp/site
   fi
+}
+
+run() {
+  local out=${1:?usage: benchmarks/device.sh run OUT_DIR} site
+  mkdir -p "$out"
+  site=$(install) || exit 1
+  [ -z "$site" ] || export PYTHONPATH=$site:${PYTHONPATH:-}
   export PYTHONUNBUFFERED=1
   local lines="$out/device_bench.jsonl"
   : > "$lines"
@@ -94,6 +100,7 @@ EOF
 
 case ${1:-} in
   prepare) prepare ;;
+  install) install ;;  # for other device scripts (scripts/device_train.sh)
   run) shift; run "$@" ;;
-  *) echo 'usage: bash benchmarks/device.sh prepare | run OUT_DIR'; exit 2 ;;
+  *) echo 'usage: bash benchmarks/device.sh prepare | install | run OUT_DIR'; exit 2 ;;
 esac

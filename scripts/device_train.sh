@@ -42,11 +42,9 @@ run() {
   [[ $name =~ ^[A-Za-z0-9_.-]+$ ]] || { echo "device_train.sh: NAME must be letters, digits, '.', '_', '-': $name"; exit 2; }
   [[ $seconds =~ ^[0-9]+$ ]] || { echo "device_train.sh: SECONDS must be a whole number, got $seconds"; exit 2; }
   mkdir -p "$out"
-  if ls "$WHEELS"/*.whl > /dev/null 2>&1; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        "$WHEELS"/*.whl || { echo "device_train.sh: installing the carried wheels failed"; exit 1; }
-    export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-  fi
+  local site
+  site=$(WHEELS=$WHEELS PY=$PY bash benchmarks/device.sh install) || exit 1
+  [ -z "$site" ] || export PYTHONPATH=$site:${PYTHONPATH:-}
   export PYTHONUNBUFFERED=1
   local workdir=${WORKDIR_ROOT:-/tmp/device_runs}/$name log="$out/$name.log"
   # train.py saves on SIGTERM and exits 0; timeout then reports 124, which is the planned end.
