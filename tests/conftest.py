@@ -17,9 +17,15 @@ import tempfile
 # compile time dominates the suite: LLVM at optimisation level 0 compiles much faster than the default
 # (the whole suite on 2 cores: 11 min 42 s at level 1, 10 min 0 s at level 0; tests/test_train.py
 # 190 → 129 s). The maths is the same IEEE float32, rounded in another order: the one bound it moved
-# is documented at SR_SSIM_ATOL (tests/test_evaluation.py). Benchmarks and real runs keep the default.
+# is documented at SR_SSIM_ATOL (tests/test_evaluation.py). XLA:CPU's older elemental loop emitters
+# (`--xla_cpu_use_fusion_emitters=false`) compile a small model ~40% faster than the MLIR fusion emitters
+# and run it ~25% slower: the suite, compile-bound (4300 XLA compilations took 506 of its 1460 worker-
+# seconds), went from 683 to 576 s on 2 cores (2026-12-06). It moved one more bound, documented in
+# test_gan_step_matches_a_two_forward_reference. The flag exists in jaxlib 0.10 (pyproject pins < 0.11);
+# a jaxlib without it stops at start-up with "Unknown flags in XLA_FLAGS" naming it: drop it then.
+# Benchmarks and real runs keep the defaults.
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8 '
-                      '--xla_backend_optimization_level=0')
+                      '--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:  # The controller (or a run without xdist).
   _cache = tempfile.mkdtemp(prefix='s2k-jax-test-xla-cache-')

@@ -439,6 +439,22 @@ def test_mean_disk_kernel_matches_radius_integral():
   np.testing.assert_allclose(ours, reference, atol=2e-3)
 
 
+def test_mean_kernel_is_kept_per_config_and_handed_out_as_a_copy():
+  """The per-process memo: the same arguments give the sum of the same sampled chunks (recomputed here
+  from sample_in_chunks); another field, n or seed gives another mean; writing into a returned kernel
+  does not reach the next caller."""
+  config = degradation('gaussian')
+  first = kernels.mean_kernel(config, n=300, chunk=100)
+  reference = sum(p.astype(np.float64).sum(axis=0) for p in kernels.sample_in_chunks(config, 300, 0, 100)) / 300
+  np.testing.assert_allclose(first, reference, atol=1e-7)
+  first[:] = 0
+  np.testing.assert_allclose(kernels.mean_kernel(config, n=300, chunk=100), reference, atol=1e-7)
+  wider = degradation('gaussian', sigma_range=(2.0, 4.0))
+  for other in (kernels.mean_kernel(wider, n=300, chunk=100), kernels.mean_kernel(config, n=200, chunk=100),
+                kernels.mean_kernel(config, n=300, seed=1, chunk=100)):
+    assert np.abs(other - reference).max() > 1e-4
+
+
 def test_mean_motion_kernel_is_bank_mean():
   config = degradation('motion', motion_bank_size=6, motion_bank_seed=3)
   np.testing.assert_allclose(kernels.mean_kernel(config), kernels.motion_bank(config).mean(axis=0), atol=1e-7)

@@ -272,7 +272,8 @@ def test_a_widened_bundle_restores_alike_and_fine_tunes_as_the_wider_config(smok
   assert not (tmp_path / 'bad.npz').exists()
 
 def _held_out_lr(scale, n=3, family='gaussian', seed=0, size=96):
-  """Crops of the held-out bundled photos (chelsea, coffee) at spread positions, degraded at `scale`."""
+  """Crops of the held-out bundled photos (chelsea, coffee) at spread positions, degraded at `scale`:
+  (hr, lr, kernels, degradation config)."""
   config = usrnet_config.get_config(f'{family},smoke')
   paths = [os.path.join(skimage.data.data_dir, name) for name in data.BUNDLED_EVAL]
   crops = [data.spread_crop(images.to_uint8(images.read_image(p)), size, r) for p in paths for r in range(n)]
@@ -282,7 +283,7 @@ def _held_out_lr(scale, n=3, family='gaussian', seed=0, size=96):
   kernel_key, noise_key = jax.random.split(jax.random.key(seed))
   k = kernels.sample_kernels(kernel_key, hr.shape[0], deg)
   lr = degradation.degrade_with_kernels(hr, k, noise_key, deg)['lr']
-  return np.asarray(hr), np.asarray(lr), np.asarray(k), kernels.mean_kernel(deg, n=2000)
+  return np.asarray(hr), np.asarray(lr), np.asarray(k), deg
 
 
 def _psnr(a, b):
@@ -293,7 +294,8 @@ def test_true_kernel_beats_mean_kernel_on_held_out_crops(smoke_usrnet_workdir):
   """Even barely trained, the exact data step uses the kernel: true > mean by a margin at ×2
   (measured 1.2 dB on these 6 crops) and both above bicubic."""
   rest = tasks.load_restorer(str(smoke_usrnet_workdir))
-  hr, lr, k, mean = _held_out_lr(2)
+  hr, lr, k, deg = _held_out_lr(2)
+  mean = kernels.mean_kernel(deg, n=2000)
   true_psnr = _psnr(rest.restore(lr, k, scale=2, downsample='direct'), hr)
   mean_psnr = _psnr(rest.restore(lr, np.broadcast_to(mean, k.shape), scale=2, downsample='direct'), hr)
   bicubic = _psnr(np.clip(jax.image.resize(lr, hr.shape, 'bicubic'), 0, 1), hr)
