@@ -19,7 +19,7 @@ import tempfile
 # 190 → 129 s). The maths is the same IEEE float32, rounded in another order: the one bound it moved
 # is documented at SR_SSIM_ATOL (tests/test_evaluation.py). XLA:CPU's older elemental loop emitters
 # (`--xla_cpu_use_fusion_emitters=false`) compile a small model ~40% faster than the MLIR fusion emitters
-# and run it ~25% slower: the suite, compile-bound (4300 XLA compilations took 506 of its 1460 worker-
+# and run it ~30% slower: the suite, compile-bound (4300 XLA compilations took 506 of its 1460 worker-
 # seconds), went from 683 to 576 s on 2 cores (2026-12-06). It moved one more bound, documented in
 # test_gan_step_matches_a_two_forward_reference. The flag exists in jaxlib 0.10 (pyproject pins < 0.11);
 # a jaxlib without it stops at start-up with "Unknown flags in XLA_FLAGS" naming it: drop it then.
