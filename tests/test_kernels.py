@@ -445,7 +445,8 @@ def test_mean_kernel_is_kept_per_config_and_handed_out_as_a_copy():
   does not reach the next caller."""
   config = degradation('gaussian')
   first = kernels.mean_kernel(config, n=300, chunk=100)
-  reference = sum(p.astype(np.float64).sum(axis=0) for p in kernels.sample_in_chunks(config, 300, 0, 100)) / 300
+  chunks = kernels.sample_in_chunks(config, 300, seed=0, chunk=100)
+  reference = sum(p.astype(np.float64).sum(axis=0) for p in chunks) / 300
   np.testing.assert_allclose(first, reference, atol=1e-7)
   first[:] = 0
   np.testing.assert_allclose(kernels.mean_kernel(config, n=300, chunk=100), reference, atol=1e-7)

@@ -293,9 +293,9 @@ def test_gan_step_matches_a_two_forward_reference(monkeypatch):
   Tolerance: the two compute the same float32 arithmetic, fused and reduced in different orders. 1e-6
   of each leaf's scale for the losses, BatchNorm statistics and Adam moments; 4e-6 for the parameters:
   with the tests' XLA flags (tests/conftest.py) two of the 2048 weights of one transposed conv differ by
-  1.9e-6 of that leaf's largest value after the two Adam updates. ε = 1e-4 (as in the 1-vs-8-device test) keeps
-  Adam's first steps, ≈ lr·g/(|g| + ε), from turning a rounding-level difference in a near-zero gradient
-  into a flipped lr-sized update.
+  1.9e-6 of that leaf's largest value after the two Adam updates. ε = 1e-4 (as in the 1-vs-8-device
+  test) keeps Adam's first steps, ≈ lr·g/(|g| + ε), from turning a rounding-level difference in a
+  near-zero gradient into a flipped lr-sized update.
   """
   make_generator = unet.make_generator
   monkeypatch.setattr(unet, 'make_generator', lambda name, **kwargs: make_generator(name, max_mult=1, **kwargs))
@@ -325,10 +325,10 @@ def test_gan_step_matches_a_two_forward_reference(monkeypatch):
           float(ref_step(first, batches[0], key)[1]['g_loss']))
   for name in ('gen', 'disc'):
     assert int(state[name].step) == int(ref['step']) == 2
-    expected = ref[name]
-    assert_trees_match({'batch_stats': state[name].batch_stats, 'opt_state': state[name].opt_state},
-                       {'batch_stats': expected['batch_stats'], 'opt_state': expected['opt_state']}, rtol=1e-6)
-    assert_trees_match(state[name].params, expected['params'], rtol=4e-6)
+    ours, theirs = state[name], ref[name]
+    assert_trees_match((ours.batch_stats, ours.opt_state), (theirs['batch_stats'], theirs['opt_state']),
+                       rtol=1e-6)
+    assert_trees_match(ours.params, theirs['params'], rtol=4e-6)
 
 
 def resume_config(model, num_steps):

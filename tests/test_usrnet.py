@@ -321,7 +321,7 @@ def test_a_widened_prior_computes_the_same_and_its_new_weights_learn():
   k = k / k.sum(axis=(1, 2), keepdims=True)
   sigma = jnp.array([0.0, 0.02])
 
-  def sr(m):  # One jitted program per width; op by op each op compiles alone (~4× slower here).
+  def sr(m):  # One jitted program per width (op by op, each op of each width compiles alone).
     return jax.jit(lambda p: m.apply({'params': p}, lr, k, sigma, 2, clip=False))
 
   before, after = sr(model)(params), sr(wide_model)(wide)
