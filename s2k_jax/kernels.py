@@ -509,17 +509,21 @@ def check_motion_bank_fields(config: Any) -> None:
         + ', or leave motion_bank_path unset.')
 
 
+def _bank_file_mtime(path: str) -> int:
+  """The bank file's modification time (ns), part of the keys of what is cached from it."""
+  try:
+    return os.stat(path).st_mtime_ns
+  except OSError as e:
+    raise ValueError(f'{path}: cannot read the motion kernel bank ({e}).') from e
+
+
 def motion_bank(config: Any) -> np.ndarray:
   """The motion bank a `degradation` config asks for: loaded from motion_bank_path or built from
   motion_bank_seed, cached in the process so repeated calls (and jit traces) do not rebuild it."""
   check_motion_bank_fields(config)
   if config.motion_bank_path:
     path = os.fspath(config.motion_bank_path)
-    try:
-      modified_ns = os.stat(path).st_mtime_ns
-    except OSError as e:
-      raise ValueError(f'{path}: cannot read the motion kernel bank ({e}).') from e
-    bank = _bank_from_file(path, modified_ns)
+    bank = _bank_from_file(path, _bank_file_mtime(path))
     if bank.shape[1:] != (config.kernel_size,) * 2 or bank.shape[0] != config.motion_bank_size:
       raise ValueError(
           f'{path}: bank holds {bank.shape[0]} kernels of {bank.shape[1]}×{bank.shape[2]} but the config '
@@ -613,16 +617,16 @@ def mean_kernel(config: Any, n: int = 10_000, seed: int = 0, chunk: int = 1000) 
   """
   if config.family == 'motion' and config.motion_bank_size > 0:
     return motion_bank(config).mean(axis=0, dtype=np.float64).astype(np.float32)
-  bank_stamp = None
+  bank_mtime = None
   if config.family == MIXED and config.motion_bank_size > 0 and config.motion_bank_path:
-    bank_stamp = motion_bank(config).shape, os.stat(os.fspath(config.motion_bank_path)).st_mtime_ns
+    bank_mtime = _bank_file_mtime(os.fspath(config.motion_bank_path))
   frozen = ml_collections.FrozenConfigDict(config)
-  return _sampled_mean_kernel(frozen, int(n), int(seed), int(chunk), bank_stamp).copy()
+  return _sampled_mean_kernel(frozen, int(n), int(seed), int(chunk), bank_mtime).copy()
 
 
 @functools.lru_cache(maxsize=16)
-def _sampled_mean_kernel(config: Any, n: int, seed: int, chunk: int, bank_stamp: Any) -> np.ndarray:
-  del bank_stamp  # Only part of the cache key.
+def _sampled_mean_kernel(config: Any, n: int, seed: int, chunk: int, bank_mtime: int | None) -> np.ndarray:
+  del bank_mtime  # Only part of the cache key: a rewritten bank file is read again.
   total = np.zeros((config.kernel_size,) * 2, np.float64)
   for part in sample_in_chunks(config, n, seed, chunk):
     total += part.astype(np.float64).sum(axis=0)
