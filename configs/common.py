@@ -83,6 +83,7 @@ def get_train_config(family: str) -> ml_collections.ConfigDict:
   t.eps = 1e-8                     # Adam ε (PyTorch's default, as pix2pix)
   t.schedule = 'constant'          # 'constant' | 'cosine' | 'linear_decay' (pix2pix)
   t.loss_weights = (100.0, 1.0, 1.0)  # λ1 (L1), λ2 (LSGAN shape loss), λ3 (TV); zero one for Table 2
+  t.kernel_quantile = 0.5          # the λ1 term's quantile τ: 0.5 the paper's L1, < 0.5 reads narrower kernels
   t.log_every = 50
   t.eval_every = 1000
   t.eval_batch_size = 8
@@ -144,7 +145,7 @@ def get_restorer_train_config(family: str, b2: float) -> ml_collections.ConfigDi
   t.b1, t.b2 = 0.9, b2
   t.schedule = 'cosine'
   t.num_steps = 500_000
-  del t['loss_weights']  # the estimator's GAN loss; restorers' is L1
+  del t['loss_weights'], t['kernel_quantile']  # the estimator's GAN loss; restorers' is L1
   return t
 
 

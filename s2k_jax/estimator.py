@@ -66,10 +66,21 @@ def check_model_fields(config: ml_collections.ConfigDict) -> None:
   if not 0.0 <= ema_decay(config) < 1.0:
     raise ValueError(f'train.ema_decay must be in [0, 1) (0: no moving average of the generator\'s weights; '
                      f'e.g. 0.999), got {ema_decay(config)}.')
+  if not 0.0 < kernel_quantile(config) < 1.0:
+    raise ValueError(f'train.kernel_quantile must be in (0, 1) (0.5: the paper\'s L1; below it the estimate '
+                     f'reads narrower kernels where it is unsure, e.g. 0.3), got {kernel_quantile(config)}.')
+  if kernel_quantile(config) != 0.5 and not config.train.loss_weights[0]:
+    raise ValueError(f'train.kernel_quantile={kernel_quantile(config)} has no effect with the L1 term off '
+                     f'(train.loss_weights={tuple(config.train.loss_weights)}): set λ1 > 0 or leave the quantile unset.')
 
 
 def ema_decay(config: ml_collections.ConfigDict) -> float:
   return float(config.train.ema_decay)
+
+
+def kernel_quantile(config: ml_collections.ConfigDict) -> float:
+  """train.kernel_quantile (`losses.quantile_map_loss`); 0.5, the paper's L1, for configs saved before it."""
+  return float(config.train.get('kernel_quantile', 0.5))
 
 
 def make_batch_fn(
@@ -225,7 +236,8 @@ def train_step(state: dict[str, TrainState], batch: dict[str, jax.Array], key: j
     # D's running statistics are only used by D itself; G's term leaves them as they are.
     fake_logits, _ = discriminate(ds.params, ds.batch_stats, fake_map)
     return losses.generator_loss(fake_map, target, fake_logits, tuple(config.train.loss_weights),
-                                 flip_invariant=kernels_lib.flip_invariant(config.degradation.family))
+                                 flip_invariant=kernels_lib.flip_invariant(config.degradation.family),
+                                 quantile=kernel_quantile(config))
 
   (g_loss, terms), d_fake_map = jax.value_and_grad(gen_loss, has_aux=True)(fake)
   (g_grads,) = gen_vjp(d_fake_map)

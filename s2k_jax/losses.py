@@ -3,6 +3,9 @@
   ℓ_G = λ1·‖k − G(s)‖₁ + λ2·[D(s; G(s)) − 1]² + λ3·TV(G(s))
   ℓ_D = D(s; G(s))² + [D(s; k) − 1]²
 
+Beyond the paper, the L1 term can be a quantile (pinball) loss: `train.kernel_quantile` τ (0.5, the paper's
+L1, by default; docs/conventions.md, "Kernel quantile").
+
 Everything acts on kernel *maps* (the paper's "Kernel↑", see `spectrum.kernel_to_map`), NHWC with one
 channel. For motion kernels the spectrum cannot tell k from its 180° rotation, so the L1 term can take
 the smaller of the two distances (`flip_invariant=True`); see docs/conventions.md.
@@ -38,10 +41,28 @@ def lsgan_discriminator_loss(real_logits: jnp.ndarray, fake_logits: jnp.ndarray)
   return jnp.mean(fake_logits ** 2) + jnp.mean((real_logits - 1.0) ** 2)
 
 
-def generator_loss(pred, target, fake_logits, weights, flip_invariant=False):
-  """Weighted Eq. 11; `weights` = (λ1, λ2, λ3). Returns (total, dict of the three terms)."""
+def quantile_map_loss(pred: jnp.ndarray, target: jnp.ndarray, quantile: float,
+                      flip_invariant: bool = False) -> jnp.ndarray:
+  """Twice the mean pinball loss ρ_τ(target − pred) between kernel maps: the L1 of `l1_map_loss` at τ = 0.5.
+
+  Minimised by the per-pixel τ-quantile of the target where the L1 is minimised by the median; τ < 0.5
+  charges a map value above the target more than one below it, so where the spectrum leaves the kernel
+  uncertain the estimate settles on the narrow side (the map is −1 where the kernel is 0). Computed as
+  |r| + (2τ − 1)·r with r = target − pred: the second term's mean is the same for the target and its 180°
+  rotation, so the flip-invariant minimum is that of the L1 plus it.
+  """
   l1 = l1_map_loss(pred, target, flip_invariant)
+  if quantile == 0.5:
+    return l1
+  return l1 + (2.0 * quantile - 1.0) * jnp.mean(target - pred)
+
+
+def generator_loss(pred, target, fake_logits, weights, flip_invariant=False, quantile=0.5):
+  """Weighted Eq. 11; `weights` = (λ1, λ2, λ3), the first term at `quantile` (`quantile_map_loss`).
+  Returns (total, dict of the three terms; 'l1' is the plain L1 whatever the quantile, for the logs)."""
+  l1 = l1_map_loss(pred, target, flip_invariant)
+  kernel_term = quantile_map_loss(pred, target, quantile, flip_invariant)  # the same l1 at τ 0.5 (jit: once)
   adv = lsgan_generator_loss(fake_logits)
   tv = total_variation(pred)
-  total = weights[0] * l1 + weights[1] * adv + weights[2] * tv
+  total = weights[0] * kernel_term + weights[1] * adv + weights[2] * tv
   return total, {'l1': l1, 'adv': adv, 'tv': tv}

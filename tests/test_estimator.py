@@ -129,3 +129,19 @@ def test_flip_invariance_comes_from_the_family_alone():
     with mock.patch.object(estimator, 'estimate_maps', lambda state, inputs: rotated_maps):
       out = estimator.eval_step(state, {'inputs': None, 'kernel': true}, config=config)
     assert (float(np.max(out['kernel_mae'])) < 1e-6) == blind, config.degradation.family
+
+
+@pytest.mark.parametrize('quantile, weights, message', [
+    (0.0, (100.0, 1.0, 1.0), r'train.kernel_quantile must be in \(0, 1\)'),
+    (1.2, (100.0, 1.0, 1.0), r'train.kernel_quantile must be in \(0, 1\)'),
+    (0.3, (0.0, 1.0, 1.0), r'train.kernel_quantile=0.3 has no effect with the L1 term off'),
+])
+def test_a_kernel_quantile_out_of_range_or_without_effect_is_refused(quantile, weights, message):
+  from configs import gaussian  # pylint: disable=g-import-not-at-top
+  config = gaussian.get_config('smoke')
+  config.train.kernel_quantile, config.train.loss_weights = quantile, weights
+  with pytest.raises(ValueError, match=message):
+    estimator.check_model_fields(config)
+  config.train.kernel_quantile = 0.3
+  config.train.loss_weights = (100.0, 1.0, 1.0)
+  estimator.check_model_fields(config)

@@ -62,3 +62,45 @@ def test_generator_loss_weights():
   np.testing.assert_allclose(total, 100 / 16 + 0.25 + 4 / 12, rtol=1e-6)
   total0, _ = losses.generator_loss(pred, target, logits, (0.0, 0.0, 1.0))
   np.testing.assert_allclose(total0, 4 / 12, rtol=1e-6)
+
+
+def _pinball(pred, target, tau):
+  """Twice the mean pinball loss, written from its definition (float64)."""
+  r = np.asarray(target, np.float64) - np.asarray(pred, np.float64)
+  return 2 * np.mean(np.where(r >= 0, tau * r, (tau - 1) * r), axis=(1, 2, 3))
+
+
+@pytest.mark.parametrize('tau', [0.5, 0.3, 0.8])
+def test_quantile_map_loss_is_the_pinball_loss_with_its_flip(tau):
+  rng = np.random.default_rng(1)
+  target = rng.uniform(-1, 1, (3, 8, 8, 1)).astype(np.float32)
+  pred = rng.uniform(-1, 1, (3, 8, 8, 1)).astype(np.float32)
+  pred[0] = np.flip(target[0], axis=(0, 1)) + 0.05 * rng.standard_normal((8, 8, 1)).astype(np.float32)
+  np.testing.assert_allclose(losses.quantile_map_loss(pred, target, tau), np.mean(_pinball(pred, target, tau)),
+                             rtol=1e-6)
+  flip = np.flip(target, axis=(1, 2))
+  want = np.mean(np.minimum(_pinball(pred, target, tau), _pinball(pred, flip, tau)))
+  np.testing.assert_allclose(losses.quantile_map_loss(pred, target, tau, flip_invariant=True), want, rtol=1e-6)
+  if tau == 0.5:
+    np.testing.assert_allclose(losses.quantile_map_loss(pred, target, tau), losses.l1_map_loss(pred, target))
+
+
+@pytest.mark.parametrize('tau', [0.2, 0.5, 0.7])
+def test_quantile_map_loss_is_minimised_by_the_quantile(tau):
+  """Fitted to many targets at once, the best single map is their per-pixel τ-quantile."""
+  rng = np.random.default_rng(2)
+  targets = jnp.asarray(rng.uniform(-1, 1, (400, 2, 2, 1)), jnp.float32)
+  grad = jax.jit(jax.grad(lambda p: losses.quantile_map_loss(jnp.broadcast_to(p, targets.shape), targets, tau)))
+  p = jnp.zeros((1, 2, 2, 1))
+  for i in range(3000):  # subgradient descent with a decaying step
+    p = p - 0.02 / (1 + i / 300) * grad(p) * targets.shape[0]
+  np.testing.assert_allclose(p[0], np.quantile(np.asarray(targets), tau, axis=0), atol=0.02)
+
+
+def test_generator_loss_uses_the_quantile_and_logs_the_l1():
+  pred = jnp.zeros((1, 4, 4, 1)).at[0, 1, 1, 0].set(1.0)
+  target = jnp.zeros((1, 4, 4, 1))
+  logits = jnp.ones((1, 2, 2, 1))
+  total, terms = losses.generator_loss(pred, target, logits, (100.0, 0.0, 0.0), quantile=0.25)
+  np.testing.assert_allclose(terms['l1'], 1 / 16, rtol=1e-6)
+  np.testing.assert_allclose(total, 100 * 2 * 0.75 / 16, rtol=1e-6)  # over-prediction weighs 1 − τ
