@@ -66,11 +66,12 @@ def check_model_fields(config: ml_collections.ConfigDict) -> None:
   if not 0.0 <= ema_decay(config) < 1.0:
     raise ValueError(f'train.ema_decay must be in [0, 1) (0: no moving average of the generator\'s weights; '
                      f'e.g. 0.999), got {ema_decay(config)}.')
-  if not 0.0 < kernel_quantile(config) < 1.0:
+  quantile = kernel_quantile(config)
+  if not 0.0 < quantile < 1.0:
     raise ValueError(f'train.kernel_quantile must be in (0, 1) (0.5: the paper\'s L1; below it the estimate '
-                     f'reads narrower kernels where it is unsure, e.g. 0.3), got {kernel_quantile(config)}.')
-  if kernel_quantile(config) != 0.5 and not config.train.loss_weights[0]:
-    raise ValueError(f'train.kernel_quantile={kernel_quantile(config)} has no effect with the L1 term off '
+                     f'reads narrower kernels where it is unsure, e.g. 0.3), got {quantile}.')
+  if quantile != 0.5 and not config.train.loss_weights[0]:
+    raise ValueError(f'train.kernel_quantile={quantile} has no effect with the L1 term off '
                      f'(train.loss_weights={tuple(config.train.loss_weights)}): set λ1 > 0 or leave the quantile unset.')
 
 

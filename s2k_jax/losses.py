@@ -51,7 +51,11 @@ def quantile_map_loss(pred: jnp.ndarray, target: jnp.ndarray, quantile: float,
   |r| + (2τ − 1)·r with r = target − pred: the second term's mean is the same for the target and its 180°
   rotation, so the flip-invariant minimum is that of the L1 plus it.
   """
-  l1 = l1_map_loss(pred, target, flip_invariant)
+  return _with_quantile_term(l1_map_loss(pred, target, flip_invariant), pred, target, quantile)
+
+
+def _with_quantile_term(l1: jnp.ndarray, pred: jnp.ndarray, target: jnp.ndarray, quantile: float) -> jnp.ndarray:
+  """l1 plus what the pinball loss adds to it, (2τ − 1)·mean(target − pred); l1 itself (no op) at τ = 0.5."""
   if quantile == 0.5:
     return l1
   return l1 + (2.0 * quantile - 1.0) * jnp.mean(target - pred)
@@ -61,7 +65,7 @@ def generator_loss(pred, target, fake_logits, weights, flip_invariant=False, qua
   """Weighted Eq. 11; `weights` = (λ1, λ2, λ3), the first term at `quantile` (`quantile_map_loss`).
   Returns (total, dict of the three terms; 'l1' is the plain L1 whatever the quantile, for the logs)."""
   l1 = l1_map_loss(pred, target, flip_invariant)
-  kernel_term = quantile_map_loss(pred, target, quantile, flip_invariant)  # the same l1 at τ 0.5 (jit: once)
+  kernel_term = _with_quantile_term(l1, pred, target, quantile)
   adv = lsgan_generator_loss(fake_logits)
   tv = total_variation(pred)
   total = weights[0] * kernel_term + weights[1] * adv + weights[2] * tv
