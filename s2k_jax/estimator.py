@@ -72,7 +72,8 @@ def check_model_fields(config: ml_collections.ConfigDict) -> None:
                      f'reads narrower kernels where it is unsure, e.g. 0.3), got {quantile}.')
   if quantile != 0.5 and not config.train.loss_weights[0]:
     raise ValueError(f'train.kernel_quantile={quantile} has no effect with the L1 term off '
-                     f'(train.loss_weights={tuple(config.train.loss_weights)}): set λ1 > 0 or leave the quantile unset.')
+                     f'(train.loss_weights={tuple(config.train.loss_weights)}): set λ1 > 0 or leave the '
+                     'quantile unset.')
 
 
 def ema_decay(config: ml_collections.ConfigDict) -> float:
