@@ -167,7 +167,8 @@ def get_usrnet_config(family: str) -> ml_collections.ConfigDict:
   r.scales = (2, 3, 4)                 # one step per scale in turn
   r.hr_patch = 96                      # HR crop side, a multiple of every scale (LR 48/32/24)
   r.dtype = 'float32'                  # 'float32' | 'bfloat16' (computation; parameters and optimiser state stay float32); the data step's FFTs stay float32
-  config.data.hr_crop = r.get_ref('hr_patch')
+  r.context = 0                        # HR pixels degraded around each side of the crop (told estimates)
+  config.data.hr_crop = r.get_ref('hr_patch') + r.get_ref('context') * 2
   r.iterations = 8                     # data/prior rounds (USRNet: 8)
   r.features = (64, 128, 256, 512)     # ResUNet widths per level (USRNet)
   r.num_blocks = 2                     # residual blocks per level
@@ -182,6 +183,14 @@ def get_usrnet_config(family: str) -> ml_collections.ConfigDict:
   # estimate_sigmas` reads off each LR image, clipped to noise_max — what s2k-sr tells it about a photo,
   # where texture, aliasing and 8-bit rounding read as 0.2–4% on clean LR (docs/conventions.md).
   r.told_noise = 'true'
+  # S2K's own estimates, as s2k-sr tells them: on this share of the images whose kernel is of a told
+  # estimator's family, USRNet is told that estimator's kernel read off the LR instead of the truth, so
+  # that it learns what the estimate means (too wide on sharp LR, too narrow on blurred; docs/
+  # conventions.md, "Told estimates"). 'x2=MODEL,x4=MODEL' or '' for the shipped Gaussian estimators
+  # that read the training LR's grid. The estimator reads the LR of the crop plus restorer.context HR
+  # pixels on each side (a multiple of every scale), as it reads a whole photo; the loss sees the crop.
+  r.told_estimate_prob = 0.0
+  r.told_estimators = ''
   config.train = get_restorer_train_config(family, b2=0.999)
   # The hyper-network's learning rate over the rest's: its α and β are a few numbers that Adam moves
   # by at most ~lr a step (docs/results.md §4, "Larger crops and a faster hyper-network").

@@ -397,3 +397,13 @@ def estimate_kernels(est: Estimator, lr: np.ndarray | jax.Array, mode: str | Non
                                     mode=str(mode or c.spectrum.mode), ksize=int(c.degradation.kernel_size),
                                     spatial=c.model.input == 'spatial')
   return dict(kernel=kernels, kernel_map=maps, inputs=inputs)
+
+
+def estimate_canonical(est: Estimator, lr: np.ndarray | jax.Array,
+                       mode: str | None = None) -> tuple[jax.Array, jax.Array]:
+  """What a blind pipeline tells a restorer (s2k-sr; a USRNet trained told S2K's estimates): LR batch
+  (B, h, w, 3) → the estimated kernels in canonical form (B, k, k) (`spectrum.canonical_kernel`: centred
+  on their mass, the amplitude spectrum's 180° ambiguity resolved one fixed way) and the generator
+  inputs (B, S, S, 1). Traceable: it runs inside a jitted training batch function as well."""
+  out = estimate_kernels(est, lr, mode=mode)
+  return spectrum.canonical_kernel(out['kernel']), out['inputs']

@@ -563,16 +563,22 @@ def sample_kernels(key: jax.Array, batch: int, config: Any) -> jnp.ndarray:
   uniformly chosen family. To jit, bind the static arguments first:
   `jax.jit(functools.partial(sample_kernels, batch=16, config=config))(key)`.
   """
+  return sample_kernels_and_families(key, batch, config)[0]
+
+
+def sample_kernels_and_families(key: jax.Array, batch: int, config: Any) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """`sample_kernels`' kernels (the same draws) and, per image, the index in FAMILIES of the family
+  each was drawn from (batch,) int32."""
   if batch < 1:
     raise ValueError(f'batch must be >= 1, got {batch}.')
   family = config.family
   if family in FAMILIES:
-    return _sample_family(key, batch, config, family)
+    return _sample_family(key, batch, config, family), jnp.full((batch,), FAMILIES.index(family), jnp.int32)
   if family == MIXED:
     choice_key, *family_keys = jax.random.split(key, len(FAMILIES) + 1)
     draws = jnp.stack([_sample_family(k, batch, config, f) for k, f in zip(family_keys, FAMILIES)])
     choice = jax.random.randint(choice_key, (batch,), 0, len(FAMILIES))
-    return draws[choice, jnp.arange(batch)]
+    return draws[choice, jnp.arange(batch)], choice.astype(jnp.int32)
   raise ValueError(f'unknown kernel family {family!r}; choose one of {FAMILY_CHOICES}.')
 
 

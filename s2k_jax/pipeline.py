@@ -214,8 +214,7 @@ def estimate(est: estimator_lib.Estimator, lr: jax.Array,
   `spectrum_mode` None takes the mode the estimator was trained with (`config.spectrum.mode`): the
   generator reads best the spectra it was trained on (docs/results.md measures crop vs Welch).
   """
-  out = estimator_lib.estimate_kernels(est, lr, mode=spectrum_mode)
-  return spectrum.canonical_kernel(out['kernel']), out['inputs']
+  return estimator_lib.estimate_canonical(est, lr, spectrum_mode)
 
 
 def kernel_downsample(est: estimator_lib.Estimator) -> str:

@@ -373,6 +373,26 @@ def test_sampled_parameters_stay_in_paper_ranges():
   assert np.all(disk[:, :4] == 0) and np.all(disk[:, :, 11:] == 0)
 
 
+def test_mixed_draws_say_which_family_each_kernel_came_from():
+  """sample_kernels_and_families: the kernels of sample_kernels (same key), and per image the family
+  whose own draw it is; a one-family config labels every image with that family."""
+  config = degradation('mixed', motion_bank_size=6, motion_bank_seed=3)
+  key = jax.random.key(14)
+  got, family = kernels.sample_kernels_and_families(key, 24, config)
+  np.testing.assert_array_equal(got, kernels.sample_kernels(key, 24, config))
+  family = np.asarray(family)
+  assert family.dtype == np.int32 and set(family.tolist()) == {0, 1, 2}
+  _, *family_keys = jax.random.split(key, 4)
+  for index, name in enumerate(kernels.FAMILIES):
+    one = degradation('mixed', motion_bank_size=6, motion_bank_seed=3)
+    one.family = name  # on the mixed config's canvas
+    own = np.asarray(kernels.sample_kernels(family_keys[index], 24, one))
+    np.testing.assert_allclose(np.asarray(got)[family == index], own[family == index], atol=1e-7)
+    assert not np.allclose(np.asarray(got)[family != index], own[family != index])
+  _, disk_family = kernels.sample_kernels_and_families(key, 5, degradation('disk'))
+  np.testing.assert_array_equal(disk_family, [kernels.FAMILIES.index('disk')] * 5)
+
+
 def test_motion_dispatch_draws_from_cached_bank():
   config = degradation('motion', motion_bank_size=6, motion_bank_seed=3)
   draw = jax.jit(functools.partial(kernels.sample_kernels, batch=12, config=config))

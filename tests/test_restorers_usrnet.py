@@ -15,6 +15,7 @@ import skimage.data
 from configs import usrnet as usrnet_config
 from s2k_jax import data
 from s2k_jax import degradation
+from s2k_jax import estimator
 from s2k_jax import images
 from s2k_jax import kernels
 from s2k_jax import loop
@@ -214,6 +215,74 @@ def test_kernel_error_settings_are_checked(prob, sigma, match):
   config.restorer.kernel_error_prob, config.restorer.kernel_error_sigma = prob, sigma
   with pytest.raises(ValueError, match=match):
     usrnet.check_fields(config)
+
+
+def test_told_estimates_are_s2k_reading_of_the_whole_crop(smoke_estimator_workdir):
+  """restorer.told_estimate_prob / told_estimators / context: the batch is that of a run on the whole
+  hr_patch + 2·context crop (same key) cut to its centred hr_patch and the LR under it; told_kernel_x4 is
+  S2K's canonical estimate read off the whole ×4 LR (what s2k-sr tells USRNet) on the Gaussian images
+  picked — all of them at probability 1, about half at 0.5 — and the true kernel on the others; the
+  scales without a told estimator keep the truth; the σ is read off the whole LR."""
+  whole = usrnet_config.get_config('mixed,smoke')
+  whole.restorer.hr_patch, whole.restorer.told_noise = 96, 'estimate'
+  hr = jnp.asarray(np.concatenate([data.create_eval_batch(whole, 4)['hr']] * 4))  # 16 images
+  plain = jax.jit(usrnet.make_batch_fn(whole))(hr, jax.random.key(6))
+  config = usrnet_config.get_config('mixed,smoke')
+  config.restorer.told_noise, config.restorer.context = 'estimate', 24
+  config.restorer.told_estimators = f'x4={smoke_estimator_workdir}'
+  config.restorer.told_estimate_prob = 1.0
+  assert config.data.hr_crop == 96  # hr_patch 48 + 2·24: the data step's crop follows the context
+  usrnet.check_fields(config)
+  batch = jax.jit(usrnet.make_batch_fn(config))(hr, jax.random.key(6))
+  assert set(batch) == set(plain) | {'told_kernel_x4'}
+  np.testing.assert_array_equal(batch['hr'], plain['hr'][:, 24:72, 24:72])
+  for s in (2, 3, 4):
+    c = 24 // s
+    np.testing.assert_array_equal(batch[f'lr_x{s}'], plain[f'lr_x{s}'][:, c:-c, c:-c], err_msg=s)
+  for name in ('kernel', 'noise_sigma'):
+    np.testing.assert_array_equal(batch[name], plain[name], err_msg=name)
+  for s in (2, 3, 4):  # equal up to rounding: XLA fuses the σ estimate into its uses in its own order
+    np.testing.assert_allclose(batch[f'told_noise_x{s}'], plain[f'told_noise_x{s}'], rtol=1e-5, err_msg=s)
+  est = estimator.load(str(smoke_estimator_workdir))
+  estimate = np.asarray(kernels.resize_canvas(pipeline.estimate(est, plain['lr_x4'])[0], 23))
+  _, family = kernels.sample_kernels_and_families(jax.random.split(jax.random.key(6))[0], 16,
+                                                   usrnet.degradation_at(config, 4))
+  gaussian = np.asarray(family) == kernels.FAMILIES.index('gaussian')
+  assert 0 < gaussian.sum() < 16
+  told = np.asarray(batch['told_kernel_x4'])
+  np.testing.assert_allclose(told[gaussian], estimate[gaussian], atol=1e-6)
+  np.testing.assert_array_equal(told[~gaussian], np.asarray(batch['kernel'])[~gaussian])
+  assert not np.allclose(told[gaussian], np.asarray(batch['kernel'])[gaussian], atol=1e-3)
+
+  config.restorer.told_estimate_prob = 0.5
+  half = np.asarray(jax.jit(usrnet.make_batch_fn(config))(hr, jax.random.key(6))['told_kernel_x4'])
+  estimated = np.all(np.isclose(half, estimate, atol=1e-6), axis=(1, 2)) & gaussian
+  assert 0 < estimated.sum() < gaussian.sum()  # the Gaussian images not picked are told the truth
+  np.testing.assert_array_equal(half[~estimated], np.asarray(batch['kernel'])[~estimated])
+
+
+@pytest.mark.parametrize('fields, match', [
+    ({'told_estimate_prob': 1.5}, r'told_estimate_prob must be in \[0, 1\]'),
+    ({'told_estimate_prob': 0.5, 'context': 10}, 'multiple of every scale'),
+    ({'context': 24}, 'no effect unless restorer.told_estimate_prob > 0'),
+    ({'told_estimators': 'x4=runs/est'}, 'no effect unless restorer.told_estimate_prob > 0'),
+    ({'told_estimate_prob': 0.5, 'told_estimators': 'runs/est'}, 'xS=MODEL'),
+    ({'told_estimate_prob': 0.5, 'told_estimators': 'x5=runs/est'}, '×5, which restorer.scales'),
+    ({'told_estimate_prob': 0.5, 'told_estimators': 'x2=ESTIMATOR'}, 'reads ×4 LR, not ×2'),
+    ({'told_estimate_prob': 0.5, 'told_estimators': 'x4=ESTIMATOR'}, r'too small for kernel estimation'),
+    ({'told_estimate_prob': 0.5, 'context': 24, 'told_estimators': 'x4=ESTIMATOR',
+      'downsample': 'bicubic'}, "blurs before 'direct' downsampling, but this restorer is told 'bicubic'"),
+    ({'told_estimate_prob': 0.5, 'context': 24, 'told_estimators': 'x4=ESTIMATOR', 'family': 'motion'},
+     'knows gaussian kernels; this restorer trains on motion kernels only')])
+def test_told_estimate_settings_are_checked(smoke_estimator_workdir, fields, match):
+  config = usrnet_config.get_config('mixed,smoke')
+  for name, value in fields.items():
+    section = config.degradation if name in ('downsample', 'family') else config.restorer
+    if isinstance(value, str):
+      value = value.replace('ESTIMATOR', str(smoke_estimator_workdir))
+    setattr(section, name, value)
+  with pytest.raises(ValueError, match=match):
+    usrnet.task(config)
 
 
 def test_smoke_run_loads_as_a_restorer_for_every_scale_and_family(smoke_usrnet_workdir):

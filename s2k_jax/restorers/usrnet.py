@@ -14,6 +14,10 @@ it such kernels (`kernels.widen` of the truth) on part of the batch, so that it 
 where the told blur may be too wide, instead of ringing. Likewise the noise σ: s2k-sr tells it the σ
 read off the photo (`noise.estimate_sigmas`), which on clean LR is the photo's texture, not noise;
 with restorer.told_noise='estimate' training tells it that estimate of each LR instead of the σ added.
+With restorer.told_estimate_prob > 0 it is told S2K's own estimate on part of the batch (an estimator
+run on each LR inside the data step, as DAN trains its restorer on estimated kernels): the estimate is
+too wide on sharp LR and too narrow on blurred LR, and USRNet learns what it means instead of taking it
+for the truth (docs/conventions.md, "Told estimates").
 """
 import functools
 import os
@@ -28,12 +32,14 @@ import optax
 
 from s2k_jax import data
 from s2k_jax import degradation
+from s2k_jax import estimator as estimator_lib
 from s2k_jax import images
 from s2k_jax import kernels as kernels_lib
 from s2k_jax import loop
 from s2k_jax import metrics
 from s2k_jax import modelio
 from s2k_jax import noise
+from s2k_jax import pipeline
 from s2k_jax import visualize
 from s2k_jax.models import layers
 from s2k_jax.models import usrnet
@@ -76,6 +82,16 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
   if base.told_noise(config) == 'estimate' and not config.degradation.noise_max > 0:
     raise ValueError("restorer.told_noise='estimate' needs a restorer that reads noise "
                      '(degradation.noise_max > 0), got noise_max=0.')
+  prob, models, context = told_estimate(config)
+  if not 0 <= prob <= 1:
+    raise ValueError(f'restorer.told_estimate_prob must be in [0, 1], got {prob}.')
+  if context < 0 or any(context % s for s in scales(config)):
+    raise ValueError(f'restorer.context={context} must be ≥ 0 and a multiple of every scale in '
+                     f'restorer.scales={r.scales} (e.g. 120 for 2, 3 and 4).')
+  if prob == 0 and (models or context):
+    raise ValueError(f'restorer.told_estimators={models!r} and restorer.context={context} have no effect '
+                     'unless restorer.told_estimate_prob > 0 (USRNet is told S2K\'s estimates on that share '
+                     'of the images); set it (e.g. 0.5) or leave them at their defaults (\'\' and 0).')
   if not hyper_lr_scale(config) > 0:
     raise ValueError(f'train.hyper_lr_scale must be > 0 (the hyper-network\'s learning rate over the '
                      f'rest\'s), got {hyper_lr_scale(config)}.')
@@ -91,6 +107,67 @@ def kernel_error(config: ml_collections.ConfigDict) -> tuple[float, float]:
   """(restorer.kernel_error_prob, restorer.kernel_error_sigma); (0, 0) for configs saved before them."""
   r = config.restorer
   return float(r.get('kernel_error_prob', 0.0)), float(r.get('kernel_error_sigma', 0.0))
+
+
+def told_estimate(config: ml_collections.ConfigDict) -> tuple[float, str, int]:
+  """(restorer.told_estimate_prob, restorer.told_estimators, restorer.context); (0, '', 0) for configs
+  saved before them."""
+  r = config.restorer
+  return float(r.get('told_estimate_prob', 0.0)), str(r.get('told_estimators', '')), int(r.get('context', 0))
+
+
+def told_estimators(config: ml_collections.ConfigDict) -> dict[int, estimator_lib.Estimator]:
+  """scale → the estimator whose kernels training tells USRNet (restorer.told_estimate_prob > 0): those
+  of restorer.told_estimators ('x2=MODEL,x4=MODEL'), or the shipped Gaussian estimator of each scale
+  that reads the training LR's grid; {} when the option is off. Each is checked against the data step:
+  its scale, the downsampler its kernels are blurs before, its families and kernel size, the LR side."""
+  prob, models, context = told_estimate(config)
+  if prob == 0:
+    return {}
+  told = told_downsample(config)
+  if models:
+    paths = {}
+    for item in models.split(','):
+      key, _, path = item.strip().partition('=')
+      if not (key.startswith('x') and key[1:].isdigit() and path):
+        raise ValueError(f'restorer.told_estimators takes xS=MODEL items separated by commas (e.g. '
+                         f'x2=runs/est2,x4=runs/est4), got {item!r}.')
+      if int(key[1:]) not in scales(config):
+        raise ValueError(f'restorer.told_estimators names ×{key[1:]}, which restorer.scales='
+                         f'{config.restorer.scales} does not train.')
+      paths[int(key[1:])] = path
+    ests = {s: estimator_lib.load(path) for s, path in paths.items()}
+  else:  # the shipped ones that read this LR: on the centre grid the resizer-trained Gaussian estimators
+    ests = {}
+    for s in scales(config):
+      try:
+        est = estimator_lib.load(modelio.pretrained_estimator('gaussian', s, degradation.lr_grid(told)))
+      except ValueError:  # none ships for this scale
+        continue
+      if pipeline.kernel_downsample(est) == told:
+        ests[s] = est
+    if not ests:
+      raise ValueError(f'no shipped Gaussian estimator reads LR made by {config.degradation.downsample!r} at '
+                       f'{config.restorer.scales}; name one with restorer.told_estimators=xS=MODEL.')
+  crop = int(config.restorer.hr_patch) + 2 * context
+  for s, est in ests.items():
+    e = est.config.degradation
+    where = f'restorer.told_estimators: the ×{s} estimator {est.directory}'
+    if int(e.scale) != s:
+      raise ValueError(f'{where} reads ×{e.scale} LR, not ×{s}.')
+    if pipeline.kernel_downsample(est) != told:
+      raise ValueError(f'{where} reads kernels as blurs before {pipeline.kernel_downsample(est)!r} '
+                       f'downsampling, but this restorer is told {told!r} (degradation.downsample='
+                       f'{config.degradation.downsample!r}); use an estimator trained on that LR.')
+    if not set(kernels_lib.members(e.family)) & set(kernels_lib.members(config.degradation.family)):
+      raise ValueError(f'{where} knows {e.family} kernels; this restorer trains on '
+                       f'{config.degradation.family} kernels only, so it would never be told its estimates.')
+    if int(e.kernel_size) > int(config.degradation.kernel_size):
+      raise ValueError(f'{where} returns {e.kernel_size}×{e.kernel_size} kernels, larger than the '
+                       f'restorer\'s {config.degradation.kernel_size}² canvas.')
+    pipeline.check_image_size((crop // s, crop // s), est,
+                              f'{where}: the training LR (data.hr_crop={crop} / {s})')
+  return ests
 
 
 def hyper_lr_scale(config: ml_collections.ConfigDict) -> float:
@@ -113,22 +190,31 @@ def make_batch_fn(config: ml_collections.ConfigDict):
 
   Every scale's LR comes from the same HR crop, kernel and noise key (so the same σ); with
   restorer.told_noise='estimate', told_noise_xS is the σ read off each scale's LR (clipped to noise_max).
+  With restorer.told_estimate_prob > 0, told_kernel_xS is S2K's estimate read off the LR of the whole
+  C = hr_patch + 2·context crop on that share of the images of the estimator's family (else the kernel
+  told without the option); the HR and LR returned are the centred hr_patch crop and its LR.
   """
   degs = {s: degradation_at(config, s) for s in scales(config)}
   error_prob, error_sigma = kernel_error(config)
+  estimate_prob, _, context = told_estimate(config)
+  estimators = told_estimators(config)
+  ksize = int(config.degradation.kernel_size)
   estimate_noise = base.told_noise(config) == 'estimate'
   noise_max = float(config.degradation.noise_max)
 
   def batch_fn(hr_uint8: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
     hr = images.to_float(jnp.asarray(hr_uint8))
     kernel_key, noise_key = jax.random.split(key)
-    kernels = kernels_lib.sample_kernels(kernel_key, hr.shape[0], next(iter(degs.values())))
-    out = dict(hr=hr, kernel=kernels)
+    kernels, family = kernels_lib.sample_kernels_and_families(kernel_key, hr.shape[0],
+                                                              next(iter(degs.values())))
+    out = dict(hr=_centre(hr, context), kernel=kernels)
+    whole_lr = {}
     for s, deg in degs.items():
       degraded = degradation.degrade_with_kernels(hr, kernels, noise_key, deg)
-      out[f'lr_x{s}'] = degraded['lr']
+      whole_lr[s] = degraded['lr']
+      out[f'lr_x{s}'] = _centre(degraded['lr'], context // s)
       out['noise_sigma'] = degraded['noise_sigma']
-      if estimate_noise:
+      if estimate_noise:  # read off the whole LR, as s2k-sr reads it off a photo
         out[f'told_noise_x{s}'] = jnp.minimum(noise.estimate_sigmas(degraded['lr']), noise_max)
     if error_prob > 0:  # its own key, so the draws above are those of a run without the option
       widen_key, pick_key = jax.random.split(jax.random.fold_in(key, 1))
@@ -136,9 +222,22 @@ def make_batch_fn(config: ml_collections.ConfigDict):
       widen = jnp.where(jax.random.uniform(pick_key, (hr.shape[0],)) < error_prob, widen, 0.0)
       for s in degs:
         out[f'told_kernel_x{s}'] = kernels_lib.widen(kernels, widen * s)  # LR pixels → HR pixels
+    if estimate_prob > 0:  # likewise its own key; one draw per image for every scale
+      pick = jax.random.uniform(jax.random.fold_in(key, 2), (hr.shape[0],)) < estimate_prob
+      for s, est in estimators.items():
+        ours = [kernels_lib.FAMILIES.index(f) for f in kernels_lib.members(est.config.degradation.family)]
+        told = pick & jnp.isin(family, jnp.asarray(ours))
+        estimate = kernels_lib.resize_canvas(estimator_lib.estimate_canonical(est, whole_lr[s])[0], ksize)
+        otherwise = out.get(f'told_kernel_x{s}', kernels)
+        out[f'told_kernel_x{s}'] = jnp.where(told[:, None, None], estimate, otherwise)
     return out
 
   return batch_fn
+
+
+def _centre(images_: jax.Array, margin: int) -> jax.Array:
+  """(B, H, W, C) without `margin` pixels on each side."""
+  return images_[:, margin:images_.shape[1] - margin, margin:images_.shape[2] - margin] if margin else images_
 
 
 def create_model(config: ml_collections.ConfigDict) -> usrnet.USRNet:
