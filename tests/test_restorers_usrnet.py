@@ -268,6 +268,8 @@ def test_told_estimates_are_s2k_reading_of_the_whole_crop(smoke_estimator_workdi
     ({'told_estimators': 'x4=runs/est'}, 'no effect unless restorer.told_estimate_prob > 0'),
     ({'told_estimate_prob': 0.5, 'told_estimators': 'runs/est'}, 'xS=MODEL'),
     ({'told_estimate_prob': 0.5, 'told_estimators': 'x5=runs/est'}, '×5, which restorer.scales'),
+    ({'told_estimate_prob': 0.5, 'told_estimators': 'x4=a, x4=b'}, '×4 twice'),
+    ({'hr_crop': 144}, r'data.hr_crop=144 is not restorer.hr_patch \+ 2·restorer.context = 48 \+ 2·0'),
     ({'told_estimate_prob': 0.5, 'told_estimators': 'x2=ESTIMATOR'}, 'reads ×4 LR, not ×2'),
     ({'told_estimate_prob': 0.5, 'told_estimators': 'x4=ESTIMATOR'}, r'too small for kernel estimation'),
     ({'told_estimate_prob': 0.5, 'context': 24, 'told_estimators': 'x4=ESTIMATOR',
@@ -277,12 +279,53 @@ def test_told_estimates_are_s2k_reading_of_the_whole_crop(smoke_estimator_workdi
 def test_told_estimate_settings_are_checked(smoke_estimator_workdir, fields, match):
   config = usrnet_config.get_config('mixed,smoke')
   for name, value in fields.items():
-    section = config.degradation if name in ('downsample', 'family') else config.restorer
+    section = {'downsample': config.degradation, 'family': config.degradation,
+               'hr_crop': config.data}.get(name, config.restorer)
     if isinstance(value, str):
       value = value.replace('ESTIMATOR', str(smoke_estimator_workdir))
     setattr(section, name, value)
   with pytest.raises(ValueError, match=match):
     usrnet.task(config)
+
+
+def test_told_estimators_default_to_the_shipped_ones_that_read_the_training_lr():
+  """told_estimators='': on the centre grid (random resizers, told 'bicubic') the resizer-trained ×2
+  and ×4 Gaussian estimators (none ships for ×3), on the direct grid the direct ones at ×2, ×3, ×4."""
+  config = usrnet_config.get_config('mixed,smoke')
+  config.restorer.told_estimate_prob, config.restorer.context = 0.5, 24  # the ×4 LR 24², ≥ 16
+  config.degradation.downsample = 'random_resizer'
+  found = usrnet.told_estimators(config)
+  assert {s: os.path.basename(e.directory) for s, e in found.items()} == {
+      s: os.path.basename(modelio.pretrained_estimator('gaussian', s, 'centre')) for s in (2, 4)}
+  config.degradation.downsample = 'direct'
+  assert sorted(usrnet.told_estimators(config)) == [2, 3, 4]
+  config.degradation.family = 'motion'
+  with pytest.raises(ValueError, match=r"told_estimators='' \(the shipped Gaussian estimators\).*knows gaussian"):
+    usrnet.told_estimators(config)
+
+
+def test_told_estimates_replace_widened_kernels_only_on_the_images_they_are_told(smoke_estimator_workdir):
+  """With kernel errors on as well, an image told the estimate gets the estimate and every other image
+  the kernel it would get without told estimates: widened or true."""
+  config = usrnet_config.get_config('gaussian,smoke')
+  config.restorer.kernel_error_prob, config.restorer.kernel_error_sigma = 0.5, 0.6
+  config.restorer.context = 24
+  hr = jnp.asarray(np.concatenate([data.create_eval_batch(config, 4)['hr']] * 3))  # 12 images
+  config.restorer.told_estimate_prob, config.restorer.told_estimators = 0.5, f'x4={smoke_estimator_workdir}'
+  batch = jax.jit(usrnet.make_batch_fn(config))(hr, jax.random.key(8))
+  config.restorer.told_estimate_prob, config.restorer.told_estimators = 0.0, ''
+  config.restorer.context, config.restorer.hr_patch = 0, 96  # the same whole crop, without told estimates
+  widened = jax.jit(usrnet.make_batch_fn(config))(hr, jax.random.key(8))
+  est = estimator.load(str(smoke_estimator_workdir))
+  canvas = config.degradation.kernel_size
+  estimate = np.asarray(kernels.resize_canvas(pipeline.estimate(est, widened['lr_x4'])[0], canvas))
+  told = np.asarray(batch['told_kernel_x4'])
+  estimated = np.all(np.isclose(told, estimate, atol=1e-6), axis=(1, 2))
+  assert 0 < estimated.sum() < 12
+  np.testing.assert_allclose(told[~estimated], np.asarray(widened['told_kernel_x4'])[~estimated], atol=1e-7)
+  assert np.any(np.abs(told[~estimated] - np.asarray(batch['kernel'])[~estimated]).max(axis=(1, 2)) > 1e-4)
+  for s in (2, 3):  # no told estimator at these scales: the widened kernels, as without the option
+    np.testing.assert_allclose(batch[f'told_kernel_x{s}'], widened[f'told_kernel_x{s}'], atol=1e-7)
 
 
 def test_smoke_run_loads_as_a_restorer_for_every_scale_and_family(smoke_usrnet_workdir):

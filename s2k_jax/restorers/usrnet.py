@@ -88,6 +88,11 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
   if context < 0 or any(context % s for s in scales(config)):
     raise ValueError(f'restorer.context={context} must be ≥ 0 and a multiple of every scale in '
                      f'restorer.scales={r.scales} (e.g. 120 for 2, 3 and 4).')
+  if int(config.data.hr_crop) != int(r.hr_patch) + 2 * context:
+    raise ValueError(f'data.hr_crop={config.data.hr_crop} is not restorer.hr_patch + 2·restorer.context = '
+                     f'{r.hr_patch} + 2·{context}: USRNet trains on hr_patch² crops (and degrades context more '
+                     'on each side for told estimates); set --config.restorer.hr_patch (and .context) '
+                     'instead of --config.data.hr_crop.')
   if prob == 0 and (models or context):
     raise ValueError(f'restorer.told_estimators={models!r} and restorer.context={context} have no effect '
                      'unless restorer.told_estimate_prob > 0 (USRNet is told S2K\'s estimates on that share '
@@ -128,13 +133,15 @@ def told_estimators(config: ml_collections.ConfigDict) -> dict[int, estimator_li
   if models:
     paths = {}
     for item in models.split(','):
-      key, _, path = item.strip().partition('=')
+      key, _, path = (part.strip() for part in item.partition('='))
       if not (key.startswith('x') and key[1:].isdigit() and path):
         raise ValueError(f'restorer.told_estimators takes xS=MODEL items separated by commas (e.g. '
                          f'x2=runs/est2,x4=runs/est4), got {item!r}.')
       if int(key[1:]) not in scales(config):
         raise ValueError(f'restorer.told_estimators names ×{key[1:]}, which restorer.scales='
                          f'{config.restorer.scales} does not train.')
+      if int(key[1:]) in paths:
+        raise ValueError(f'restorer.told_estimators names ×{key[1:]} twice: {models!r}.')
       paths[int(key[1:])] = path
     ests = {s: estimator_lib.load(path) for s, path in paths.items()}
   else:  # the shipped ones that read this LR: on the centre grid the resizer-trained Gaussian estimators
@@ -152,7 +159,8 @@ def told_estimators(config: ml_collections.ConfigDict) -> dict[int, estimator_li
   crop = int(config.restorer.hr_patch) + 2 * context
   for s, est in ests.items():
     e = est.config.degradation
-    where = f'restorer.told_estimators: the ×{s} estimator {est.directory}'
+    where = (f'restorer.told_estimators: the ×{s} estimator {est.directory}' if models else
+             f'restorer.told_estimators=\'\' (the shipped Gaussian estimators): the ×{s} one {est.directory}')
     if int(e.scale) != s:
       raise ValueError(f'{where} reads ×{e.scale} LR, not ×{s}.')
     if pipeline.kernel_downsample(est) != told:
@@ -161,7 +169,8 @@ def told_estimators(config: ml_collections.ConfigDict) -> dict[int, estimator_li
                        f'{config.degradation.downsample!r}); use an estimator trained on that LR.')
     if not set(kernels_lib.members(e.family)) & set(kernels_lib.members(config.degradation.family)):
       raise ValueError(f'{where} knows {e.family} kernels; this restorer trains on '
-                       f'{config.degradation.family} kernels only, so it would never be told its estimates.')
+                       f'{config.degradation.family} kernels only, so it would never be told its estimates; '
+                       'name an estimator of that family (restorer.told_estimators=xS=MODEL).')
     if int(e.kernel_size) > int(config.degradation.kernel_size):
       raise ValueError(f'{where} returns {e.kernel_size}×{e.kernel_size} kernels, larger than the '
                        f'restorer\'s {config.degradation.kernel_size}² canvas.')
