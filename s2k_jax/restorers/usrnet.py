@@ -126,7 +126,7 @@ def told_estimators(config: ml_collections.ConfigDict) -> dict[int, estimator_li
   of restorer.told_estimators ('x2=MODEL,x4=MODEL'), or the shipped Gaussian estimator of each scale
   that reads the training LR's grid; {} when the option is off. Each is checked against the data step:
   its scale, the downsampler its kernels are blurs before, its families and kernel size, the LR side."""
-  prob, models, context = told_estimate(config)
+  prob, models, _ = told_estimate(config)
   if prob == 0:
     return {}
   told = told_downsample(config)
@@ -156,7 +156,7 @@ def told_estimators(config: ml_collections.ConfigDict) -> dict[int, estimator_li
     if not ests:
       raise ValueError(f'no shipped Gaussian estimator reads LR made by {config.degradation.downsample!r} at '
                        f'{config.restorer.scales}; name one with restorer.told_estimators=xS=MODEL.')
-  crop = int(config.restorer.hr_patch) + 2 * context
+  crop = int(config.data.hr_crop)  # hr_patch + 2·context (check_fields)
   for s, est in ests.items():
     e = est.config.degradation
     where = (f'restorer.told_estimators: the ×{s} estimator {est.directory}' if models else
