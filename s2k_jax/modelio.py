@@ -19,7 +19,7 @@ Bundle format (`FORMAT`): a NumPy `.npz` (zip) read with `allow_pickle=False`, s
   `batch_stats/…`     BatchNorm running statistics (estimator; always float32);
   `pca/…`             the restorer's kernel-code basis (always float32).
 """
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 import json
 import os
 import zipfile
@@ -316,6 +316,20 @@ def pretrained_path(filename: str) -> str:
 
 def estimator_families() -> list[str]:
   return sorted({family for family, _ in PRETRAINED_ESTIMATORS})
+
+
+def models_per_scale(items: Sequence[str], name: str) -> dict[int, str]:
+  """'xS=MODEL' items (e.g. ['x2=runs/est2', 'x4=runs/est4']) → {S: MODEL}: a model chosen per scale.
+  `name` is the setting they came from, for the error raised on a malformed or repeated item."""
+  chosen = {}
+  for item in items:
+    key, _, model = (part.strip() for part in item.partition('='))
+    if not (key.startswith('x') and key[1:].isdigit() and int(key[1:]) > 0 and model):
+      raise ValueError(f'{name} takes xS=MODEL items (e.g. x2=runs/est2, x4=runs/est4), got {item!r}.')
+    if int(key[1:]) in chosen:
+      raise ValueError(f'{name} names ×{key[1:]} twice.')
+    chosen[int(key[1:])] = model
+  return chosen
 
 
 def pretrained_estimator(family: str, scale: int = ESTIMATOR_SCALE, grid: str = 'direct') -> str:

@@ -56,12 +56,14 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   runtime.quiet_library_logs()
   scales = [int(s) for s in args.scales.split(',')]
-  chosen = {}
-  for item in args.estimator:
-    key, _, model = item.partition('=')
-    if not key.startswith('x') or not model:
-      parser.error(f'--estimator takes xS=MODEL, got {item!r}')
-    chosen[int(key[1:])] = model
+  try:
+    chosen = modelio.models_per_scale(args.estimator, '--estimator')
+  except ValueError as e:
+    parser.error(str(e))
+  unused = sorted(set(chosen) - set(scales))
+  if unused:
+    parser.error(f"--estimator names {', '.join(f'x{s}' for s in unused)}, which --scales={args.scales} "
+                 'does not evaluate; add the scale to --scales or drop the estimator.')
   paths = _paths(args.images)
   os.makedirs(args.out, exist_ok=True)
   rows = []

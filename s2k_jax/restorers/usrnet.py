@@ -131,18 +131,11 @@ def told_estimators(config: ml_collections.ConfigDict) -> dict[int, estimator_li
     return {}
   told = told_downsample(config)
   if models:
-    paths = {}
-    for item in models.split(','):
-      key, _, path = (part.strip() for part in item.partition('='))
-      if not (key.startswith('x') and key[1:].isdigit() and path):
-        raise ValueError(f'restorer.told_estimators takes xS=MODEL items separated by commas (e.g. '
-                         f'x2=runs/est2,x4=runs/est4), got {item!r}.')
-      if int(key[1:]) not in scales(config):
-        raise ValueError(f'restorer.told_estimators names ×{key[1:]}, which restorer.scales='
+    paths = modelio.models_per_scale(models.split(','), f'restorer.told_estimators={models!r}')
+    for s in paths:
+      if s not in scales(config):
+        raise ValueError(f'restorer.told_estimators names ×{s}, which restorer.scales='
                          f'{config.restorer.scales} does not train.')
-      if int(key[1:]) in paths:
-        raise ValueError(f'restorer.told_estimators names ×{key[1:]} twice: {models!r}.')
-      paths[int(key[1:])] = path
     ests = {s: estimator_lib.load(path) for s, path in paths.items()}
   else:  # the shipped ones that read this LR: on the centre grid the resizer-trained Gaussian estimators
     ests = {}
