@@ -324,11 +324,12 @@ def models_per_scale(items: Sequence[str], name: str) -> dict[int, str]:
   chosen = {}
   for item in items:
     key, _, model = (part.strip() for part in item.partition('='))
-    if not (key.startswith('x') and key[1:].isdigit() and int(key[1:]) > 0 and model):
+    scale = int(key[1:]) if key.startswith('x') and key[1:].isdigit() else 0
+    if not (scale > 0 and model):
       raise ValueError(f'{name} takes xS=MODEL items (e.g. x2=runs/est2, x4=runs/est4), got {item!r}.')
-    if int(key[1:]) in chosen:
-      raise ValueError(f'{name} names ×{key[1:]} twice.')
-    chosen[int(key[1:])] = model
+    if scale in chosen:
+      raise ValueError(f'{name} names ×{scale} twice.')
+    chosen[scale] = model
   return chosen
 
 
