@@ -318,9 +318,12 @@ def estimator_families() -> list[str]:
   return sorted({family for family, _ in PRETRAINED_ESTIMATORS})
 
 
-def models_per_scale(items: Sequence[str], name: str) -> dict[int, str]:
-  """'xS=MODEL' items (e.g. ['x2=runs/est2', 'x4=runs/est4']) → {S: MODEL}: a model chosen per scale.
-  `name` is the setting they came from, for the error raised on a malformed or repeated item."""
+def models_per_scale(items: Sequence[str], name: str, scales: Sequence[int],
+                     scales_name: str) -> dict[int, str]:
+  """'xS=MODEL' items (e.g. ['x2=runs/est2', 'x4=runs/est4']) → {S: MODEL}: a model chosen per scale of
+  a run covering `scales`. `name` is the setting the items came from and `scales_name` the one that set
+  the scales (e.g. '--scales=2,4'), for the error raised on a malformed or repeated item or a scale the
+  run would not use."""
   chosen = {}
   for item in items:
     key, _, model = (part.strip() for part in item.partition('='))
@@ -329,6 +332,9 @@ def models_per_scale(items: Sequence[str], name: str) -> dict[int, str]:
       raise ValueError(f'{name} takes xS=MODEL items (e.g. x2=runs/est2, x4=runs/est4), got {item!r}.')
     if scale in chosen:
       raise ValueError(f'{name} names ×{scale} twice.')
+    if scale not in scales:
+      raise ValueError(f'{name} names ×{scale}, which {scales_name} does not cover; add the scale there or '
+                       'drop the item.')
     chosen[scale] = model
   return chosen
 

@@ -57,13 +57,9 @@ def main(argv=None) -> int:
   runtime.quiet_library_logs()
   scales = [int(s) for s in args.scales.split(',')]
   try:
-    chosen = modelio.models_per_scale(args.estimator, '--estimator')
+    chosen = modelio.models_per_scale(args.estimator, '--estimator', scales, f'--scales={args.scales}')
   except ValueError as e:
     parser.error(str(e))
-  unused = sorted(set(chosen) - set(scales))
-  if unused:
-    parser.error(f"--estimator names {', '.join(f'x{s}' for s in unused)}, which --scales={args.scales} "
-                 'does not evaluate; add the scale to --scales or drop the estimator.')
   paths = _paths(args.images)
   os.makedirs(args.out, exist_ok=True)
   rows = []

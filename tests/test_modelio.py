@@ -360,19 +360,22 @@ def test_shipped_resized_estimators_beat_the_mean_kernel_on_resized_jpegs(tmp_pa
 
 
 def test_models_per_scale_reads_xs_items_and_names_the_setting_when_refusing():
-  assert modelio.models_per_scale([' x2 = runs/a ', 'x4=runs/b=c'], '--estimator') == {2: 'runs/a', 4: 'runs/b=c'}
-  assert modelio.models_per_scale([], '--estimator') == {}
+  read = modelio.models_per_scale([' x2 = runs/a ', 'x4=runs/b=c'], '--estimator', (2, 3, 4), '--scales=2,3,4')
+  assert read == {2: 'runs/a', 4: 'runs/b=c'}
+  assert modelio.models_per_scale([], '--estimator', (2,), '--scales=2') == {}
   for item in ('runs/a', 'x=runs/a', 'x0=runs/a', 'y4=runs/a', 'x4=', 'xx4=runs/a'):
     with pytest.raises(ValueError, match=f"--estimator takes xS=MODEL items .*got {item!r}"):
-      modelio.models_per_scale([item], '--estimator')
+      modelio.models_per_scale([item], '--estimator', (4,), '--scales=4')
   with pytest.raises(ValueError, match='restorer.told_estimators names ×4 twice'):
-    modelio.models_per_scale(['x4=a', 'x4=b'], 'restorer.told_estimators')
+    modelio.models_per_scale(['x4=a', 'x4=b'], 'restorer.told_estimators', (4,), 'restorer.scales=(4,)')
+  with pytest.raises(ValueError, match=r'--estimator names ×3, which --scales=2,4 does not cover; add the'):
+    modelio.models_per_scale(['x2=a', 'x3=b'], '--estimator', (2, 4), '--scales=2,4')
 
 
 @pytest.mark.parametrize('args, match', [
     (['--estimator', 'x4'], 'takes xS=MODEL items'),
     (['--estimator', 'x4=a', '--estimator', 'x4=b'], '×4 twice'),
-    (['--scales', '2', '--estimator', 'x4=runs/est'], 'names x4, which --scales=2 does not evaluate')])
+    (['--scales', '2', '--estimator', 'x4=runs/est'], 'names ×4, which --scales=2 does not cover')])
 def test_eval_resized_refuses_estimators_it_would_not_use(tmp_path, args, match):
   script = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'scripts', 'eval_resized.py')
   run = subprocess.run([sys.executable, script, '--out', str(tmp_path), *args, str(tmp_path)],

@@ -131,11 +131,8 @@ def told_estimators(config: ml_collections.ConfigDict) -> dict[int, estimator_li
     return {}
   told = told_downsample(config)
   if models:
-    paths = modelio.models_per_scale(models.split(','), f'restorer.told_estimators={models!r}')
-    for s in paths:
-      if s not in scales(config):
-        raise ValueError(f'restorer.told_estimators names ×{s}, which restorer.scales='
-                         f'{config.restorer.scales} does not train.')
+    paths = modelio.models_per_scale(models.split(','), f'restorer.told_estimators={models!r}',
+                                     scales(config), f'restorer.scales={config.restorer.scales}')
     ests = {s: estimator_lib.load(path) for s, path in paths.items()}
   else:  # the shipped ones that read this LR: on the centre grid the resizer-trained Gaussian estimators
     ests = {}
