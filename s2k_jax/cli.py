@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 import tqdm
 
@@ -62,6 +63,7 @@ class ImageResult:
   outputs: dict[str, str] = dataclasses.field(default_factory=dict)
   models: str | None = None                   # e.g. 'gaussian kernels, ×4, SFTMD'
   noise: str | None = None                    # e.g. 'noise σ 1.2% (estimated)'
+  transparency: bool = False                  # the input's alpha was upscaled into the SR PNG
 
   def summary(self) -> str:
     name = os.path.basename(self.path)
@@ -70,8 +72,9 @@ class ImageResult:
     (h, w), (sh, sw), (major, minor) = self.lr_size, self.sr_size, self.kernel_sigmas
     others = ', '.join(os.path.basename(p) for k, p in self.outputs.items() if k != 'sr')
     noise = f', {self.noise}' if self.noise else ''
+    alpha = ', transparency kept (alpha upscaled by bicubic)' if self.transparency else ''
     return (f'{name}: LR {h}×{w} → SR {sh}×{sw} ({self.models}), kernel {self.kernel_size}×'
-            f'{self.kernel_size} σ {major:.2f}/{minor:.2f} HR px{noise}, {self.seconds:.1f} s → '
+            f'{self.kernel_size} σ {major:.2f}/{minor:.2f} HR px{noise}{alpha}, {self.seconds:.1f} s → '
             f'{self.outputs["sr"]} (+ {others})')
 
 
@@ -135,20 +138,30 @@ def kernel_kinds(family: str) -> str:
   return 'any kernel family' if family == kernels.MIXED else f'{family} kernels'
 
 
+def upscale_opacity(opacity: np.ndarray, scale: int, grid: str) -> np.ndarray:
+  """(h, w) opacity in [0, 1] → (h·s, w·s) on the SR image's pixel grid: bicubic (the kernel-free
+  baseline's resize, `degradation.bicubic_upsample`), since transparency carries no camera blur."""
+  up = degradation.bicubic_upsample(jnp.asarray(opacity, jnp.float32)[None, :, :, None], scale, grid)
+  return np.asarray(up)[0, :, :, 0]
+
+
 def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None = None,
-                  **kwargs) -> ImageResult:
+                  grid: str = 'centre', **kwargs) -> ImageResult:
   start = time.perf_counter()
-  lr = images.load_image(path)
+  lr, opacity = images.load_with_opacity(path)
   pipeline.check_image_size(lr.shape, est, path)
   estimate = noise.estimate_sigma(lr) if noise_sigma is None else noise_sigma
   sigma, noise_text = pipeline.noise_level(lr, rest, noise_sigma, estimate)
   for warning in (estimator_noise_warning(estimate, est), restorer_noise_warning(sigma, rest)):
     if warning:
       noise_text += f' [warning: {warning}]'
-  out = pipeline.super_resolve_batch(lr[None], est, rest, noise_sigma=sigma, **kwargs)
+  out = pipeline.super_resolve_batch(lr[None], est, rest, noise_sigma=sigma, grid=grid, **kwargs)
   scale = int(est.config.degradation.scale)
   outputs = output_paths(path, out_dir, scale)
-  visualize.save_png(outputs['sr'], visualize.to_uint8(out['sr'][0]))
+  sr = out['sr'][0]
+  if opacity is not None:  # RGBA out: the SR colours and the input's transparency, upscaled.
+    sr = np.concatenate([sr, upscale_opacity(opacity, scale, grid)[..., None]], axis=-1)
+  visualize.save_png(outputs['sr'], visualize.to_uint8(sr))
   visualize.save_png(outputs['kernel_png'], visualize.kernel_figure(out['kernel'][0]))
   np.save(outputs['kernel_npy'], out['kernel'][0].astype(np.float32))
   visualize.save_png(outputs['spectrum_png'], visualize.spectrum_figure(out['inputs'][0]))
@@ -156,7 +169,7 @@ def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None 
                      kernel_size=out['kernel'].shape[-1], kernel_sigmas=kernel_sigmas(out['kernel'][0]),
                      seconds=time.perf_counter() - start, outputs=outputs,
                      models=f'{kernel_kinds(est.config.degradation.family)}, ×{scale}, {rest.name}',
-                     noise=noise_text)
+                     noise=noise_text, transparency=opacity is not None)
 
 
 def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
@@ -166,7 +179,8 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
                         grid: str = 'centre', progress: bool = True) -> list[ImageResult]:
   """Super-resolves image files one by one and writes, per `<stem>` of each input, to `out_dir`:
 
-  `<stem>_x<s>.png` (8-bit RGB SR image), `<stem>_kernel.png` (the kernel scaled by its maximum,
+  `<stem>_x<s>.png` (8-bit RGB SR image; RGBA for an input with transparency, its alpha upscaled by
+  bicubic), `<stem>_kernel.png` (the kernel scaled by its maximum,
   nearest-neighbour enlarged), `<stem>_kernel.npy` (float32 (k, k), sums to 1, HR pixels) and
   `<stem>_spectrum.png` (the estimator's input).
 
@@ -176,7 +190,8 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
   image and a progress bar for several images.
 
   Args:
-    paths: image files (any format `images.load_image` reads: gray, RGBA, 16-bit are converted).
+    paths: image files (any format `images.load_image` reads: gray and 16-bit are converted to 8-bit
+      RGB; an alpha channel or palette transparency is kept).
     out_dir: created if missing; existing outputs are overwritten.
     estimator_dir, restorer_dir: training workdirs (or their checkpoints/), or loaded models.
     scale: the SR factor wanted; None = the restorer's. Must equal the restorer's scale.
@@ -231,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
       prog='s2k-sr',
       description='Blind super-resolution (S2K kernel estimation + a kernel-aware restorer, USRNet or '
                   'SFTMD) of image files. Writes '
-                  '<stem>_x<s>.png (8-bit RGB), <stem>_kernel.png / .npy (the estimated blur kernel at HR '
+                  '<stem>_x<s>.png (8-bit RGB; RGBA if the image has transparency), <stem>_kernel.png / .npy (the estimated blur kernel at HR '
                   'resolution) and <stem>_spectrum.png (the estimator\'s input) for each image.',
       epilog='Exit status: 0 success; 1 some images failed (the others are written); 2 bad arguments or '
              'checkpoints. Without --estimator/--restorer the models shipped in the package are used '
@@ -239,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
              'own with train.py and configs/ (configs/gaussian.py, configs/usrnet.py), which come with the '
              'source repository, not with the installed package.')
   parser.add_argument('images', nargs='+', metavar='IMAGE',
-                      help='image files (PNG, JPEG, TIFF, BMP, WebP; gray, RGBA and 16-bit are converted).')
+                      help='image files (PNG, JPEG, TIFF, BMP, WebP; gray and 16-bit are converted, '
+                           'transparency is kept: its alpha upscaled by bicubic).')
   parser.add_argument('--out', required=True, help='output folder (created if missing).')
   parser.add_argument('--estimator', default=None, metavar='MODEL',
                       help='a trained S2K estimator: training workdir (train.py --config configs/<family>.py) '

@@ -6,8 +6,9 @@ turned into (H, W, 3) RGB with a stated rule or rejected with an `ImageError` na
 reason — never silently altered or skipped:
 
 * grayscale (1-bit, 8-bit, 16-bit) is replicated to three channels;
-* alpha (RGBA, LA, palette transparency) is dropped, as `PIL.Image.convert('RGB')` and OpenCV's
-  `IMREAD_COLOR` do;
+* alpha (RGBA, LA, palette or colour-key transparency) is not part of the RGB array, as with
+  `PIL.Image.convert('RGB')` and OpenCV's `IMREAD_COLOR`: training and evaluation read RGB only;
+  `decode_with_opacity` also returns it, for s2k-sr, which keeps it in its output;
 * 16-bit samples keep their precision (uint16 here, float in `load_image`), read by Pillow (gray PNG)
   or tifffile (TIFF); 16-bit colour PNGs are rejected because Pillow decodes only their top 8 bits;
 * 32-bit integer/float samples (no defined white level), multi-frame files, files above Pillow's
@@ -135,8 +136,22 @@ def _pillow_to_rgb(image: Image.Image) -> np.ndarray:
   return np.asarray(image.convert('RGB'))
 
 
-def _tifffile_to_rgb(data: bytes, name: str) -> np.ndarray:
-  """High-bit-depth TIFF (Pillow would keep only 8 bits of colour samples) → (H, W, 3) uint16/uint8."""
+def _opacity(alpha: np.ndarray) -> np.ndarray | None:
+  """uint8/uint16 alpha samples → (H, W) float32 opacity in [0, 1], or None where every pixel is opaque."""
+  opacity = to_float(alpha)
+  return None if opacity.min() == 1.0 else opacity
+
+
+def _pillow_opacity(image: Image.Image) -> np.ndarray | None:
+  """A decoded Pillow image's alpha channel, palette or colour-key transparency (see `_opacity`)."""
+  if not image.has_transparency_data or image.mode in _SIXTEEN_BIT_GRAY_MODES:
+    return None
+  return _opacity(np.asarray(image.convert('RGBA').getchannel('A')))
+
+
+def _tifffile_to_rgb(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+  """High-bit-depth TIFF (Pillow would keep only 8 bits of colour samples) → (H, W, 3) uint16/uint8 and
+  the opacity of its extra (alpha) sample, if it has one (see `_opacity`)."""
   import tifffile  # A scikit-image dependency; only needed for >8-bit TIFF.
   try:
     array = tifffile.imread(io.BytesIO(data))
@@ -149,9 +164,10 @@ def _tifffile_to_rgb(data: bytes, name: str) -> np.ndarray:
     array = array[..., None]
   if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4):
     raise ImageError(f'{name}: TIFF of shape {array.shape} is not a single grayscale or RGB(A) image.')
-  if array.shape[-1] <= 2:  # Gray, or gray + alpha.
-    return np.repeat(array[..., :1], 3, axis=-1)
-  return np.ascontiguousarray(array[..., :3])
+  opacity = _opacity(array[..., -1]) if array.shape[-1] in (2, 4) else None  # Gray or RGB + alpha.
+  if array.shape[-1] <= 2:
+    return np.repeat(array[..., :1], 3, axis=-1), opacity
+  return np.ascontiguousarray(array[..., :3]), opacity
 
 
 def decode_image(data: bytes, name: str) -> np.ndarray:
@@ -160,6 +176,12 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
   `name` (a path or record id) only labels errors. Raises `ImageError` for anything the module
   docstring lists as rejected.
   """
+  return decode_with_opacity(data, name)[0]
+
+
+def decode_with_opacity(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+  """`decode_image`, and the image's transparency: (H, W) float32 opacity in [0, 1] (from its alpha
+  channel, palette or colour key), or None for an image without one or with every pixel opaque."""
   image = _open(data, name)
   if _is_16bit_colour_png(data):
     raise ImageError(f'{name}: 16-bit colour PNG; Pillow decodes only the top 8 bits of each sample, so it '
@@ -169,7 +191,7 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     if image.format == 'TIFF' and _tiff_bits(image) > 8:
       return _tifffile_to_rgb(data, name)
     image.load()
-    return _pillow_to_rgb(image)
+    return _pillow_to_rgb(image), _pillow_opacity(image)
   except ImageError:
     raise
   except Exception as e:  # zlib, OSError('image file is truncated'), SyntaxError from broken chunks, ...
@@ -214,6 +236,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def load_image(path: str | os.PathLike) -> np.ndarray:
   """An image file → (H, W, 3) float32 RGB in [0, 1], with every check of `decode_image`."""
   return to_float(read_image(path))
+
+
+def load_with_opacity(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+  """`load_image` and the file's opacity (`decode_with_opacity`)."""
+  rgb, opacity = decode_with_opacity(read_file(path), os.fspath(path))
+  return to_float(rgb), opacity
 
 
 def decode_payload(payload: Any, name: str) -> np.ndarray:

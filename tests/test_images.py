@@ -47,3 +47,39 @@ def test_a_file_that_is_not_an_image_is_named_and_the_formats_listed(tmp_path):
   assert str(error.value) == (f'{notes}: not a readable image file (no image format recognised: not an '
                               'image, or damaged from its first bytes); give a PNG, JPEG, TIFF, BMP or WebP '
                               'file.')
+
+
+def test_transparency_is_read_as_opacity_beside_the_rgb(tmp_path):
+  """Alpha channels (8-bit RGBA and LA, 16-bit RGBA TIFF), palette transparency and a colour key become
+  opacity in [0, 1] beside the unchanged RGB; images without transparency, or all opaque, give None."""
+  rng = np.random.default_rng(3)
+  rgba = rng.integers(0, 256, (8, 9, 4), dtype=np.uint8)
+  Image.fromarray(rgba).save(tmp_path / 'a.png')
+  rgb, opacity = images.load_with_opacity(tmp_path / 'a.png')
+  np.testing.assert_array_equal(rgb, rgba[..., :3] / np.float32(255))
+  np.testing.assert_array_equal(opacity, rgba[..., 3] / np.float32(255))
+  la = rgba[..., [0, 3]]
+  Image.fromarray(la, mode='LA').save(tmp_path / 'la.png')
+  np.testing.assert_array_equal(images.load_with_opacity(tmp_path / 'la.png')[1], la[..., 1] / np.float32(255))
+  rgba16 = rng.integers(0, 65536, (6, 7, 4), dtype=np.uint16)
+  tifffile.imwrite(tmp_path / 'a16.tif', rgba16, extrasamples=['unassalpha'])
+  rgb, opacity = images.load_with_opacity(tmp_path / 'a16.tif')
+  np.testing.assert_array_equal(rgb, rgba16[..., :3] / np.float32(65535))
+  np.testing.assert_array_equal(opacity, rgba16[..., 3] / np.float32(65535))
+  index = rng.integers(0, 4, (8, 9), dtype=np.uint8)
+  palette = Image.fromarray(index, mode='P')
+  palette.putpalette(rng.integers(0, 256, 12).tolist())
+  palette.save(tmp_path / 'p.png', transparency=2)
+  np.testing.assert_array_equal(images.load_with_opacity(tmp_path / 'p.png')[1], (index != 2).astype(np.float32))
+  key = rgba[..., :3].copy()
+  key[:2] = (10, 20, 30)
+  Image.fromarray(key).save(tmp_path / 'key.png', transparency=(10, 20, 30))
+  expected = np.ones((8, 9), np.float32)
+  expected[:2] = 0
+  np.testing.assert_array_equal(images.load_with_opacity(tmp_path / 'key.png')[1], expected)
+  opaque = rgba.copy()
+  opaque[..., 3] = 255
+  Image.fromarray(opaque).save(tmp_path / 'opaque.png')
+  Image.fromarray(rgba[..., :3]).save(tmp_path / 'rgb.jpg')
+  for name in ('opaque.png', 'rgb.jpg'):
+    assert images.load_with_opacity(tmp_path / name)[1] is None
