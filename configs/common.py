@@ -26,9 +26,6 @@ def get_spectrum_config() -> ml_collections.ConfigDict:
   s = ml_collections.ConfigDict()
   s.size = 256                     # spectrum side = kernel-map side = generator resolution
   s.mode = spectrum.DEFAULT_MODE   # 'crop' (centred crop) | 'welch' (mean power of tiles); 'dft' input only
-  # 'all': each training spectrum averages every Welch tile of its LR crop; 'random': a random non-empty
-  # subset of them, as the fewer tiles of photos smaller than the crop give (docs/conventions.md).
-  s.train_tiles = 'all'
   return s
 
 

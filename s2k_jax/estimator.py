@@ -38,7 +38,6 @@ from s2k_jax.models import unet
 
 CHECKPOINT_KIND = 's2k_estimator'
 MODEL_INPUTS = ('dft', 'spatial')
-TRAIN_TILES = ('all', 'random')  # spectrum.train_tiles: every Welch tile of a training crop, or a random subset
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -64,15 +63,6 @@ def check_model_fields(config: ml_collections.ConfigDict) -> None:
                      f'{config.degradation.scale}): one tile, the same as crop mode. Set --config.data.hr_crop '
                      f'to at least {(size + size // 2) * int(config.degradation.scale)} (e.g. '
                      f'{2 * size * int(config.degradation.scale)}: 3×3 tiles), or leave spectrum.mode unset.')
-  tiles = config.spectrum.train_tiles
-  if tiles not in TRAIN_TILES:
-    raise ValueError(f'spectrum.train_tiles must be one of {TRAIN_TILES}, got {tiles!r}.')
-  if tiles == 'random' and (config.model.input == 'spatial' or train_tile_count(config) < 2):
-    raise ValueError(f"spectrum.train_tiles='random' has no effect here: the generator reads "
-                     f"{'the LR luminance' if config.model.input == 'spatial' else 'one tile per LR crop'} "
-                     f"(model.input={config.model.input!r}, spectrum.mode={config.spectrum.mode!r}, LR crop "
-                     f'{lr_crop}²). Use spectrum.mode=welch with an LR crop of at least {size + size // 2}², or '
-                     "leave spectrum.train_tiles unset.")
   if not 0.0 <= ema_decay(config) < 1.0:
     raise ValueError(f'train.ema_decay must be in [0, 1) (0: no moving average of the generator\'s weights; '
                      f'e.g. 0.999), got {ema_decay(config)}.')
@@ -84,12 +74,6 @@ def check_model_fields(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'train.kernel_quantile={quantile} has no effect with the L1 term off '
                      f'(train.loss_weights={tuple(config.train.loss_weights)}): set λ1 > 0 or leave the '
                      'quantile unset.')
-
-
-def train_tile_count(config: ml_collections.ConfigDict) -> int:
-  """How many spectrum tiles one training LR crop has."""
-  lr_crop = int(config.data.hr_crop) // int(config.degradation.scale)
-  return spectrum.tile_count(lr_crop, lr_crop, int(config.spectrum.size), str(config.spectrum.mode))
 
 
 def ema_decay(config: ml_collections.ConfigDict) -> float:
@@ -114,17 +98,12 @@ def make_batch_fn(
   deg = ml_collections.FrozenConfigDict(config.degradation)
   size, mode = int(config.spectrum.size), str(config.spectrum.mode)
   spatial = config.model.input == 'spatial'
-  random_tiles = config.spectrum.train_tiles == 'random'
-  count = train_tile_count(config)
 
   def batch_fn(hr_uint8: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
     hr = images.to_float(jnp.asarray(hr_uint8))
     out = degradation.degrade(hr, key, deg)
     lr = out['lr']
-    # Its own stream (fold_in), so that the degradations stay those of a run without it.
-    weights = (spectrum.random_tile_weights(jax.random.fold_in(key, 1), lr.shape[0], count)
-               if random_tiles else None)
-    spec = spectrum.amplitude_spectrum(lr, size=size, mode=mode, tile_weights=weights)
+    spec = spectrum.amplitude_spectrum(lr, size=size, mode=mode)
     inputs = spectrum.spatial_input(lr, size=size) if spatial else spec
     return dict(hr=hr, lr=lr, kernel=out['kernel'], kernel_map=spectrum.kernel_to_map(out['kernel'], size),
                 spectrum=spec, inputs=inputs, noise_sigma=out['noise_sigma'])

@@ -187,7 +187,7 @@ def _check_tree_shapes(path: str, name: str, got: Any, expected: Any) -> None:
 
 # A saved config's history, in one place: fields added since models were saved, per task, with the value
 # that reproduces those models; fields removed since; task names changed since.
-_ADDED_FIELDS = {'estimator': {'train.ema_decay': 0.0, 'model.dtype': 'float32', 'spectrum.train_tiles': 'all'},
+_ADDED_FIELDS = {'estimator': {'train.ema_decay': 0.0, 'model.dtype': 'float32'},
                  'usrnet': {'train.hyper_lr_scale': 1.0, 'restorer.dtype': 'float32'},
                  'sftmd': {'restorer.anchor': 'bicubic', 'restorer.dtype': 'float32'}}
 _REMOVED_FIELDS = ('train.flip_invariant_l1',)  # now kernels.flip_invariant(family)

@@ -89,24 +89,9 @@ def _sine_squared_window(n: int) -> np.ndarray:
   return (np.sin(np.pi * (np.arange(n) + 0.5) / n) ** 2).astype(np.float32)
 
 
-def tile_count(height: int, width: int, size: int, mode: str) -> int:
-  """How many analysis tiles `power_spectrum` averages for an LR image of height × width."""
-  return len(_tile_starts(height, size, mode)[0]) * len(_tile_starts(width, size, mode)[0])
-
-
-def random_tile_weights(key: jax.Array, batch: int, count: int) -> jnp.ndarray:
-  """(batch, count) 0/1 weights, each row a random non-empty subset of the `count` tiles: first its
-  size, uniform on 1..count, then which tiles, uniform among the subsets of that size. A spectrum
-  averaged over them is what an LR image with fewer tiles gives (`power_spectrum`'s tile_weights)."""
-  size_key, order_key = jax.random.split(key)
-  keep = jax.random.randint(size_key, (batch, 1), 1, count + 1)
-  rank = jnp.argsort(jnp.argsort(jax.random.uniform(order_key, (batch, count)), axis=1), axis=1)
-  return (rank < keep).astype(jnp.float32)
-
-
 @functools.partial(jax.jit, static_argnames=('size', 'mode', 'window'))
 def power_spectrum(lr: jnp.ndarray, size: int = 256, mode: str = 'crop',
-                   window: bool = True, tile_weights: jnp.ndarray | None = None) -> jnp.ndarray:
+                   window: bool = True) -> jnp.ndarray:
   """Centred (fftshift) power spectral density of the LR luma on a size×size frequency grid.
 
   Bin (i, j) is the normalised frequency ((i − size/2)/size, (j − size/2)/size) cycles/pixel for
@@ -120,8 +105,6 @@ def power_spectrum(lr: jnp.ndarray, size: int = 256, mode: str = 'crop',
     size: side of the output grid (256 in the paper).
     mode: 'crop' (one centred size×size tile) or 'welch' (mean over tiles with 50% overlap).
     window: taper each tile with a Hann window (suppresses the cross from the image borders).
-    tile_weights: None (every tile), or (B, T) non-negative weights of the T = `tile_count` tiles (row-
-      major over the tile grid), each row with a positive sum: the weighted mean of their periodograms.
 
   Returns:
     (B, size, size) or (size, size) float32 power, DC at index (size//2, size//2).
@@ -144,15 +127,7 @@ def power_spectrum(lr: jnp.ndarray, size: int = 256, mode: str = 'crop',
   # image does not leak a sinc cross into the low frequencies.
   mean = jnp.sum(tiles * taper, axis=(-2, -1), keepdims=True) / jnp.sum(taper)
   spectra = jnp.fft.fft2((tiles - mean) * taper, s=(size, size))
-  if tile_weights is None:
-    power = jnp.mean(jnp.abs(spectra) ** 2, axis=1)
-  else:
-    if tile_weights.shape != (lr.shape[0], tiles.shape[1]):
-      raise ValueError(f'tile_weights must be (batch, tiles) = {(lr.shape[0], tiles.shape[1])}, got '
-                       f'{tile_weights.shape}.')
-    weights = tile_weights.astype(jnp.float32)[:, :, None, None]
-    power = jnp.sum(weights * jnp.abs(spectra) ** 2, axis=1) / jnp.sum(weights, axis=1)
-  power = power / jnp.sum(taper ** 2)
+  power = jnp.mean(jnp.abs(spectra) ** 2, axis=1) / jnp.sum(taper ** 2)
   # The mean carries no kernel information (every kernel sums to 1); zero its round-off too.
   power = jnp.fft.fftshift(power.at[:, 0, 0].set(0.0), axes=(-2, -1))
   return power if batched else power[0]
@@ -179,7 +154,7 @@ def _normalise_log_amplitude(power: jnp.ndarray) -> jnp.ndarray:
 
 @functools.partial(jax.jit, static_argnames=('size', 'mode', 'window'))
 def amplitude_spectrum(lr: jnp.ndarray, size: int = 256, mode: str = 'crop',
-                       window: bool = True, tile_weights: jnp.ndarray | None = None) -> jnp.ndarray:
+                       window: bool = True) -> jnp.ndarray:
   """The generator input: normalised log amplitude spectrum of the LR luma (paper §3.3).
 
   Args:
@@ -187,15 +162,13 @@ def amplitude_spectrum(lr: jnp.ndarray, size: int = 256, mode: str = 'crop',
     size: output side (256 in the paper).
     mode: 'crop' or 'welch', see `power_spectrum`.
     window: Hann taper before the FFT, see `power_spectrum`.
-    tile_weights: which tiles to average, see `power_spectrum` (training draws them:
-      `random_tile_weights`).
 
   Returns:
     (B, size, size, 1) or (size, size, 1) float32 in [-1, 1]: per map, the standard score of
     log(|FFT| / RMS + 1e-4) divided by 3 and clipped; DC at (size//2, size//2), frequency axis in
     normalised units (bin i ↔ (i − size/2)/size cycles/pixel) for every LR size.
   """
-  power = power_spectrum(lr, size=size, mode=mode, window=window, tile_weights=tile_weights)
+  power = power_spectrum(lr, size=size, mode=mode, window=window)
   return _normalise_log_amplitude(power)[..., None]
 
 

@@ -131,30 +131,6 @@ def test_flip_invariance_comes_from_the_family_alone():
     assert (float(np.max(out['kernel_mae'])) < 1e-6) == blind, config.degradation.family
 
 
-def test_random_training_tiles_change_only_the_spectra_and_are_refused_where_there_is_one_tile():
-  """spectrum.train_tiles='random': the same LR and kernels as 'all' (the tile draw has its own key
-  stream), spectra averaged over fewer tiles (so not all equal to 'all''s); refused without Welch tiles."""
-  from configs import gaussian  # pylint: disable=g-import-not-at-top
-  config = gaussian.get_config('smoke')
-  config.spectrum.mode, config.data.hr_crop = 'welch', 4 * 64  # 64² LR crops: 3×3 tiles of 32²
-  assert estimator.train_tile_count(config) == 9
-  hr = np.random.default_rng(0).integers(0, 256, (4, 256, 256, 3), dtype=np.uint8)
-  plain = jax.jit(estimator.make_batch_fn(config))(hr, jax.random.key(3))
-  config.spectrum.train_tiles = 'random'
-  estimator.check_model_fields(config)
-  drawn = jax.jit(estimator.make_batch_fn(config))(hr, jax.random.key(3))
-  for name in ('lr', 'kernel', 'kernel_map', 'noise_sigma'):
-    np.testing.assert_array_equal(drawn[name], plain[name])
-  differs = np.abs(np.asarray(drawn['spectrum']) - np.asarray(plain['spectrum'])).max(axis=(1, 2, 3)) > 1e-3
-  assert differs.sum() >= 3, differs  # P(all 9 tiles drawn) = 1/9 per image
-  config.spectrum.mode = 'crop'
-  with pytest.raises(ValueError, match=r"train_tiles='random' has no effect here: the generator reads one tile"):
-    estimator.check_model_fields(config)
-  config.spectrum.train_tiles = 'some'
-  with pytest.raises(ValueError, match=r"spectrum.train_tiles must be one of \('all', 'random'\)"):
-    estimator.check_model_fields(config)
-
-
 @pytest.mark.parametrize('quantile, weights, message', [
     (0.0, (100.0, 1.0, 1.0), r'train.kernel_quantile must be in \(0, 1\)'),
     (1.2, (100.0, 1.0, 1.0), r'train.kernel_quantile must be in \(0, 1\)'),

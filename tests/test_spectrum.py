@@ -153,39 +153,6 @@ def test_power_spectrum_matches_float64_periodogram(mode, shape, tiles):
   assert amplitude_error < 3e-5, amplitude_error
 
 
-def test_tile_weights_average_the_chosen_tiles_periodograms():
-  """Weights on the Welch tiles (3×2 here): all ones is the plain mean; one tile alone is that tile's own
-  periodogram (its region as a one-tile image); a 0/1 pair is the mean of the two; bad shapes refused."""
-  size = 32
-  image = np.random.default_rng(5).random((2, 64, 48, 3)).astype(np.float32)
-  assert spectrum.tile_count(64, 48, size, 'welch') == 6
-  plain = np.asarray(spectrum.power_spectrum(image, size=size, mode='welch'))
-  ones = np.asarray(spectrum.power_spectrum(image, size=size, mode='welch', tile_weights=jnp.ones((2, 6))))
-  np.testing.assert_allclose(ones, plain, rtol=1e-6)
-  starts = [(r, c) for r in (0, 16, 32) for c in (0, 16)]  # row-major over the tile grid
-  alone = [np.asarray(spectrum.power_spectrum(image[:, r:r + size, c:c + size], size=size, mode='crop'))
-           for r, c in starts]
-  for t in range(6):
-    got = spectrum.power_spectrum(image, size=size, mode='welch', tile_weights=jnp.asarray(np.eye(6)[[t, 5 - t]]))
-    np.testing.assert_allclose(got[0], alone[t][0], rtol=1e-3, atol=1e-6 * alone[t].max())
-    np.testing.assert_allclose(got[1], alone[5 - t][1], rtol=1e-3, atol=1e-6 * alone[t].max())
-  pair = spectrum.power_spectrum(image, size=size, mode='welch', tile_weights=jnp.asarray([[0, 1, 0, 0, 1, 0]] * 2))
-  np.testing.assert_allclose(pair, (alone[1] + alone[4]) / 2, rtol=1e-3, atol=1e-6 * plain.max())
-  with pytest.raises(ValueError, match=r'tile_weights must be \(batch, tiles\) = \(2, 6\)'):
-    spectrum.power_spectrum(image, size=size, mode='welch', tile_weights=jnp.ones((2, 4)))
-
-
-def test_random_tile_weights_draw_the_subset_size_then_the_subset_uniformly():
-  weights = np.asarray(spectrum.random_tile_weights(jax.random.key(0), 8000, 4))
-  assert weights.shape == (8000, 4) and set(np.unique(weights)) == {0.0, 1.0}
-  counts = weights.sum(axis=1)
-  assert counts.min() == 1 and counts.max() == 4
-  np.testing.assert_allclose(np.bincount(counts.astype(int), minlength=5)[1:] / 8000, 0.25, atol=0.02)
-  for k in (1, 2, 3):  # every tile equally likely within each subset size
-    np.testing.assert_allclose(weights[counts == k].mean(axis=0), k / 4, atol=0.04)
-  assert not np.array_equal(weights, np.asarray(spectrum.random_tile_weights(jax.random.key(1), 8000, 4)))
-
-
 def test_spectrum_is_point_symmetric_about_dc():
   """A real image's |FFT| is symmetric about DC, and DC sits at (S/2, S/2) after fftshift.
 
