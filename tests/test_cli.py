@@ -32,15 +32,29 @@ def test_console_script_end_to_end(photo_png, tmp_path, smoke_estimator_workdir,
   gray16 = tmp_path / 'moon16.png'  # 16-bit grayscale: read at full precision, written as 8-bit RGB.
   moon = transform.resize(skdata.moon(), (40, 48), anti_aliasing=True)
   Image.fromarray((moon * 65535 + 0.5).astype(np.uint16)).save(gray16)
+  rgb = np.asarray(Image.open(photo_png))  # The photo again, with a soft-edged disc of opacity: kept.
+  rows, cols = np.mgrid[:75, :113]
+  disc = np.clip(255 * (2.0 - np.hypot(rows - 37.5, cols - 56.5) / 12), 0, 255).astype(np.uint8)
+  Image.fromarray(np.dstack([rgb, disc])).save(tmp_path / 'cutout.png')
   out = tmp_path / 'out'
-  run = subprocess.run([SCRIPT, str(photo_png), str(gray16), '--scale', '4', '--out', str(out),
-                        *models(smoke_estimator_workdir, smoke_restorer_workdir)],
+  run = subprocess.run([SCRIPT, str(photo_png), str(gray16), str(tmp_path / 'cutout.png'), '--scale', '4',
+                        '--out', str(out), *models(smoke_estimator_workdir, smoke_restorer_workdir)],
                        capture_output=True, text=True, timeout=300, check=False)
   assert run.returncode == 0, run.stderr
   with Image.open(out / 'chelsea_x4.png') as sr:
     assert (sr.mode, sr.size) == ('RGB', (452, 300))
   with Image.open(out / 'moon16_x4.png') as sr:
     assert (sr.mode, sr.size) == ('RGB', (192, 160))
+  # RGBA out: the colours are the photo's without alpha; the alpha is its bicubic enlargement (PIL's, an
+  # independent Keys a = −0.5 on pixel centres; compared away from the borders, which the two extend
+  # differently).
+  with Image.open(out / 'cutout_x4.png') as sr:
+    assert (sr.mode, sr.size) == ('RGBA', (452, 300))
+    cutout = np.asarray(sr)
+  np.testing.assert_array_equal(cutout[..., :3], np.asarray(Image.open(out / 'chelsea_x4.png')))
+  reference = np.asarray(Image.fromarray(disc).resize((452, 300), Image.Resampling.BICUBIC))
+  np.testing.assert_allclose(cutout[8:-8, 8:-8, 3], reference[8:-8, 8:-8], atol=1)
+  assert cutout[..., 3].min() == 0 and cutout[..., 3].max() == 255  # clear, opaque and the edge between
   kernel = np.load(out / 'chelsea_kernel.npy')
   assert kernel.shape == (15, 15) and kernel.dtype == np.float32 and kernel.min() >= 0
   np.testing.assert_allclose(kernel.sum(), 1.0, atol=1e-5)
@@ -61,7 +75,10 @@ def test_console_script_end_to_end(photo_png, tmp_path, smoke_estimator_workdir,
   assert line.endswith(f'→ {out / "chelsea_x4.png"} (+ chelsea_kernel.png, chelsea_kernel.npy, '
                        'chelsea_spectrum.png)')
   assert 'moon16.png: LR 40×48 → SR 160×192' in run.stdout
-  assert run.stdout.splitlines()[-1].startswith('s2k-sr: 2 of 2 images super-resolved in ')
+  assert 'transparency kept' not in line
+  cutout_line = next(x for x in run.stdout.splitlines() if x.startswith('cutout.png'))
+  assert ', transparency kept (alpha upscaled by bicubic), ' in cutout_line
+  assert run.stdout.splitlines()[-1].startswith('s2k-sr: 3 of 3 images super-resolved in ')
   assert run.stdout.splitlines()[-1].endswith(f' s → {out}')
 
 
@@ -78,32 +95,6 @@ def test_usrnet_restorer_and_the_noise_level(photo_png, tmp_path, capsys, smoke_
   assert 'noise σ 1.00% (given)' in capsys.readouterr().out
   assert cli.main(args + ['--noise-sigma', '0.3']) == 2
   assert 'must be in [0, 0.2]' in capsys.readouterr().err
-
-
-def test_transparency_is_kept_with_the_alpha_upscaled_by_bicubic(photo_png, tmp_path, capsys,
-                                                                  smoke_estimator_workdir, smoke_restorer_workdir):
-  """A photo with an alpha channel comes back RGBA: the colours are those of the same photo without
-  alpha, the alpha is its bicubic enlargement (checked against PIL's, an independent Keys a = −0.5 on
-  pixel centres, away from the borders where the two extend the image differently)."""
-  rgb = np.asarray(Image.open(photo_png))
-  h, w = rgb.shape[:2]
-  rows, cols = np.mgrid[:h, :w]
-  disc = np.clip(255 * (2.0 - np.hypot(rows - h / 2, cols - w / 2) / 12), 0, 255).astype(np.uint8)
-  Image.fromarray(np.dstack([rgb, disc])).save(tmp_path / 'cutout.png')
-  out = tmp_path / 'out'
-  assert cli.main([str(tmp_path / 'cutout.png'), str(photo_png), '--out', str(out),
-                   *models(smoke_estimator_workdir, smoke_restorer_workdir)]) == 0
-  lines = capsys.readouterr().out.splitlines()
-  assert ', transparency kept (alpha upscaled by bicubic), ' in next(x for x in lines if x.startswith('cutout'))
-  assert 'transparency kept' not in next(x for x in lines if x.startswith('chelsea'))
-  with Image.open(out / 'cutout_x4.png') as sr:
-    assert (sr.mode, sr.size) == ('RGBA', (4 * w, 4 * h))
-    sr = np.asarray(sr)
-  np.testing.assert_array_equal(sr[..., :3], np.asarray(Image.open(out / 'chelsea_x4.png')))
-  reference = np.asarray(Image.fromarray(disc).resize((4 * w, 4 * h), Image.Resampling.BICUBIC))
-  inside = (slice(8, -8), slice(8, -8))
-  np.testing.assert_allclose(sr[..., 3][inside], reference[inside], atol=1)
-  assert sr[..., 3].min() == 0 and sr[..., 3].max() == 255  # clear, opaque and the soft edge between
 
 
 def test_quiet_prints_only_errors(photo_png, tmp_path, capsys, smoke_estimator_workdir, smoke_restorer_workdir):
