@@ -246,8 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
       prog='s2k-sr',
       description='Blind super-resolution (S2K kernel estimation + a kernel-aware restorer, USRNet or '
                   'SFTMD) of image files. Writes '
-                  '<stem>_x<s>.png (8-bit RGB; RGBA if the image has transparency), <stem>_kernel.png / .npy (the estimated blur kernel at HR '
-                  'resolution) and <stem>_spectrum.png (the estimator\'s input) for each image.',
+                  '<stem>_x<s>.png (8-bit RGB; RGBA if the image has transparency), <stem>_kernel.png / '
+                  '.npy (the estimated blur kernel at HR resolution) and <stem>_spectrum.png (the '
+                  'estimator\'s input) for each image.',
       epilog='Exit status: 0 success; 1 some images failed (the others are written); 2 bad arguments or '
              'checkpoints. Without --estimator/--restorer the models shipped in the package are used '
              '(small models trained on a few sample photos: see s2k_jax/weights/README.md); train your '

@@ -144,8 +144,10 @@ def _opacity(alpha: np.ndarray) -> np.ndarray | None:
 
 def _pillow_opacity(image: Image.Image) -> np.ndarray | None:
   """A decoded Pillow image's alpha channel, palette or colour-key transparency (see `_opacity`)."""
-  if not image.has_transparency_data or image.mode in _SIXTEEN_BIT_GRAY_MODES:
+  if not image.has_transparency_data:
     return None
+  if image.mode in _SIXTEEN_BIT_GRAY_MODES:  # Only a colour key (tRNS): that gray level is clear.
+    return _opacity(np.where(np.asarray(image) == image.info['transparency'], 0, 65535).astype(np.uint16))
   return _opacity(np.asarray(image.convert('RGBA').getchannel('A')))
 
 

@@ -77,6 +77,12 @@ def test_transparency_is_read_as_opacity_beside_the_rgb(tmp_path):
   expected = np.ones((8, 9), np.float32)
   expected[:2] = 0
   np.testing.assert_array_equal(images.load_with_opacity(tmp_path / 'key.png')[1], expected)
+  gray16 = rng.integers(0, 65536, (8, 9), dtype=np.uint16)
+  gray16[3] = 4321
+  Image.fromarray(gray16).save(tmp_path / 'key16.png', transparency=4321)
+  expected = np.ones((8, 9), np.float32)
+  expected[3] = 0
+  np.testing.assert_array_equal(images.load_with_opacity(tmp_path / 'key16.png')[1], expected)
   opaque = rgba.copy()
   opaque[..., 3] = 255
   Image.fromarray(opaque).save(tmp_path / 'opaque.png')
