@@ -39,6 +39,22 @@ def assert_close(actual, expected, rtol=RTOL):
   np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * scale)
 
 
+def assert_matches_in_value_and_gradients(fn, reference, args, dy):
+  """fn(*args) equals reference(*args), and so does each of its gradients (the VJPs of dy); returns
+  fn's value. Both jitted together, as the models run them."""
+  @jax.jit
+  def values_and_grads(args, dy):
+    y, vjp = jax.vjp(fn, *args)
+    y_ref, vjp_ref = jax.vjp(reference, *args)
+    return y, y_ref, vjp(dy), vjp_ref(dy)
+
+  y, y_ref, grads, grads_ref = values_and_grads(args, dy)
+  assert_close(y, y_ref)
+  for grad, grad_ref in zip(grads, grads_ref):
+    assert_close(grad, grad_ref)
+  return y
+
+
 def lax_conv4x4(x, kernel, stride):
   """The plain 4×4 conv with padding 1: PyTorch `Conv2d(k=4, stride, padding=1)`."""
   return lax.conv_general_dilated(x, kernel, (stride, stride), ((1, 1), (1, 1)),
@@ -88,17 +104,8 @@ def test_conv4x4_equals_lax_conv_in_value_and_gradients(stride, h, w):
   def reference(x, kernel, bias):
     return lax_conv4x4(x, kernel, stride) + bias
 
-  @jax.jit
-  def values_and_grads(x, kernel, bias, dy):
-    y, vjp = jax.vjp(apply, x, kernel, bias)
-    y_ref, vjp_ref = jax.vjp(reference, x, kernel, bias)
-    return y, y_ref, vjp(dy), vjp_ref(dy)
-
-  y, y_ref, grads, grads_ref = values_and_grads(x, kernel, bias, dy)
+  y = assert_matches_in_value_and_gradients(apply, reference, (x, kernel, bias), dy)
   assert y.shape == (2, out_h, out_w, 8)
-  assert_close(y, y_ref)
-  for grad, grad_ref in zip(grads, grads_ref):
-    assert_close(grad, grad_ref)
   with_grads = lambda x, kernel, bias, dy: jax.vjp(apply, x, kernel, bias)[1](dy)
   assert runs_lax_conv(with_grads, x, kernel, bias, dy) == (not fast)
 
@@ -129,17 +136,8 @@ def test_conv_transpose_4x4_s2_equals_lax_conv_transpose_in_value_and_gradients(
   """`conv_transpose_4x4_s2` (custom VJP, small-input paths) vs `lax.conv_transpose` + stock autodiff."""
   x, kernel, dy = random_arrays(10 * h + w, (2, h, w, 16), (4, 4, 16, 8), (2, 2 * h, 2 * w, 8))
 
-  @jax.jit
-  def values_and_grads(x, kernel, dy):
-    y, vjp = jax.vjp(layers.conv_transpose_4x4_s2, x, kernel)
-    y_ref, vjp_ref = jax.vjp(lax_conv_transpose, x, kernel)
-    return y, y_ref, vjp(dy), vjp_ref(dy)
-
-  y, y_ref, grads, grads_ref = values_and_grads(x, kernel, dy)
+  y = assert_matches_in_value_and_gradients(layers.conv_transpose_4x4_s2, lax_conv_transpose, (x, kernel), dy)
   assert y.shape == (2, 2 * h, 2 * w, 8)
-  assert_close(y, y_ref)
-  for grad, grad_ref in zip(grads, grads_ref):
-    assert_close(grad, grad_ref)
   # Forward, dx and d_kernel are all built from the strided conv of a (2h, 2w) array, which is a
   # matrix product iff 2h, 2w <= 4 (for 3-4 px inputs the forward is the transpose of a lax conv).
   assert runs_lax_conv(layers.conv_transpose_4x4_s2, x, kernel) == (max(h, w) > 2)
@@ -154,13 +152,4 @@ def test_conv_transpose_module_equals_lax_conv_transpose_plus_bias():
   apply = lambda x, kernel, bias: layer.apply({'params': {'kernel': kernel, 'bias': bias}}, x)
   reference = lambda x, kernel, bias: lax_conv_transpose(x, kernel) + bias
 
-  @jax.jit
-  def values_and_grads(x, kernel, bias, dy):
-    y, vjp = jax.vjp(apply, x, kernel, bias)
-    y_ref, vjp_ref = jax.vjp(reference, x, kernel, bias)
-    return y, y_ref, vjp(dy), vjp_ref(dy)
-
-  y, y_ref, grads, grads_ref = values_and_grads(x, kernel, bias, dy)
-  assert_close(y, y_ref)
-  for grad, grad_ref in zip(grads, grads_ref):
-    assert_close(grad, grad_ref)
+  assert_matches_in_value_and_gradients(apply, reference, (x, kernel, bias), dy)
