@@ -204,10 +204,10 @@ def test_shipped_models_load_and_are_compact(monkeypatch):
     modelio.pretrained_estimator('gaussian', 3)
 
 
-def kernel_errors(est, testset, degradation_config):
+def kernel_errors(est, testset, degradation_config, mean_samples=10_000):
   """Per-image D_v (mean |k̂ − k|, flip-invariant for motion) of the estimator's and of the family-mean
-  kernel on a test set."""
-  mean_k = kernels.mean_kernel(degradation_config)
+  kernel (of `mean_samples` draws) on a test set."""
+  mean_k = kernels.mean_kernel(degradation_config, n=mean_samples)
   flip = kernels.flip_invariant(degradation_config.family)
   s2k, mean = [], []
   for lr, true_k in zip(testset.lr, testset.kernels):
@@ -232,10 +232,11 @@ def jpeg_testset(tmp_path, config, quality, copies=4):
 def test_shipped_motion_estimator_beats_the_mean_kernel_on_fresh_trajectories(tmp_path):
   """The ×4 motion estimator (real-photo LR, Welch, fresh trajectories) on held-out JPEG q75 LR blurred
   by trajectories it never saw: D_v at most 80% of the mean kernel's (8 images: 0.00117 vs 0.00256, 46%;
-  on 20 images of docs/results.md §5, 0.0014 vs 0.0025, kernel PSNR 44.2 vs 41.5 dB)."""
+  on 20 images of docs/results.md §5, 0.0014 vs 0.0025, kernel PSNR 44.2 vs 41.5 dB). The mean kernel of
+  2000 fresh trajectories scores as that of 10000 (0.002558 vs 0.002559) and takes 3 s instead of 15."""
   testset = jpeg_testset(tmp_path, motion.get_config('cpu'), quality=75)
   s2k, mean = kernel_errors(estimator.load(modelio.pretrained_estimator('motion')), testset,
-                            ml_collections.ConfigDict(testset.manifest['degradation']))
+                            ml_collections.ConfigDict(testset.manifest['degradation']), mean_samples=2000)
   assert len(s2k) == 8
   assert np.mean(s2k) < 0.8 * np.mean(mean), (np.mean(s2k), np.mean(mean))
 
