@@ -19,7 +19,6 @@ import sys
 import time
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 import tqdm
 
@@ -141,7 +140,7 @@ def kernel_kinds(family: str) -> str:
 def upscale_opacity(opacity: np.ndarray, scale: int, grid: str) -> np.ndarray:
   """(h, w) opacity in [0, 1] → (h·s, w·s) on the SR image's pixel grid: bicubic (the kernel-free
   baseline's resize, `degradation.bicubic_upsample`), since transparency carries no camera blur."""
-  up = degradation.bicubic_upsample(jnp.asarray(opacity, jnp.float32)[None, :, :, None], scale, grid)
+  up = degradation.bicubic_upsample(np.asarray(opacity, np.float32)[None, :, :, None], scale, grid)
   return np.asarray(up)[0, :, :, 0]
 
 
@@ -190,8 +189,8 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
   image and a progress bar for several images.
 
   Args:
-    paths: image files (any format `images.load_image` reads: gray and 16-bit are converted to 8-bit
-      RGB; an alpha channel or palette transparency is kept).
+    paths: image files (any format `images.load_with_opacity` reads: gray is replicated to RGB, 16-bit
+      read at full precision; transparency (alpha, palette or colour key) is kept as the output's alpha).
     out_dir: created if missing; existing outputs are overwritten.
     estimator_dir, restorer_dir: training workdirs (or their checkpoints/), or loaded models.
     scale: the SR factor wanted; None = the restorer's. Must equal the restorer's scale.

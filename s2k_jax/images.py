@@ -122,11 +122,12 @@ def _check_mode(image: Image.Image, name: str) -> None:
 
 
 def _pillow_to_rgb(image: Image.Image) -> np.ndarray:
-  """Decoded Pillow image → (H, W, 3) uint8, or uint16 for 16-bit grayscale."""
+  """Decoded Pillow image (premultiplied modes already converted) → (H, W, 3) uint8, or uint16 for
+  16-bit grayscale."""
   if image.mode in _SIXTEEN_BIT_GRAY_MODES:
     gray = np.asarray(image).astype(np.uint16)
     return np.repeat(gray[..., None], 3, axis=-1)
-  if image.mode in ('1', 'L', 'LA', 'La'):
+  if image.mode in ('1', 'L', 'LA'):
     gray = np.asarray(image.convert('L'))
     return np.repeat(gray[..., None], 3, axis=-1)
   if image.mode in ('P', 'PA'):
@@ -147,13 +148,21 @@ def _pillow_opacity(image: Image.Image) -> np.ndarray | None:
   if not image.has_transparency_data:
     return None
   if image.mode in _SIXTEEN_BIT_GRAY_MODES:  # Only a colour key (tRNS): that gray level is clear.
-    return _opacity(np.where(np.asarray(image) == image.info['transparency'], 0, 65535).astype(np.uint16))
+    opacity = (np.asarray(image) != image.info['transparency']).astype(np.float32)
+    return None if opacity.min() == 1.0 else opacity
   return _opacity(np.asarray(image.convert('RGBA').getchannel('A')))
 
 
-def _tifffile_to_rgb(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+# TIFF tag 338, ExtraSamples: what a sample beyond gray / RGB holds.
+_TIFF_EXTRA_SAMPLES = 338
+_UNSPECIFIED, _ASSOCIATED_ALPHA, _UNASSOCIATED_ALPHA = 0, 1, 2
+
+
+def _tifffile_to_rgb(data: bytes, name: str, extra_samples: tuple[int, ...]
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
   """High-bit-depth TIFF (Pillow would keep only 8 bits of colour samples) → (H, W, 3) uint16/uint8 and
-  the opacity of its extra (alpha) sample, if it has one (see `_opacity`)."""
+  the opacity of its extra sample where ExtraSamples says it is alpha (see `_opacity`; premultiplied
+  colours are divided back, as Pillow does for 8-bit files); an unspecified extra sample is ignored."""
   import tifffile  # A scikit-image dependency; only needed for >8-bit TIFF.
   try:
     array = tifffile.imread(io.BytesIO(data))
@@ -166,10 +175,45 @@ def _tifffile_to_rgb(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray | N
     array = array[..., None]
   if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4):
     raise ImageError(f'{name}: TIFF of shape {array.shape} is not a single grayscale or RGB(A) image.')
-  opacity = _opacity(array[..., -1]) if array.shape[-1] in (2, 4) else None  # Gray or RGB + alpha.
-  if array.shape[-1] <= 2:
-    return np.repeat(array[..., :1], 3, axis=-1), opacity
-  return np.ascontiguousarray(array[..., :3]), opacity
+  opacity = None
+  if array.shape[-1] in (2, 4):  # Gray or RGB and one extra sample.
+    kind = extra_samples[0] if extra_samples else _UNSPECIFIED
+    colour, extra = array[..., :-1], array[..., -1:]
+    if kind == _ASSOCIATED_ALPHA:
+      white = np.iinfo(array.dtype).max
+      straight = np.round(colour.astype(np.float64) * white / np.maximum(extra, 1))
+      colour = np.where(extra > 0, np.minimum(straight, white), 0).astype(array.dtype)
+    if kind in (_ASSOCIATED_ALPHA, _UNASSOCIATED_ALPHA):
+      opacity = _opacity(extra[..., 0])
+    array = colour
+  if array.shape[-1] == 1:
+    return np.repeat(array, 3, axis=-1), opacity
+  return np.ascontiguousarray(array), opacity
+
+
+def _decode(data: bytes, name: str, with_opacity: bool) -> tuple[np.ndarray, np.ndarray | None]:
+  image = _open(data, name)
+  if _is_16bit_colour_png(data):
+    raise ImageError(f'{name}: 16-bit colour PNG; Pillow decodes only the top 8 bits of each sample, so it '
+                     'would be altered silently. Save it as 16-bit TIFF (read exactly) or 8-bit PNG.')
+  _check_mode(image, name)
+  try:
+    if image.format == 'TIFF' and _tiff_bits(image) > 8:
+      if image.mode == 'CMYK':
+        raise ImageError(f'{name}: 16-bit CMYK TIFF; its inks have no defined conversion to RGB here. Save '
+                         'it as RGB.')
+      extra = image.tag_v2.get(_TIFF_EXTRA_SAMPLES, ())
+      rgb, opacity = _tifffile_to_rgb(data, name, extra if isinstance(extra, tuple) else (extra,))
+      return rgb, (opacity if with_opacity else None)
+    image.load()
+    if image.mode in ('La', 'RGBa'):  # Premultiplied alpha (TIFF): Pillow converts these to straight only.
+      image = image.convert(image.mode[:-1] + 'A')
+    return _pillow_to_rgb(image), (_pillow_opacity(image) if with_opacity else None)
+  except ImageError:
+    raise
+  except Exception as e:  # zlib, OSError('image file is truncated'), SyntaxError from broken chunks, ...
+    raise ImageError(f'{name}: cannot decode the pixels ({_reason(e, name)}); the file is truncated or '
+                     'corrupt.') from e
 
 
 def decode_image(data: bytes, name: str) -> np.ndarray:
@@ -178,27 +222,13 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
   `name` (a path or record id) only labels errors. Raises `ImageError` for anything the module
   docstring lists as rejected.
   """
-  return decode_with_opacity(data, name)[0]
+  return _decode(data, name, with_opacity=False)[0]
 
 
 def decode_with_opacity(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray | None]:
   """`decode_image`, and the image's transparency: (H, W) float32 opacity in [0, 1] (from its alpha
   channel, palette or colour key), or None for an image without one or with every pixel opaque."""
-  image = _open(data, name)
-  if _is_16bit_colour_png(data):
-    raise ImageError(f'{name}: 16-bit colour PNG; Pillow decodes only the top 8 bits of each sample, so it '
-                     'would be altered silently. Save it as 16-bit TIFF (read exactly) or 8-bit PNG.')
-  _check_mode(image, name)
-  try:
-    if image.format == 'TIFF' and _tiff_bits(image) > 8:
-      return _tifffile_to_rgb(data, name)
-    image.load()
-    return _pillow_to_rgb(image), _pillow_opacity(image)
-  except ImageError:
-    raise
-  except Exception as e:  # zlib, OSError('image file is truncated'), SyntaxError from broken chunks, ...
-    raise ImageError(f'{name}: cannot decode the pixels ({_reason(e, name)}); the file is truncated or '
-                     'corrupt.') from e
+  return _decode(data, name, with_opacity=True)
 
 
 def image_size(data: bytes, name: str) -> tuple[int, int]:

@@ -232,3 +232,17 @@ def test_a_given_noise_sigma_above_the_restorers_trained_range_gets_a_warning():
 def test_the_per_image_line_names_what_kernels_the_estimator_knows():
   assert cli.kernel_kinds('motion') == 'motion kernels'
   assert cli.kernel_kinds('mixed') == 'any kernel family'  # configs/mixed.py
+
+
+@pytest.mark.parametrize('grid', ['centre', 'direct'])
+def test_opacity_is_enlarged_on_the_lr_grid(grid):
+  """Keys cubic passes through its samples: on the direct grid LR pixel i lands on HR pixel s·i, on the
+  centre grid the enlargement equals PIL's bicubic (away from the borders, extended differently)."""
+  opacity = np.random.default_rng(6).random((12, 10)).astype(np.float32)
+  up = cli.upscale_opacity(opacity, 3, grid)
+  assert up.shape == (36, 30) and 0 <= up.min() and up.max() <= 1
+  if grid == 'direct':
+    np.testing.assert_allclose(up[::3, ::3], opacity, atol=1e-6)
+  else:
+    reference = np.asarray(Image.fromarray(opacity, 'F').resize((30, 36), Image.Resampling.BICUBIC))
+    np.testing.assert_allclose(up[6:-6, 6:-6], np.clip(reference, 0, 1)[6:-6, 6:-6], atol=1e-5)

@@ -89,3 +89,33 @@ def test_transparency_is_read_as_opacity_beside_the_rgb(tmp_path):
   Image.fromarray(rgba[..., :3]).save(tmp_path / 'rgb.jpg')
   for name in ('opaque.png', 'rgb.jpg'):
     assert images.load_with_opacity(tmp_path / name)[1] is None
+
+
+def test_tiff_extra_samples_are_alpha_only_when_the_file_says_so(tmp_path):
+  """16-bit TIFF (tifffile): an unspecified extra sample is not transparency; associated (premultiplied)
+  alpha gives straight colours, colour · white / alpha rounded; 8-bit gray + associated alpha (Pillow's
+  'La') is read, not refused as corrupt; 16-bit CMYK is refused with the reason."""
+  rng = np.random.default_rng(4)
+  rgbx = rng.integers(0, 65536, (5, 6, 4), dtype=np.uint16)
+  tifffile.imwrite(tmp_path / 'x.tif', rgbx, extrasamples=['unspecified'])
+  rgb, opacity = images.load_with_opacity(tmp_path / 'x.tif')
+  np.testing.assert_array_equal(rgb, rgbx[..., :3] / np.float32(65535))
+  assert opacity is None
+  alpha = rng.integers(1, 65536, (5, 6, 1), dtype=np.uint16)
+  straight = rng.integers(0, 65536, (5, 6, 3)).astype(np.float64)
+  premultiplied = np.round(straight * alpha / 65535).astype(np.uint16)
+  tifffile.imwrite(tmp_path / 'assoc.tif', np.concatenate([premultiplied, alpha], -1), extrasamples=['assocalpha'])
+  rgb, opacity = images.decode_with_opacity(images.read_file(tmp_path / 'assoc.tif'), 'assoc.tif')
+  expected = np.minimum(np.round(premultiplied * 65535.0 / alpha), 65535)
+  np.testing.assert_array_equal(rgb, expected.astype(np.uint16))
+  np.testing.assert_array_equal(opacity, alpha[..., 0] / np.float32(65535))
+  gray_alpha = rng.integers(1, 256, (5, 6, 2), dtype=np.uint8)
+  gray_alpha[..., 0] = np.minimum(gray_alpha[..., 0], gray_alpha[..., 1])
+  tifffile.imwrite(tmp_path / 'la.tif', gray_alpha, photometric='minisblack', extrasamples=['assocalpha'])
+  rgb, opacity = images.load_with_opacity(tmp_path / 'la.tif')
+  straight_gray = gray_alpha[..., 0] * 255.0 / gray_alpha[..., 1]
+  np.testing.assert_allclose(rgb[..., 0] * 255, straight_gray, atol=1)
+  np.testing.assert_array_equal(opacity, gray_alpha[..., 1] / np.float32(255))
+  tifffile.imwrite(tmp_path / 'cmyk.tif', rng.integers(0, 65536, (5, 6, 4), dtype=np.uint16), photometric='separated')
+  with pytest.raises(images.ImageError, match='cmyk.tif: 16-bit CMYK TIFF'):
+    images.read_image(tmp_path / 'cmyk.tif')

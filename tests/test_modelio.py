@@ -204,10 +204,10 @@ def test_shipped_models_load_and_are_compact(monkeypatch):
     modelio.pretrained_estimator('gaussian', 3)
 
 
-def kernel_errors(est, testset, degradation_config, mean_samples=10_000):
+def kernel_errors(est, testset, degradation_config, mean_samples=None):
   """Per-image D_v (mean |k̂ − k|, flip-invariant for motion) of the estimator's and of the family-mean
-  kernel (of `mean_samples` draws) on a test set."""
-  mean_k = kernels.mean_kernel(degradation_config, n=mean_samples)
+  kernel (of `mean_samples` draws, None: `kernels.mean_kernel`'s own number) on a test set."""
+  mean_k = kernels.mean_kernel(degradation_config, **({} if mean_samples is None else {'n': mean_samples}))
   flip = kernels.flip_invariant(degradation_config.family)
   s2k, mean = [], []
   for lr, true_k in zip(testset.lr, testset.kernels):
