@@ -8,11 +8,12 @@ reason — never silently altered or skipped:
 * grayscale (1-bit, 8-bit, 16-bit) is replicated to three channels;
 * alpha (RGBA, LA, palette or colour-key transparency) is not part of the RGB array, as with
   `PIL.Image.convert('RGB')` and OpenCV's `IMREAD_COLOR`: training and evaluation read RGB only;
-  `decode_with_opacity` also returns it, for s2k-sr, which keeps it in its output;
+  `decode_with_opacity` also returns it, for s2k-sr, which keeps it in its output (a TIFF's extra
+  sample counts as alpha where its ExtraSamples tag says so; premultiplied colours are divided back);
 * 16-bit samples keep their precision (uint16 here, float in `load_image`), read by Pillow (gray PNG)
   or tifffile (TIFF); 16-bit colour PNGs are rejected because Pillow decodes only their top 8 bits;
-* 32-bit integer/float samples (no defined white level), multi-frame files, files above Pillow's
-  decompression-bomb limit, and corrupt or truncated files are rejected.
+* 32-bit integer/float samples (no defined white level), 16-bit CMYK TIFF, multi-frame files, files
+  above Pillow's decompression-bomb limit, and corrupt or truncated files are rejected.
 
 Pixels are used as stored: EXIF orientation tags are not applied (they only rotate the picture).
 """
