@@ -3,9 +3,9 @@ r"""`s2k-sr`: blind super-resolution of image files in one command (paper §3.4,
   s2k-sr photo.png more.jpg --out results/           # the shipped Gaussian ×4 models
   s2k-sr photo.png --out results/ --estimator runs/gaussian --restorer runs/sftmd_gaussian_x4
 
-Writes <stem>_x4.png, <stem>_kernel.png, <stem>_kernel.npy and <stem>_spectrum.png per image and one
-summary line each. Exit status: 0 all done, 1 some image failed (the others are still written), 2 bad
-arguments or checkpoints (nothing processed). The file front end (`super_resolve_files`: read, run
+Writes <stem>_x4.png (<stem>_x4.tif, 16-bit, for a 16-bit input), <stem>_kernel.png, <stem>_kernel.npy
+and <stem>_spectrum.png per image and one summary line each. Exit status: 0 all done, 1 some image
+failed (the others are still written), 2 bad arguments or checkpoints (nothing processed). The file front end (`super_resolve_files`: read, run
 `pipeline.super_resolve_batch`, write, report) is here; the array API is `s2k_jax/pipeline.py`.
 
 argparse rather than absl flags: the images are positional arguments of a console script (the one
@@ -77,9 +77,10 @@ class ImageResult:
             f'{self.outputs["sr"]} (+ {others})')
 
 
-def output_paths(path: str, out_dir: str, scale: int) -> dict[str, str]:
+def output_paths(path: str, out_dir: str, scale: int, sixteen_bit: bool = False) -> dict[str, str]:
+  """Where an input's results go; the SR image of a 16-bit input is a 16-bit TIFF, else an 8-bit PNG."""
   stem = os.path.splitext(os.path.basename(path))[0]
-  return dict(sr=os.path.join(out_dir, f'{stem}_x{scale}.png'),
+  return dict(sr=os.path.join(out_dir, f'{stem}_x{scale}.{"tif" if sixteen_bit else "png"}'),
               kernel_png=os.path.join(out_dir, f'{stem}_kernel.png'),
               kernel_npy=os.path.join(out_dir, f'{stem}_kernel.npy'),
               spectrum_png=os.path.join(out_dir, f'{stem}_spectrum.png'))
@@ -147,7 +148,9 @@ def upscale_opacity(opacity: np.ndarray, scale: int, grid: str) -> np.ndarray:
 def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None = None,
                   grid: str = 'centre', **kwargs) -> ImageResult:
   start = time.perf_counter()
-  lr, opacity = images.load_with_opacity(path)
+  pixels, opacity = images.decode_with_opacity(images.read_file(path), path)
+  sixteen_bit = pixels.dtype == np.uint16
+  lr = images.to_float(pixels)
   pipeline.check_image_size(lr.shape, est, path)
   estimate = noise.estimate_sigma(lr) if noise_sigma is None else noise_sigma
   sigma, noise_text = pipeline.noise_level(lr, rest, noise_sigma, estimate)
@@ -156,11 +159,14 @@ def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None 
       noise_text += f' [warning: {warning}]'
   out = pipeline.super_resolve_batch(lr[None], est, rest, noise_sigma=sigma, grid=grid, **kwargs)
   scale = int(est.config.degradation.scale)
-  outputs = output_paths(path, out_dir, scale)
+  outputs = output_paths(path, out_dir, scale, sixteen_bit)
   sr = out['sr'][0]
   if opacity is not None:  # RGBA out: the SR colours and the input's transparency, upscaled.
     sr = np.concatenate([sr, upscale_opacity(opacity, scale, grid)[..., None]], axis=-1)
-  visualize.save_png(outputs['sr'], visualize.to_uint8(sr))
+  if sixteen_bit:  # As precise as what came in.
+    visualize.save_tiff16(outputs['sr'], sr)
+  else:
+    visualize.save_png(outputs['sr'], visualize.to_uint8(sr))
   visualize.save_png(outputs['kernel_png'], visualize.kernel_figure(out['kernel'][0]))
   np.save(outputs['kernel_npy'], out['kernel'][0].astype(np.float32))
   visualize.save_png(outputs['spectrum_png'], visualize.spectrum_figure(out['inputs'][0]))
@@ -179,7 +185,7 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
   """Super-resolves image files one by one and writes, per `<stem>` of each input, to `out_dir`:
 
   `<stem>_x<s>.png` (8-bit RGB SR image; RGBA for an input with transparency, its alpha upscaled by
-  bicubic), `<stem>_kernel.png` (the kernel scaled by its maximum,
+  bicubic; `<stem>_x<s>.tif`, 16-bit, for a 16-bit input), `<stem>_kernel.png` (the kernel scaled by its maximum,
   nearest-neighbour enlarged), `<stem>_kernel.npy` (float32 (k, k), sums to 1, HR pixels) and
   `<stem>_spectrum.png` (the estimator's input).
 
@@ -189,8 +195,9 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
   image and a progress bar for several images.
 
   Args:
-    paths: image files (any format `images.load_with_opacity` reads: gray is replicated to RGB, 16-bit
-      read at full precision; transparency (alpha, palette or colour key) is kept as the output's alpha).
+    paths: image files (any format `images.decode_with_opacity` reads: gray is replicated to RGB, 16-bit
+      read and written at full precision; transparency (alpha, palette or colour key) is kept as the
+      output's alpha).
     out_dir: created if missing; existing outputs are overwritten.
     estimator_dir, restorer_dir: training workdirs (or their checkpoints/), or loaded models.
     scale: the SR factor wanted; None = the restorer's. Must equal the restorer's scale.
@@ -245,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
       prog='s2k-sr',
       description='Blind super-resolution (S2K kernel estimation + a kernel-aware restorer, USRNet or '
                   'SFTMD) of image files. Writes '
-                  '<stem>_x<s>.png (8-bit RGB; RGBA if the image has transparency), <stem>_kernel.png / '
+                  '<stem>_x<s>.png (8-bit RGB; RGBA if the image has transparency; a 16-bit TIFF, '
+                  '<stem>_x<s>.tif, for a 16-bit image), <stem>_kernel.png / '
                   '.npy (the estimated blur kernel at HR resolution) and <stem>_spectrum.png (the '
                   'estimator\'s input) for each image.',
       epilog='Exit status: 0 success; 1 some images failed (the others are written); 2 bad arguments or '
@@ -254,8 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
              'own with train.py and configs/ (configs/gaussian.py, configs/usrnet.py), which come with the '
              'source repository, not with the installed package.')
   parser.add_argument('images', nargs='+', metavar='IMAGE',
-                      help='image files (PNG, JPEG, TIFF, BMP, WebP; gray and 16-bit are converted, '
-                           'transparency is kept: its alpha upscaled by bicubic).')
+                      help='image files (PNG, JPEG, TIFF, BMP, WebP; gray becomes RGB, 16-bit stays 16-bit '
+                           '(TIFF out), transparency is kept: its alpha upscaled by bicubic).')
   parser.add_argument('--out', required=True, help='output folder (created if missing).')
   parser.add_argument('--estimator', default=None, metavar='MODEL',
                       help='a trained S2K estimator: training workdir (train.py --config configs/<family>.py) '

@@ -271,12 +271,6 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
   return to_float(read_image(path))
 
 
-def load_with_opacity(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
-  """`load_image` and the file's opacity (`decode_with_opacity`)."""
-  rgb, opacity = decode_with_opacity(read_file(path), os.fspath(path))
-  return to_float(rgb), opacity
-
-
 def decode_payload(payload: Any, name: str) -> np.ndarray:
   """Encoded bytes (files, tfds Image features) or a decoded uint8 RGB array (tfds Tensor features)."""
   if isinstance(payload, bytes):

@@ -115,6 +115,17 @@ def save_png(path: str, image: np.ndarray) -> None:
   Image.fromarray(image).save(path)
 
 
+def save_tiff16(path: str, image: np.ndarray) -> None:
+  """(H, W, 3) RGB or (H, W, 4) RGBA floats in [0, 1] → a 16-bit TIFF (levels rounded to nearest, values
+  outside clipped; the 4th sample marked as straight alpha), which `images` reads back exactly. Pillow
+  writes no 16-bit colour PNG, so 16-bit results are TIFFs."""
+  import tifffile  # A scikit-image dependency.
+  levels = (np.clip(image, 0.0, 1.0) * 65535 + 0.5).astype(np.uint16)
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  tifffile.imwrite(path, levels, photometric='rgb',
+                   extrasamples=['unassalpha'] if levels.shape[-1] == 4 else None)
+
+
 def _label(text: str, width: int, height: int = 14) -> np.ndarray:
   """A white strip with `text` in PIL's built-in bitmap font (no font files needed), as floats in [0, 1]."""
   strip = Image.new('L', (width, height), 255)

@@ -8,6 +8,7 @@ from PIL import Image
 import pytest
 from skimage import data as skdata
 from skimage import transform
+import tifffile
 
 from s2k_jax import cli
 from s2k_jax import modelio
@@ -29,7 +30,7 @@ def models(est_dir, rest_dir):
 
 
 def test_console_script_end_to_end(photo_png, tmp_path, smoke_estimator_workdir, smoke_restorer_workdir):
-  gray16 = tmp_path / 'moon16.png'  # 16-bit grayscale: read at full precision, written as 8-bit RGB.
+  gray16 = tmp_path / 'moon16.png'  # 16-bit grayscale: read at full precision, written as 16-bit RGB.
   moon = transform.resize(skdata.moon(), (40, 48), anti_aliasing=True)
   Image.fromarray((moon * 65535 + 0.5).astype(np.uint16)).save(gray16)
   rgb = np.asarray(Image.open(photo_png))  # The photo again, with a soft-edged disc of opacity: kept.
@@ -43,8 +44,8 @@ def test_console_script_end_to_end(photo_png, tmp_path, smoke_estimator_workdir,
   assert run.returncode == 0, run.stderr
   with Image.open(out / 'chelsea_x4.png') as sr:
     assert (sr.mode, sr.size) == ('RGB', (452, 300))
-  with Image.open(out / 'moon16_x4.png') as sr:
-    assert (sr.mode, sr.size) == ('RGB', (192, 160))
+  moon = tifffile.imread(out / 'moon16_x4.tif')  # 16 bits in, 16 bits out: levels between the 8-bit ones.
+  assert moon.dtype == np.uint16 and moon.shape == (160, 192, 3) and (moon % 257 != 0).mean() > 0.9
   # RGBA out: the colours are the photo's without alpha; the alpha is its bicubic enlargement (PIL's, an
   # independent Keys a = −0.5 on pixel centres; compared away from the borders, which the two extend
   # differently).
