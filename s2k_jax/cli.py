@@ -5,8 +5,9 @@ r"""`s2k-sr`: blind super-resolution of image files in one command (paper §3.4,
 
 Writes <stem>_x4.png (<stem>_x4.tif, 16-bit, for a 16-bit input), <stem>_kernel.png, <stem>_kernel.npy
 and <stem>_spectrum.png per image and one summary line each. Exit status: 0 all done, 1 some image
-failed (the others are still written), 2 bad arguments or checkpoints (nothing processed). The file front end (`super_resolve_files`: read, run
-`pipeline.super_resolve_batch`, write, report) is here; the array API is `s2k_jax/pipeline.py`.
+failed (the others are still written), 2 bad arguments or checkpoints (nothing processed). The file
+front end (`super_resolve_files`: read, run `pipeline.super_resolve_batch`, write, report) is here; the
+array API is `s2k_jax/pipeline.py`.
 
 argparse rather than absl flags: the images are positional arguments of a console script (the one
 user-facing command; the absl tools are described in docs/architecture.md, "Command lines").
@@ -62,7 +63,7 @@ class ImageResult:
   outputs: dict[str, str] = dataclasses.field(default_factory=dict)
   models: str | None = None                   # e.g. 'gaussian kernels, ×4, SFTMD'
   noise: str | None = None                    # e.g. 'noise σ 1.2% (estimated)'
-  transparency: bool = False                  # the input's alpha was upscaled into the SR PNG
+  transparency: bool = False                  # the input's alpha was upscaled into the SR image
 
   def summary(self) -> str:
     name = os.path.basename(self.path)
@@ -185,8 +186,8 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
   """Super-resolves image files one by one and writes, per `<stem>` of each input, to `out_dir`:
 
   `<stem>_x<s>.png` (8-bit RGB SR image; RGBA for an input with transparency, its alpha upscaled by
-  bicubic; `<stem>_x<s>.tif`, 16-bit, for a 16-bit input), `<stem>_kernel.png` (the kernel scaled by its maximum,
-  nearest-neighbour enlarged), `<stem>_kernel.npy` (float32 (k, k), sums to 1, HR pixels) and
+  bicubic; `<stem>_x<s>.tif`, 16-bit, for a 16-bit input), `<stem>_kernel.png` (the kernel scaled by its
+  maximum, nearest-neighbour enlarged), `<stem>_kernel.npy` (float32 (k, k), sums to 1, HR pixels) and
   `<stem>_spectrum.png` (the estimator's input).
 
   Problems with the models, the scale or the arguments raise before any image is read (ValueError or

@@ -138,20 +138,18 @@ def _pillow_to_rgb(image: Image.Image) -> np.ndarray:
   return np.asarray(image.convert('RGB'))
 
 
-def _opacity(alpha: np.ndarray) -> np.ndarray | None:
-  """uint8/uint16 alpha samples → (H, W) float32 opacity in [0, 1], or None where every pixel is opaque."""
-  opacity = to_float(alpha)
+def _unless_opaque(opacity: np.ndarray) -> np.ndarray | None:
+  """(H, W) float32 opacity in [0, 1], or None where every pixel is opaque (nothing to keep)."""
   return None if opacity.min() == 1.0 else opacity
 
 
 def _pillow_opacity(image: Image.Image) -> np.ndarray | None:
-  """A decoded Pillow image's alpha channel, palette or colour-key transparency (see `_opacity`)."""
+  """A decoded Pillow image's alpha channel, palette or colour-key transparency (see `_unless_opaque`)."""
   if not image.has_transparency_data:
     return None
   if image.mode in _SIXTEEN_BIT_GRAY_MODES:  # Only a colour key (tRNS): that gray level is clear.
-    opacity = (np.asarray(image) != image.info['transparency']).astype(np.float32)
-    return None if opacity.min() == 1.0 else opacity
-  return _opacity(np.asarray(image.convert('RGBA').getchannel('A')))
+    return _unless_opaque((np.asarray(image) != image.info['transparency']).astype(np.float32))
+  return _unless_opaque(to_float(np.asarray(image.convert('RGBA').getchannel('A'))))
 
 
 # TIFF tag 338, ExtraSamples: what a sample beyond gray / RGB holds.
@@ -162,7 +160,7 @@ _UNSPECIFIED, _ASSOCIATED_ALPHA, _UNASSOCIATED_ALPHA = 0, 1, 2
 def _tifffile_to_rgb(data: bytes, name: str, extra_samples: tuple[int, ...]
                      ) -> tuple[np.ndarray, np.ndarray | None]:
   """High-bit-depth TIFF (Pillow would keep only 8 bits of colour samples) → (H, W, 3) uint16/uint8 and
-  the opacity of its extra sample where ExtraSamples says it is alpha (see `_opacity`; premultiplied
+  the opacity of its extra sample where ExtraSamples says it is alpha (see `_unless_opaque`; premultiplied
   colours are divided back, as Pillow does for 8-bit files); an unspecified extra sample is ignored."""
   import tifffile  # A scikit-image dependency; only needed for >8-bit TIFF.
   try:
@@ -185,7 +183,7 @@ def _tifffile_to_rgb(data: bytes, name: str, extra_samples: tuple[int, ...]
       straight = np.round(colour.astype(np.float64) * white / np.maximum(extra, 1))
       colour = np.where(extra > 0, np.minimum(straight, white), 0).astype(array.dtype)
     if kind in (_ASSOCIATED_ALPHA, _UNASSOCIATED_ALPHA):
-      opacity = _opacity(extra[..., 0])
+      opacity = _unless_opaque(to_float(extra[..., 0]))
     array = colour
   if array.shape[-1] == 1:
     return np.repeat(array, 3, axis=-1), opacity

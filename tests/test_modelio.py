@@ -204,10 +204,10 @@ def test_shipped_models_load_and_are_compact(monkeypatch):
     modelio.pretrained_estimator('gaussian', 3)
 
 
-def kernel_errors(est, testset, degradation_config, mean_samples=None):
+def kernel_errors(est, testset, degradation_config, **mean_kernel_args):
   """Per-image D_v (mean |k̂ − k|, flip-invariant for motion) of the estimator's and of the family-mean
-  kernel (of `mean_samples` draws, None: `kernels.mean_kernel`'s own number) on a test set."""
-  mean_k = kernels.mean_kernel(degradation_config, **({} if mean_samples is None else {'n': mean_samples}))
+  kernel (`kernels.mean_kernel(degradation_config, **mean_kernel_args)`) on a test set."""
+  mean_k = kernels.mean_kernel(degradation_config, **mean_kernel_args)
   flip = kernels.flip_invariant(degradation_config.family)
   s2k, mean = [], []
   for lr, true_k in zip(testset.lr, testset.kernels):
@@ -236,7 +236,7 @@ def test_shipped_motion_estimator_beats_the_mean_kernel_on_fresh_trajectories(tm
   2000 fresh trajectories scores as that of 10000 (0.002558 vs 0.002559) and takes 3 s instead of 15."""
   testset = jpeg_testset(tmp_path, motion.get_config('cpu'), quality=75)
   s2k, mean = kernel_errors(estimator.load(modelio.pretrained_estimator('motion')), testset,
-                            ml_collections.ConfigDict(testset.manifest['degradation']), mean_samples=2000)
+                            ml_collections.ConfigDict(testset.manifest['degradation']), n=2000)
   assert len(s2k) == 8
   assert np.mean(s2k) < 0.8 * np.mean(mean), (np.mean(s2k), np.mean(mean))
 
