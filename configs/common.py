@@ -202,6 +202,33 @@ def get_usrnet_config(family: str) -> ml_collections.ConfigDict:
 # Presets: the fields each one changes. Both shrink the run for CPUs; worker processes only slow 2
 # cores down (docs/benchmarks.md), so the host pipeline reads in the training process.
 
+
+def get_family_config() -> ml_collections.ConfigDict:
+  """The kernel-family classifier (`s2k_jax/family.py`, not in the paper): the LR the shipped estimators
+  learn from (real-photo LR: noise σ ≤ 3% on half the images, 8-bit, JPEG q 50–95 on 70%; fresh motion
+  trajectories), kernels of every family, and their Welch spectra (64² tiles of a 96² LR crop), as the
+  estimators read a whole photo. Paper scale has no meaning here; this default is for GPUs/TPUs and the
+  `photo` preset for 2 CPU cores."""
+  config = get_common_config(kernels.MIXED)
+  config.task = 'family'
+  config.spectrum = get_spectrum_config()
+  config.spectrum.size = 64
+  config.spectrum.mode = 'welch'
+  config.data.hr_crop = config.degradation.get_ref('scale') * 96  # 96² LR crops at every scale
+  config.data.skip_small_images = True
+  config.degradation.update({'noise_max': 0.03, 'noise_prob': 0.5, 'quantize': True, 'jpeg_prob': 0.7,
+                             'motion_bank_size': 0})
+  m = config.model = ml_collections.ConfigDict()
+  m.features = (16, 32, 64, 128)   # channels per level (two 3×3 convs each, the second of stride 2)
+  m.hidden = 64                    # the dense layer before the logits
+  m.dtype = 'float32'              # 'float32' | 'bfloat16' (computation)
+  t = config.train = get_train_config(kernels.MIXED)
+  for field in ('loss_weights', 'kernel_quantile'):  # the estimator's loss; a classifier has none of it
+    del t[field]
+  t.update({'num_steps': 20_000, 'batch_size': 64, 'learning_rate': 1e-3, 'b1': 0.9, 'schedule': 'cosine',
+            'eval_every': 1000, 'eval_batch_size': 48})
+  return config
+
 _CPU_LOOP = {'train.batch_size': 8, 'train.num_steps': 2000, 'train.log_every': 10,
              'train.eval_every': 200, 'train.checkpoint_every': 200,
              'data.num_workers': 0, 'data.read_threads': 2}
@@ -231,6 +258,13 @@ RESTORER_PRESETS = {
     'smoke': {**_SMOKE_LOOP, 'restorer.lr_patch': 16, 'restorer.num_blocks': 1, 'restorer.features': 8,
               'restorer.pca_samples': 200},
 }
+FAMILY_PRESETS = {
+    # 2 CPU cores: ~25 min (`configs/release.py:family_x4_classifier`).
+    'photo': {**_CPU_LOOP, 'train.batch_size': 16, 'train.num_steps': 4000, 'train.eval_every': 500,
+              'train.checkpoint_every': 500, 'train.eval_batch_size': 48},
+    'smoke': {**_SMOKE_LOOP, 'spectrum.size': 32, 'data.hr_crop': 192, 'model.features': (8, 16),
+              'model.hidden': 8, 'train.eval_batch_size': 8},
+}
 USRNET_PRESETS = {
     # 4 rounds of a 4-level ResUNet of width 16–128: a few hundred ms per step on 2 cores.
     'cpu': {**_CPU_LOOP, 'train.num_steps': 3000, 'train.eval_every': 500, 'train.learning_rate': 3e-4,
@@ -256,7 +290,7 @@ def apply_preset(config: ml_collections.ConfigDict, preset: str | None) -> ml_co
   if not preset:
     return config
   tables = {'estimator': ESTIMATOR_PRESETS, 'sftmd': RESTORER_PRESETS,
-            'usrnet': USRNET_PRESETS}[config.task]
+            'usrnet': USRNET_PRESETS, 'family': FAMILY_PRESETS}[config.task]
   if preset not in tables:
     raise ValueError(f"unknown config preset {preset!r}: use '', {', '.join(map(repr, tables))}")
   changes = dict(tables[preset])

@@ -15,6 +15,7 @@ against the config saved inside the shipped bundle.
 """
 from configs import common
 from configs import disk
+from configs import family
 from configs import gaussian
 from configs import motion
 from configs import sftmd
@@ -24,7 +25,8 @@ RELEASE_ROOT = 'runs/release'  # where scripts/reproduce_shipped.py trains and e
 # The photo corpus as array_record (scripts/build_photo_corpus.py corpus --tfds_dir corpus/tfds ...).
 CORPUS_TFDS = 'corpus/tfds'
 
-_EXPERIMENTS = {'gaussian': gaussian, 'motion': motion, 'disk': disk, 'sftmd': sftmd, 'usrnet': usrnet}
+_EXPERIMENTS = {'gaussian': gaussian, 'motion': motion, 'disk': disk, 'sftmd': sftmd, 'usrnet': usrnet,
+                'family': family}
 
 # The paper's clean LR on the :cpu preset, with the shipped generator size; 6000 steps at a constant rate.
 _CLEAN = {'model.generator': 'unet-6-16', 'train.num_steps': 6000}
@@ -59,6 +61,8 @@ RECIPES = {
         'degradation.downsample': 'random_resizer', 'degradation.kernel_size': 21,
         'degradation.sigma_range': (0.2, 3.4), 'degradation.sigma_prior': 'log_uniform',
         'data.source': 'tfds', 'data.tfds_data_dir': CORPUS_TFDS}),
+    # Which family's estimator reads a photo (`s2k-sr --family auto`): the bundled photos, every family.
+    'family_x4_classifier': ('family', 'photo', {}),
     'sftmd_gaussian_x4': ('sftmd', 'gaussian_x4,cpu', {'train.num_steps': 3000}),
     'sftmd_motion_x4': ('sftmd', 'motion_x4,cpu', {}),
     # USRNet: 2000 steps with noise on every image, then six fine-tunes on the bundled photos, then three

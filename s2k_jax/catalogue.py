@@ -14,6 +14,7 @@ from s2k_jax import degradation
 from s2k_jax import kernels
 
 ESTIMATOR = 'estimator'
+CLASSIFIER = 'family'  # the kernel-family classifier (s2k_jax/family.py) of `s2k-sr --family auto`
 RESTORERS = ('usrnet', 'sftmd')  # the restorer networks, as `s2k-sr --restorer` names them
 ESTIMATOR_SCALE = 4  # the scale s2k-sr uses when --scale is not given
 
@@ -22,7 +23,7 @@ ESTIMATOR_SCALE = 4  # the scale s2k-sr uses when --scale is not given
 class Shipped:
   """One shipped model bundle."""
   file: str                   # in s2k_jax/weights/
-  kind: str                   # ESTIMATOR or one of RESTORERS
+  kind: str                   # ESTIMATOR, CLASSIFIER or one of RESTORERS
   family: str                 # its kernel family (kernels.MIXED: every family)
   scales: tuple[int, ...]     # the scales it reads (an estimator: one)
   recipe: tuple[str, ...]     # configs/release.py stages in order; each one after the first starts from
@@ -71,6 +72,9 @@ SHIPPED = (
             export_step=5000, summary='the default disk ×2 (step 5000 of 6000, chosen on held-out sets)'),
     Shipped('gaussian_estimator.npz', ESTIMATOR, 'gaussian', (4,), ('gaussian_estimator',),
             summary="clean LR, the paper's setting (docs/results.md §1–3); not a default"),
+    # Which family's estimator reads a photo.
+    Shipped('family_x4_classifier.npz', CLASSIFIER, kernels.MIXED, (4,), ('family_x4_classifier',),
+            summary='--family auto at ×4: recognises Gaussian, motion or disk blur, whose estimator then runs'),
     # Restorers.
     Shipped('usrnet_mixed.npz', 'usrnet', kernels.MIXED, degradation.SCALES,
             tuple(f'usrnet_mixed.{i}' for i in range(1, 11)), _GRIDS,
@@ -99,6 +103,11 @@ def estimators(grid: str) -> dict[tuple[str, int], str]:
   """(family, scale) → file of the estimator s2k-sr uses by default on LR of `grid`."""
   degradation.check_grid(grid)
   return {(m.family, m.scales[0]): m.file for m in SHIPPED if m.kind == ESTIMATOR and grid in m.default_on}
+
+
+def classifiers() -> dict[int, str]:
+  """scale → file of the shipped family classifier for it."""
+  return {m.scales[0]: m.file for m in SHIPPED if m.kind == CLASSIFIER}
 
 
 def restorers(network: str) -> dict[tuple[str, int], str]:

@@ -25,6 +25,7 @@ import tqdm
 
 from s2k_jax import degradation
 from s2k_jax import estimator as estimator_lib
+from s2k_jax import family as family_lib
 from s2k_jax import images
 from s2k_jax import kernels
 from s2k_jax import metrics
@@ -147,11 +148,19 @@ def upscale_opacity(opacity: np.ndarray, scale: int, grid: str) -> np.ndarray:
 
 
 def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None = None,
-                  grid: str = 'centre', **kwargs) -> ImageResult:
+                  grid: str = 'centre', classifier: family_lib.Classifier | None = None,
+                  **kwargs) -> ImageResult:
+  """`est`: one estimator, or {family: estimator} with the `classifier` that picks one per image."""
   start = time.perf_counter()
   pixels, opacity = images.decode_with_opacity(images.read_file(path), path)
   sixteen_bit = pixels.dtype == np.uint16
   lr = images.to_float(pixels)
+  kinds = None
+  if classifier is not None:  # Its spectra need no more pixels than any estimator's (MIN_LR_SIDE).
+    for candidate in est.values():
+      pipeline.check_image_size(lr.shape, candidate, path)
+    family, probability = family_lib.recognised(family_lib.recognise(classifier, lr[None])[0])
+    est, kinds = est[family], f'{family} kernels (recognised, {probability:.0%})'
   pipeline.check_image_size(lr.shape, est, path)
   estimate = noise.estimate_sigma(lr) if noise_sigma is None else noise_sigma
   sigma, noise_text = pipeline.noise_level(lr, rest, noise_sigma, estimate)
@@ -174,7 +183,7 @@ def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None 
   return ImageResult(path=path, lr_size=lr.shape[:2], sr_size=out['sr'].shape[1:3],
                      kernel_size=out['kernel'].shape[-1], kernel_sigmas=kernel_sigmas(out['kernel'][0]),
                      seconds=time.perf_counter() - start, outputs=outputs,
-                     models=f'{kernel_kinds(est.config.degradation.family)}, ×{scale}, {rest.name}',
+                     models=f'{kinds or kernel_kinds(est.config.degradation.family)}, ×{scale}, {rest.name}',
                      noise=noise_text, transparency=opacity is not None)
 
 
@@ -182,7 +191,8 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
                         estimator_dir: Any, restorer_dir: Any, scale: int | None = None, *,
                         spectrum_mode: str | None = None, tile: int | None = None,
                         overlap: int | None = None, noise_sigma: float | None = None,
-                        grid: str = 'centre', progress: bool = True) -> list[ImageResult]:
+                        grid: str = 'centre', progress: bool = True,
+                        classifier: Any = None) -> list[ImageResult]:
   """Super-resolves image files one by one and writes, per `<stem>` of each input, to `out_dir`:
 
   `<stem>_x<s>.png` (8-bit RGB SR image; RGBA for an input with transparency, its alpha upscaled by
@@ -200,7 +210,9 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
       read and written at full precision; transparency (alpha, palette or colour key) is kept as the
       output's alpha).
     out_dir: created if missing; existing outputs are overwritten.
-    estimator_dir, restorer_dir: training workdirs (or their checkpoints/), or loaded models.
+    estimator_dir, restorer_dir: training workdirs (or their checkpoints/), or loaded models;
+      estimator_dir may also map each of kernels.FAMILIES to one, with a `classifier` (workdir, bundle
+      or loaded `family.Classifier`) that recognises each image's family (`--family auto`).
     scale: the SR factor wanted; None = the restorer's. Must equal the restorer's scale.
     spectrum_mode, tile, overlap: see `pipeline.super_resolve`.
     noise_sigma: LR noise σ on [0, 1] for every image; None = estimated per image (`noise_level`).
@@ -216,25 +228,54 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
   pipeline.check_options(spectrum_mode, tile, overlap)
   degradation.check_grid(grid)
   _check_unique_stems(paths)
-  est = _load('estimator', estimator_dir, estimator_lib.load)
+  if isinstance(estimator_dir, dict):
+    est, classifier = _recognition(estimator_dir, classifier)
+  elif classifier is not None:
+    raise ValueError('a family classifier has no effect with one estimator: it picks one estimator per '
+                     'image among one per family (--family auto); leave --classifier out, or the estimator.')
+  else:
+    est = _load('estimator', estimator_dir, estimator_lib.load)
   rest = _load('restorer', restorer_dir, tasks.load_restorer)
-  pipeline.check_compatible(est, rest, scale)
+  for candidate in est.values() if isinstance(est, dict) else [est]:
+    pipeline.check_compatible(candidate, rest, scale)
   if noise_sigma is not None:
     pipeline.check_noise_sigma(rest, noise_sigma)
-  est, rest = pipeline.on_one_device(est), pipeline.on_one_device(rest)
+  rest = pipeline.on_one_device(rest)
+  est = ({f: pipeline.on_one_device(e) for f, e in est.items()} if isinstance(est, dict)
+         else pipeline.on_one_device(est))
   os.makedirs(out_dir, exist_ok=True)
   results = []
   bar = tqdm.tqdm(paths, desc='s2k-sr', unit='img', disable=not progress or len(paths) < 2)
   for path in bar:
     try:
       result = _process_file(path, out_dir, est, rest, spectrum_mode=spectrum_mode, tile=tile,
-                             overlap=overlap, noise_sigma=noise_sigma, grid=grid)
+                             overlap=overlap, noise_sigma=noise_sigma, grid=grid, classifier=classifier)
     except (ValueError, OSError) as e:  # images.ImageError and ImageTooSmallError are ValueErrors.
       result = ImageResult(path=path, error=str(e))
     results.append(result)
     if progress or result.error:  # Errors are printed even when quiet.
       tqdm.tqdm.write(result.summary(), file=sys.stderr if result.error else sys.stdout)
   return results
+
+
+def _recognition(estimators: dict, classifier: Any):
+  """{family: estimator source} and a classifier source → ({family: loaded estimator}, classifier),
+  checked: one estimator per family, each of its family and of the classifier's scale."""
+  if sorted(estimators) != sorted(kernels.FAMILIES):
+    raise ValueError(f'one estimator per kernel family is needed to pick one per image ({", ".join(kernels.FAMILIES)}), '
+                     f'got {", ".join(sorted(estimators))}.')
+  if classifier is None:
+    raise ValueError('estimators per family need a family classifier to pick one per image.')
+  clf = _load('classifier', classifier, family_lib.load)
+  loaded = {}
+  for family, source in estimators.items():
+    est = _load(f'{family} estimator', source, estimator_lib.load)
+    if est.config.degradation.family != family or est.config.degradation.scale != clf.scale:
+      raise ValueError(f'the {family} estimator in {est.directory} reads {est.config.degradation.family} '
+                       f'kernels at ×{est.config.degradation.scale}; the classifier in {clf.directory} picks '
+                       f'among {family} estimators of ×{clf.scale}.')
+    loaded[family] = est
+  return loaded, pipeline.on_one_device(clf)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -275,9 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
                            'training workdir (train.py --config configs/usrnet.py, or configs/sftmd.py:'
                            f'<family>_x<s>) or model bundle. Default: {modelio.DEFAULT_RESTORER}, the shipped '
                            'restorer that measures best.')
-  parser.add_argument('--family', choices=modelio.estimator_families(), default='gaussian',
+  parser.add_argument('--family', choices=modelio.estimator_families() + [modelio.AUTO_FAMILY],
+                      default='gaussian',
                       help='kernel family of the shipped models used when --estimator/--restorer are not '
-                           'given (default: gaussian).')
+                           'given (default: gaussian); auto: recognised per image by a family classifier '
+                           '(printed on the image\'s line), whose shipped estimator then runs.')
+  parser.add_argument('--classifier', default=None, metavar='MODEL',
+                      help='with --family auto: a trained family classifier (train.py --config '
+                           'configs/family.py: workdir or model bundle). Default: the shipped one of the scale.')
   parser.add_argument('--scale', type=int, default=None,
                       help='SR factor, 2, 3 or 4: one the estimator reads and the restorer serves (default: '
                            f'the estimator\'s; {modelio.ESTIMATOR_SCALE} for the shipped estimators).')
@@ -306,19 +352,47 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def shipped_estimators(args: argparse.Namespace) -> tuple[Any, str | None]:
+  """(--estimator or the shipped one of --family; None) or, for --family auto, ({family: the shipped
+  estimator}, the classifier)."""
+  scale = args.scale or modelio.ESTIMATOR_SCALE
+  if args.family != modelio.AUTO_FAMILY:
+    if args.classifier:
+      raise ValueError(f'--classifier has no effect with --family {args.family}: it recognises the family '
+                       f'(--family {modelio.AUTO_FAMILY}); leave it out, or add --family {modelio.AUTO_FAMILY}.')
+    return args.estimator or modelio.pretrained_estimator(args.family, scale, args.grid), None
+  if args.estimator:
+    raise ValueError(f'--family {modelio.AUTO_FAMILY} runs the shipped estimator of the family it recognises; '
+                     'with your own --estimator, name its family (--family) instead.')
+  return ({family: modelio.pretrained_estimator(family, scale, args.grid) for family in kernels.FAMILIES},
+          args.classifier or modelio.pretrained_classifier(scale))
+
+
+def shipped_restorer(family: str, scale: int, name: str) -> str:
+  """The shipped restorer `name` for `family` (one that serves every family for --family auto)."""
+  if family != modelio.AUTO_FAMILY:
+    return modelio.pretrained_restorer(family, scale, name)
+  table = modelio.PRETRAINED_RESTORERS[name]
+  files = {table.get((f, scale)) for f in kernels.FAMILIES}
+  if len(files) != 1 or None in files:
+    served = ', '.join(f'{f} ×{s}' for f, s in sorted(table))
+    raise ValueError(f'--family {modelio.AUTO_FAMILY} needs one restorer for every family; the shipped {name} '
+                     f'restorers serve {served} apart: use --restorer usrnet, or name the family (--family).')
+  return modelio.pretrained_path(files.pop())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   runtime.quiet_library_logs()
   try:
-    estimator = args.estimator or modelio.pretrained_estimator(args.family, args.scale or modelio.ESTIMATOR_SCALE,
-                                                               args.grid)
+    estimator, classifier = shipped_estimators(args)
     restorer = args.restorer or modelio.DEFAULT_RESTORER
     if restorer in modelio.PRETRAINED_RESTORERS:
-      restorer = modelio.pretrained_restorer(args.family, args.scale or modelio.ESTIMATOR_SCALE, restorer)
+      restorer = shipped_restorer(args.family, args.scale or modelio.ESTIMATOR_SCALE, restorer)
     results = super_resolve_files(
         args.images, args.out, estimator, restorer, args.scale,
         spectrum_mode=args.spectrum_mode, tile=args.tile, overlap=args.overlap,
-        noise_sigma=args.noise_sigma, grid=args.grid, progress=not args.quiet)
+        noise_sigma=args.noise_sigma, grid=args.grid, progress=not args.quiet, classifier=classifier)
   except (ValueError, FileNotFoundError) as e:  # Raised before any image is processed.
     print(f's2k-sr: error: {e}', file=sys.stderr)
     return EXIT_USAGE

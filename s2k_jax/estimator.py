@@ -56,13 +56,7 @@ def check_model_fields(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"spectrum.mode={config.spectrum.mode!r} has no effect with model.input='spatial' "
                      '(the generator reads the LR luminance, not its spectrum): leave spectrum.mode '
                      "unset, or add --config.model.input=dft.")
-  size, lr_crop = int(config.spectrum.size), int(config.data.hr_crop) // int(config.degradation.scale)
-  if config.spectrum.mode == 'welch' and lr_crop < size + size // 2:
-    raise ValueError(f"spectrum.mode='welch' averages {size}² tiles with 50% overlap, but the LR training "
-                     f'crop is {lr_crop}² (data.hr_crop={config.data.hr_crop} / scale '
-                     f'{config.degradation.scale}): one tile, the same as crop mode. Set --config.data.hr_crop '
-                     f'to at least {(size + size // 2) * int(config.degradation.scale)} (e.g. '
-                     f'{2 * size * int(config.degradation.scale)}: 3×3 tiles), or leave spectrum.mode unset.')
+  spectrum.check_training_crop(config)
   if not 0.0 <= ema_decay(config) < 1.0:
     raise ValueError(f'train.ema_decay must be in [0, 1) (0: no moving average of the generator\'s weights; '
                      f'e.g. 0.999), got {ema_decay(config)}.')

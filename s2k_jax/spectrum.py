@@ -15,6 +15,7 @@
 Conventions (decisions and measurements) are listed in docs/conventions.md.
 """
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -150,6 +151,18 @@ def _normalise_log_amplitude(power: jnp.ndarray) -> jnp.ndarray:
   std = jnp.std(log_amp, axis=(-2, -1), keepdims=True)
   score = (log_amp - mean) / jnp.maximum(std, 1e-6)
   return jnp.clip(score / _STANDARD_SCORE_RANGE, -1.0, 1.0)
+
+
+def check_training_crop(config: Any) -> None:
+  """Raises ValueError when a config's Welch spectra would read a single tile of its LR training crops
+  (config.spectrum.size / .mode, config.data.hr_crop, config.degradation.scale)."""
+  size, lr_crop = int(config.spectrum.size), int(config.data.hr_crop) // int(config.degradation.scale)
+  if config.spectrum.mode == 'welch' and lr_crop < size + size // 2:
+    raise ValueError(f"spectrum.mode='welch' averages {size}² tiles with 50% overlap, but the LR training "
+                     f'crop is {lr_crop}² (data.hr_crop={config.data.hr_crop} / scale '
+                     f'{config.degradation.scale}): one tile, the same as crop mode. Set --config.data.hr_crop '
+                     f'to at least {(size + size // 2) * int(config.degradation.scale)} (e.g. '
+                     f'{2 * size * int(config.degradation.scale)}: 3×3 tiles), or leave spectrum.mode unset.')
 
 
 @functools.partial(jax.jit, static_argnames=('size', 'mode', 'window'))

@@ -13,6 +13,7 @@ import ml_collections
 
 from s2k_jax import checkpoints
 from s2k_jax import estimator
+from s2k_jax import family as family_lib
 from s2k_jax import kernels
 from s2k_jax import loop
 from s2k_jax import modelio
@@ -21,7 +22,7 @@ from s2k_jax.restorers import sftmd
 from s2k_jax.restorers import usrnet
 
 # config.task → the model module whose `task(config)` the driver runs.
-TASKS: dict[str, ModuleType] = {'estimator': estimator, 'sftmd': sftmd, 'usrnet': usrnet}
+TASKS: dict[str, ModuleType] = {'estimator': estimator, 'sftmd': sftmd, 'usrnet': usrnet, 'family': family_lib}
 # Checkpoint/bundle kind → the restorer module whose `load(source, step)` reads it.
 RESTORERS: dict[str, ModuleType] = {sftmd.CHECKPOINT_KIND: sftmd, usrnet.CHECKPOINT_KIND: usrnet}
 
@@ -40,6 +41,10 @@ def next_steps(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   """Commands to try with the model trained in `workdir`, as typed in an activated environment
   (`commands.runnable` makes them runnable as printed): evaluate it, super-resolve a photo with it and
   the shipped model it goes with."""
+  if config.task == 'family':
+    scale = int(config.degradation.scale)
+    return [f's2k-sr your_photo.png --out sr_out --scale {scale} --family auto --classifier {workdir}   # '
+            f'blind ×{scale} SR with the shipped estimator of the kernel family it recognises']
   family, task = config.degradation.family, config.task
   # The scale to try: a restorer of several scales (USRNet) at its largest.
   scale = max(int(s) for s in config.restorer.scales) if task == 'usrnet' else int(config.degradation.scale)
@@ -81,11 +86,11 @@ def export_bundle(workdir: str, out: str, *, step: int | None = None,
   checkpoint_dir = checkpoints.checkpoints_dir(workdir)
   meta = checkpoints.read_meta(checkpoint_dir, step)
   kind = meta.get('kind')
-  if kind in RESTORERS:
+  if kind in RESTORERS or kind == family_lib.CHECKPOINT_KIND:
     if raw_weights:
       raise ValueError(f'{workdir} holds a {kind!r} checkpoint: raw_weights applies to estimators trained '
                        'with train.ema_decay > 0; leave it out.')
-    model = RESTORERS[kind].load(workdir, step)
+    model = (RESTORERS[kind] if kind in RESTORERS else family_lib).load(workdir, step)
     state = model.state
   else:  # estimator.load names the kind if it is neither.
     model = estimator.load(workdir, step, average=not raw_weights)

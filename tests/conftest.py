@@ -85,3 +85,10 @@ def smoke_usrnet_workdir(tmp_path_factory):
   """A mixed-family USRNet (×2/×3/×4) trained for the :smoke preset's 4 steps."""
   from configs import usrnet  # pylint: disable=g-import-not-at-top
   return _trained_once(tmp_path_factory, 'smoke_usrnet', lambda: usrnet.get_config('mixed,smoke'))
+
+
+@pytest.fixture(scope='session')
+def smoke_classifier_workdir(tmp_path_factory):
+  """A ×4 kernel-family classifier trained for the :smoke preset's 4 steps."""
+  from configs import family  # pylint: disable=g-import-not-at-top
+  return _trained_once(tmp_path_factory, 'smoke_classifier', lambda: family.get_config('smoke'))

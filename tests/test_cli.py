@@ -247,3 +247,35 @@ def test_opacity_is_enlarged_on_the_lr_grid(grid):
   else:
     reference = np.asarray(Image.fromarray(opacity, 'F').resize((30, 36), Image.Resampling.BICUBIC))
     np.testing.assert_allclose(up[6:-6, 6:-6], np.clip(reference, 0, 1)[6:-6, 6:-6], atol=1e-5)
+
+
+def test_family_auto_runs_the_estimator_of_the_family_it_recognises(photo_png, tmp_path, capsys, monkeypatch,
+                                                                      smoke_classifier_workdir, smoke_usrnet_workdir):
+  """--family auto: the classifier reads the photo, the shipped estimator of the family it names runs
+  (reference: that estimator's canonical estimate of the same LR), and the line says which and how sure."""
+  from s2k_jax import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
+  from s2k_jax import family as family_lib  # pylint: disable=g-import-not-at-top
+  from s2k_jax import images  # pylint: disable=g-import-not-at-top
+  from s2k_jax import pipeline  # pylint: disable=g-import-not-at-top
+  clf = str(smoke_classifier_workdir)
+  auto = ['--family', 'auto', '--classifier', clf]
+  args = [str(photo_png), '--out', str(tmp_path / 'out'), '--restorer', str(smoke_usrnet_workdir)]
+  assert cli.main(args + auto) == 0
+  line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith('chelsea.png'))
+  lr = images.load_image(str(photo_png))
+  family, probability = family_lib.recognised(family_lib.recognise(family_lib.load(clf), lr[None])[0])
+  assert f'({family} kernels (recognised, {probability:.0%}), ×4, USRNet)' in line
+  est = estimator_lib.load(modelio.pretrained_estimator(family, 4, 'centre'))
+  np.testing.assert_allclose(np.load(tmp_path / 'out' / 'chelsea_kernel.npy'),
+                             np.asarray(pipeline.estimate(est, lr[None])[0][0]), atol=1e-6)
+  # Settings that cannot work together, each named.
+  for extra, message in (
+      (auto + ['--estimator', clf], '--family auto runs the shipped estimator of the family it recognises'),
+      (['--classifier', clf], '--classifier has no effect with --family gaussian'),
+      (auto + ['--restorer', 'sftmd'], '--family auto needs one restorer for every family'),
+      (auto + ['--scale', '2'], 'reads gaussian kernels at ×2; the classifier in')):
+    assert cli.main(args + extra) == 2, extra
+    assert message in capsys.readouterr().err, extra
+  monkeypatch.delitem(modelio.PRETRAINED_CLASSIFIERS, 2, raising=False)
+  assert cli.main(args + ['--family', 'auto', '--scale', '2']) == 2
+  assert 'the shipped family classifier reads ×4 LR images, not ×2: name the family' in capsys.readouterr().err

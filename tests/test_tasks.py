@@ -63,14 +63,14 @@ def test_lower_layers_import_no_model_or_entry_module():
   """loop (the driver) and modelio (model I/O) import no data or model module; the bottom layer imports
   nothing above it (docs/architecture.md)."""
   graph = _module_graph()
-  above_data = {'s2k_jax.estimator', 's2k_jax.tasks', 's2k_jax.pipeline', 's2k_jax.evaluation', 's2k_jax.cli',
+  above_data = {'s2k_jax.estimator', 's2k_jax.family', 's2k_jax.tasks', 's2k_jax.pipeline', 's2k_jax.evaluation', 's2k_jax.cli',
                 's2k_jax.export', 's2k_jax.make_testset', 's2k_jax.build_tfds'}
   above_data |= {m for m in graph if m.startswith('s2k_jax.restorers')}
   assert not graph['s2k_jax.loop'] & (above_data | {'s2k_jax.data', 's2k_jax.testsets'})
   assert not graph['s2k_jax.modelio'] & (above_data | {'s2k_jax.data'})
   for bottom in ('kernels', 'degradation', 'spectrum', 'pca', 'losses', 'metrics', 'color', 'images',
                  'visualize', 'noise', 'models.unet', 'models.patchgan', 'models.sftmd', 'models.layers',
-                 'models.usrnet'):
+                 'models.usrnet', 'models.classifier'):
     assert not graph[f's2k_jax.{bottom}'] & (above_data | {'s2k_jax.data', 's2k_jax.loop', 's2k_jax.modelio'})
 
 
@@ -87,7 +87,7 @@ def test_every_task_module_has_the_same_shape():
 def test_unknown_task_is_refused(tmp_path):
   config = gaussian.get_config('smoke')
   config.task = 'denoiser'
-  with pytest.raises(ValueError, match=r"config.task must be one of \['estimator', 'sftmd', 'usrnet'\], got 'denoiser'"):
+  with pytest.raises(ValueError, match=r"config.task must be one of \['estimator', 'family', 'sftmd', 'usrnet'\], got 'denoiser'"):
     tasks.train_and_evaluate(config, str(tmp_path))
 
 
