@@ -222,6 +222,11 @@ def get_family_config() -> ml_collections.ConfigDict:
   m.features = (16, 32, 64, 128)   # channels per level (two 3×3 convs each, the second of stride 2)
   m.hidden = 64                    # the dense layer before the logits
   m.dtype = 'float32'              # 'float32' | 'bfloat16' (computation)
+  # The decision (`family.decide`): costs[t][f] is what running family f's estimator on LR of family t
+  # costs; the family with the least expected cost under the classifier's probabilities runs. The
+  # default, 0 on the diagonal and 1 elsewhere, picks the most probable family.
+  config.recognition = ml_collections.ConfigDict()
+  config.recognition.costs = tuple(tuple(float(t != f) for f in kernels.FAMILIES) for t in kernels.FAMILIES)
   t = config.train = get_train_config(kernels.MIXED)
   for field in ('loss_weights', 'kernel_quantile'):  # the estimator's loss; a classifier has none of it
     del t[field]

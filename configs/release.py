@@ -62,7 +62,11 @@ RECIPES = {
         'degradation.sigma_range': (0.2, 3.4), 'degradation.sigma_prior': 'log_uniform',
         'data.source': 'tfds', 'data.tfds_data_dir': CORPUS_TFDS}),
     # Which family's estimator reads a photo (`s2k-sr --family auto`): the bundled photos, every family.
-    'family_x4_classifier': ('family', 'photo', {}),
+    # Its decision weighs what running the wrong family's shipped ×4 estimator costs (kernel PSNR lost,
+    # dB; rows: the true family, columns: the estimator run; Gaussian, motion, disk), measured on sets
+    # made from the training photos (docs/results.md §5, "Recognising the family").
+    'family_x4_classifier': ('family', 'photo', {
+        'recognition.costs': ((0.0, 16.2, 16.1), (2.0, 0.0, 6.4), (8.0, 9.7, 0.0))}),
     'sftmd_gaussian_x4': ('sftmd', 'gaussian_x4,cpu', {'train.num_steps': 3000}),
     'sftmd_motion_x4': ('sftmd', 'motion_x4,cpu', {}),
     # USRNet: 2000 steps with noise on every image, then six fine-tunes on the bundled photos, then three

@@ -159,7 +159,8 @@ def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None 
   if classifier is not None:  # Its spectra need no more pixels than any estimator's (MIN_LR_SIDE).
     for candidate in est.values():
       pipeline.check_image_size(lr.shape, candidate, path)
-    family, probability = family_lib.recognised(family_lib.recognise(classifier, lr[None])[0])
+    probabilities = family_lib.recognise(classifier, lr[None])[0]
+    family, probability = family_lib.recognised(probabilities, classifier.costs)
     est, kinds = est[family], f'{family} kernels (recognised, {probability:.0%})'
   pipeline.check_image_size(lr.shape, est, path)
   estimate = noise.estimate_sigma(lr) if noise_sigma is None else noise_sigma

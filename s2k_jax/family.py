@@ -11,8 +11,10 @@ One module per model, the shape of `estimator.py`:
     draws as the estimators' `degradation.degrade` → amplitude spectrum and family index, on the
     device), `create_train_state`, `train_step` (softmax cross-entropy, Adam), `eval_step`,
     `summarize_eval` and `task` for the shared driver `loop.run`;
-  * inference: `load` rebuilds the network from the config saved with a checkpoint or bundle, and
-    `recognise` gives each LR image's probabilities over `kernels.FAMILIES`.
+  * inference: `load` rebuilds the network from the config saved with a checkpoint or bundle,
+    `recognise` gives each LR image's probabilities over `kernels.FAMILIES`, and `decide` picks the
+    family whose estimator runs: the least expected cost under `config.recognition.costs` (what running
+    the wrong family's estimator costs), the most probable family by default.
 """
 import dataclasses
 import functools
@@ -50,6 +52,18 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'a family classifier learns to tell {", ".join(FAMILIES)} kernels apart: train it '
                      f'with degradation.family={kernels_lib.MIXED!r}, not {config.degradation.family!r}.')
   spectrum.check_training_crop(config)
+  decision_costs(config)
+
+
+def decision_costs(config: ml_collections.ConfigDict) -> np.ndarray:
+  """config.recognition.costs as a checked (F, F) array: [t, f] = what running family f's estimator on LR
+  of family t costs (≥ 0, 0 on the diagonal), rows and columns in FAMILIES order."""
+  costs = np.asarray(config.recognition.costs, np.float64)
+  n = len(FAMILIES)
+  if costs.shape != (n, n) or not np.all(np.isfinite(costs)) or np.any(costs < 0) or np.any(np.diag(costs)):
+    raise ValueError(f'recognition.costs must be {n} rows of {n} costs ≥ 0 (rows: the true family, columns: '
+                     f'the estimator run; {", ".join(FAMILIES)}), 0 on the diagonal; got {config.recognition.costs}.')
+  return costs
 
 
 def create_model(config: ml_collections.ConfigDict) -> classifier.FamilyClassifier:
@@ -158,6 +172,10 @@ class Classifier:
   def scale(self) -> int:
     return int(self.config.degradation.scale)
 
+  @property
+  def costs(self) -> np.ndarray:
+    return decision_costs(self.config)
+
 
 def load(source: str, step: int | None = None) -> Classifier:
   """A family classifier from a model bundle or a training workdir (latest step unless `step`)."""
@@ -182,7 +200,14 @@ def recognise(clf: Classifier, lr: Any) -> np.ndarray:
   return np.asarray(_probabilities(clf.state, lr, size=int(c.size), mode=str(c.mode)))
 
 
-def recognised(probabilities: np.ndarray) -> tuple[str, float]:
-  """One image's probabilities → (the most likely family, its probability)."""
-  i = int(np.argmax(probabilities))
+def decide(probabilities: np.ndarray, costs: np.ndarray | None = None) -> int:
+  """The family (index into FAMILIES) whose estimator has the least expected cost, Σ_t p(t)·costs[t, f],
+  for one image's probabilities; without costs, the most probable one."""
+  p = np.asarray(probabilities, np.float64)
+  return int(np.argmax(p) if costs is None else np.argmin(p @ np.asarray(costs, np.float64)))
+
+
+def recognised(probabilities: np.ndarray, costs: np.ndarray | None = None) -> tuple[str, float]:
+  """One image's probabilities → (the family `decide` picks, its probability)."""
+  i = decide(probabilities, costs)
   return FAMILIES[i], float(probabilities[i])

@@ -5,7 +5,9 @@ the family classifier reads every LR image and the shipped estimator of the fami
 as `s2k-sr --family auto` does. Reported per set: how often the set's family was recognised (and what
 the others were taken for), and the kernel PSNR (Eq. 13's kernels, flip-invariant for motion, on the
 set's canvas) of recognition + estimation against the estimator of the set's own family (what naming
-the family gives), each other family's estimator, and the family's mean kernel.
+the family gives), each other family's estimator, and the family's mean kernel; then what running the
+wrong family's estimator costs on these sets (the shipped classifier's `recognition.costs` were measured
+so, on sets made from the training photos: `make_testset --split train`).
 
   python scripts/eval_recognition.py --out results/recognition TESTSET [TESTSET ...]
   python scripts/eval_recognition.py --out results/recognition --classifier runs/family TESTSET ...
@@ -46,7 +48,7 @@ def evaluate_set(testset: testsets.TestSet, clf: family_lib.Classifier,
   for i, lr8 in enumerate(testset.lr):
     lr, true_k = images.to_float(lr8)[None], testset.kernels[i:i + 1]
     probs = family_lib.recognise(clf, lr)[0]
-    recognised, probability = family_lib.recognised(probs)
+    recognised, probability = family_lib.recognised(probs, clf.costs)
     psnr = {}
     for name, est in ests.items():
       k = kernels.resize_canvas(pipeline.estimate(est, jnp.asarray(lr))[0], true_k.shape[-1])
@@ -70,6 +72,19 @@ def table(rows: list[dict]) -> list[str]:
     mean = lambda key: f'{np.mean([r[key] for r in part]):.2f}'
     lines.append(f'| {name} | {counts} of {len(part)} | **{mean("auto")}** | {mean("named")} | '
                  + ' | '.join(mean(f'{f} estimator') for f in FAMILIES) + f' | {mean("mean_kernel")} |')
+  return lines
+
+
+def measured_costs(rows: list[dict]) -> list[str]:
+  """What running each family's estimator on LR of another family costs on these sets: mean kernel PSNR
+  of the set's own family's estimator minus the other's (dB; `config.recognition.costs`, rows: the true
+  family, columns: the estimator run), for the families the sets cover."""
+  lines = ['| LR of \\ estimator run | ' + ' | '.join(FAMILIES) + ' |', '|---|' + '---|' * len(FAMILIES)]
+  for truth in FAMILIES:
+    part = [r for r in rows if r['family'] == truth]
+    if part:
+      lines.append(f'| {truth} | ' + ' | '.join(
+          f'{np.mean([r["named"] - r[f"{f} estimator"] for r in part]):.1f}' for f in FAMILIES) + ' |')
   return lines
 
 
@@ -111,7 +126,10 @@ def main(argv=None) -> int:
     writer.writerows(rows)
   lines = ['# Kernel-family recognition', '',
            f'Kernel PSNR (dB), mean over each set\'s images; classifier: {args.classifier or "shipped"}; '
-           f'estimators: the shipped ones for the {args.grid} grid.', ''] + table(rows)
+           f'estimators: the shipped ones for the {args.grid} grid; "auto" runs the family the classifier\'s '
+           'decision picks (its recognition.costs).', ''] + table(rows) + [
+               '', 'Kernel PSNR lost by running another family\'s estimator (dB; the costs a classifier\'s '
+               'recognition.costs can take):', ''] + measured_costs(rows)
   with open(os.path.join(args.out, 'recognition.md'), 'w', encoding='utf-8') as f:
     f.write('\n'.join(lines) + '\n')
   print('\n'.join(lines[4:]))

@@ -25,13 +25,18 @@ BOOKKEEPING = {'train.log_every', 'train.eval_every', 'train.checkpoint_every', 
                'data.read_threads', 'train.coordinator_address', 'train.num_processes', 'train.process_id'}
 
 
+def _tuples(value):
+  """JSON's lists (nested too) as the tuples a config holds."""
+  return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 def _flat(tree, prefix=''):
   out = {}
   for key, value in tree.items():
     if isinstance(value, dict):
       out.update(_flat(value, f'{prefix}{key}.'))
     else:
-      out[prefix + key] = tuple(value) if isinstance(value, list) else value
+      out[prefix + key] = _tuples(value)
   return out
 
 

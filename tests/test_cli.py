@@ -263,7 +263,8 @@ def test_family_auto_runs_the_estimator_of_the_family_it_recognises(photo_png, t
   assert cli.main(args + auto) == 0
   line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith('chelsea.png'))
   lr = images.load_image(str(photo_png))
-  family, probability = family_lib.recognised(family_lib.recognise(family_lib.load(clf), lr[None])[0])
+  model = family_lib.load(clf)
+  family, probability = family_lib.recognised(family_lib.recognise(model, lr[None])[0], model.costs)
   assert f'({family} kernels (recognised, {probability:.0%}), ×4, USRNet)' in line
   est = estimator_lib.load(modelio.pretrained_estimator(family, 4, 'centre'))
   np.testing.assert_allclose(np.load(tmp_path / 'out' / 'chelsea_kernel.npy'),

@@ -135,3 +135,20 @@ def test_config_reads_the_lr_the_shipped_estimators_learn_from():
   config.degradation.scale = 2
   assert config.data.hr_crop == 192
   family.check_config(config)
+
+
+def test_decision_weighs_what_running_the_wrong_estimator_costs():
+  """Reference: the expected costs written out by hand."""
+  p = np.array([0.3, 0.6, 0.1])
+  assert family.decide(p) == 1  # no costs: the most probable family
+  costs = np.array([[0, 16, 16], [2, 0, 6], [8, 10, 0]], float)
+  # Expected costs: Gaussian 0.6·2 + 0.1·8 = 2.0, motion 0.3·16 + 0.1·10 = 5.8, disk 0.3·16 + 0.6·6 = 8.4.
+  assert family.recognised(p, costs) == ('gaussian', pytest.approx(0.3))
+  assert family.decide(np.array([0.02, 0.97, 0.01]), costs) == 1  # Gaussian 2.02, motion 0.42
+  config = family_config.get_config('smoke')
+  np.testing.assert_array_equal(family.decision_costs(config), 1 - np.eye(3))  # default: most probable
+  for bad in (((0.0, 1.0), (1.0, 0.0)), ((1.0, 1.0, 1.0), (1.0, 0.0, 1.0), (1.0, 1.0, 0.0)),
+              ((0.0, -1.0, 1.0), (1.0, 0.0, 1.0), (1.0, 1.0, 0.0))):
+    config.recognition.costs = bad
+    with pytest.raises(ValueError, match='recognition.costs must be 3 rows of 3 costs'):
+      family.make_batch_fn(config)
