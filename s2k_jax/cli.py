@@ -160,8 +160,8 @@ def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None 
     for candidate in est.values():
       pipeline.check_image_size(lr.shape, candidate, path)
     probabilities = family_lib.recognise(classifier, lr[None])[0]
-    family, probability = family_lib.recognised(probabilities, classifier.costs)
-    est, kinds = est[family], f'{family} kernels (recognised, {probability:.0%})'
+    family, _ = family_lib.recognised(probabilities, classifier.costs)
+    est, kinds = est[family], f'{family} kernels (recognised: {family_lib.describe(probabilities)})'
   pipeline.check_image_size(lr.shape, est, path)
   estimate = noise.estimate_sigma(lr) if noise_sigma is None else noise_sigma
   sigma, noise_text = pipeline.noise_level(lr, rest, noise_sigma, estimate)

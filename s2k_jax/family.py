@@ -58,8 +58,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 def decision_costs(config: ml_collections.ConfigDict) -> np.ndarray:
   """config.recognition.costs as a checked (F, F) array: [t, f] = what running family f's estimator on LR
   of family t costs (≥ 0, 0 on the diagonal), rows and columns in FAMILIES order."""
-  costs = np.asarray(config.recognition.costs, np.float64)
   n = len(FAMILIES)
+  try:
+    costs = np.asarray(config.recognition.costs, np.float64)
+  except (TypeError, ValueError):  # ragged rows, or not numbers
+    costs = np.full((0,), np.nan)
   if costs.shape != (n, n) or not np.all(np.isfinite(costs)) or np.any(costs < 0) or np.any(np.diag(costs)):
     raise ValueError(f'recognition.costs must be {n} rows of {n} costs ≥ 0 (rows: the true family, columns: '
                      f'the estimator run; {", ".join(FAMILIES)}), 0 on the diagonal; got {config.recognition.costs}.')
@@ -67,6 +70,10 @@ def decision_costs(config: ml_collections.ConfigDict) -> np.ndarray:
 
 
 def create_model(config: ml_collections.ConfigDict) -> classifier.FamilyClassifier:
+  groups = classifier.FamilyClassifier.groups
+  if not config.model.features or any(int(f) <= 0 or int(f) % groups for f in config.model.features):
+    raise ValueError(f'model.features must be positive multiples of {groups} (GroupNorm groups), e.g. '
+                     f'(16, 32, 64, 128); got {tuple(config.model.features)}.')
   return classifier.FamilyClassifier(features=tuple(int(f) for f in config.model.features),
                                      hidden=int(config.model.hidden), num_families=len(FAMILIES),
                                      dtype=layers.compute_dtype(config.model.dtype, 'model.dtype'))
@@ -205,6 +212,11 @@ def decide(probabilities: np.ndarray, costs: np.ndarray | None = None) -> int:
   for one image's probabilities; without costs, the most probable one."""
   p = np.asarray(probabilities, np.float64)
   return int(np.argmax(p) if costs is None else np.argmin(p @ np.asarray(costs, np.float64)))
+
+
+def describe(probabilities: np.ndarray) -> str:
+  """One image's probabilities for a reader: 'gaussian 62%, motion 35%, disk 3%'."""
+  return ', '.join(f'{name} {p:.0%}' for name, p in zip(FAMILIES, np.asarray(probabilities)))
 
 
 def recognised(probabilities: np.ndarray, costs: np.ndarray | None = None) -> tuple[str, float]:

@@ -264,8 +264,9 @@ def test_family_auto_runs_the_estimator_of_the_family_it_recognises(photo_png, t
   line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith('chelsea.png'))
   lr = images.load_image(str(photo_png))
   model = family_lib.load(clf)
-  family, probability = family_lib.recognised(family_lib.recognise(model, lr[None])[0], model.costs)
-  assert f'({family} kernels (recognised, {probability:.0%}), ×4, USRNet)' in line
+  probabilities = family_lib.recognise(model, lr[None])[0]
+  family, _ = family_lib.recognised(probabilities, model.costs)
+  assert f'({family} kernels (recognised: {family_lib.describe(probabilities)}), ×4, USRNet)' in line
   est = estimator_lib.load(modelio.pretrained_estimator(family, 4, 'centre'))
   np.testing.assert_allclose(np.load(tmp_path / 'out' / 'chelsea_kernel.npy'),
                              np.asarray(pipeline.estimate(est, lr[None])[0][0]), atol=1e-6)

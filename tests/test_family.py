@@ -56,6 +56,10 @@ def test_config_refusals():
     family.task(config)
   # The estimator's loss has no meaning here: its fields are not in the config at all.
   assert 'loss_weights' not in config.train and 'kernel_quantile' not in config.train
+  config = family_config.get_config('smoke')
+  config.model.features = (8, 12)
+  with pytest.raises(ValueError, match=r'model.features must be positive multiples of 8.*got \(8, 12\)'):
+    family.task(config)
 
 
 def test_network_shapes_and_refusal():
@@ -98,6 +102,7 @@ def test_eval_summary_counts_per_true_family():
       'family recognised on 75% of the eval batch (chance 33%; per true family: gaussian 100%, motion 50%, '
       'disk 100%).']
   assert family.recognised(probs[1]) == ('motion', pytest.approx(0.7))
+  assert family.describe(probs[1]) == 'gaussian 20%, motion 70%, disk 10%'
 
 
 def test_training_run_bundle_and_inference(tmp_path, smoke_classifier_workdir):
@@ -148,7 +153,7 @@ def test_decision_weighs_what_running_the_wrong_estimator_costs():
   config = family_config.get_config('smoke')
   np.testing.assert_array_equal(family.decision_costs(config), 1 - np.eye(3))  # default: most probable
   for bad in (((0.0, 1.0), (1.0, 0.0)), ((1.0, 1.0, 1.0), (1.0, 0.0, 1.0), (1.0, 1.0, 0.0)),
-              ((0.0, -1.0, 1.0), (1.0, 0.0, 1.0), (1.0, 1.0, 0.0))):
+              ((0.0, -1.0, 1.0), (1.0, 0.0, 1.0), (1.0, 1.0, 0.0)), ((0.0, 1.0), (1.0, 0.0, 1.0), (1.0, 1.0))):
     config.recognition.costs = bad
     with pytest.raises(ValueError, match='recognition.costs must be 3 rows of 3 costs'):
       family.make_batch_fn(config)
