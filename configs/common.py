@@ -198,11 +198,6 @@ def get_usrnet_config(family: str) -> ml_collections.ConfigDict:
   return config
 
 
-# ---------------------------------------------------------------------------------------------------
-# Presets: the fields each one changes. Both shrink the run for CPUs; worker processes only slow 2
-# cores down (docs/benchmarks.md), so the host pipeline reads in the training process.
-
-
 def get_family_config() -> ml_collections.ConfigDict:
   """The kernel-family classifier (`s2k_jax/family.py`, not in the paper): the LR the shipped estimators
   learn from (real-photo LR: noise σ ≤ 3% on half the images, 8-bit, JPEG q 50–95 on 70%; fresh motion
@@ -233,6 +228,10 @@ def get_family_config() -> ml_collections.ConfigDict:
   t.update({'num_steps': 20_000, 'batch_size': 64, 'learning_rate': 1e-3, 'b1': 0.9, 'schedule': 'cosine',
             'eval_every': 1000, 'eval_batch_size': 48})
   return config
+
+# ---------------------------------------------------------------------------------------------------
+# Presets: the fields each one changes. Both shrink the run for CPUs; worker processes only slow 2
+# cores down (docs/benchmarks.md), so the host pipeline reads in the training process.
 
 _CPU_LOOP = {'train.batch_size': 8, 'train.num_steps': 2000, 'train.log_every': 10,
              'train.eval_every': 200, 'train.checkpoint_every': 200,

@@ -262,7 +262,7 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
 def _recognition(estimators: dict, classifier: Any):
   """{family: estimator source} and a classifier source → ({family: loaded estimator}, classifier),
   checked: one estimator per family, each of its family and of the classifier's scale."""
-  if sorted(estimators) != sorted(kernels.FAMILIES):
+  if set(estimators) != set(kernels.FAMILIES):
     raise ValueError(f'one estimator per kernel family is needed to pick one per image ({", ".join(kernels.FAMILIES)}), '
                      f'got {", ".join(sorted(estimators))}.')
   if classifier is None:
@@ -274,7 +274,7 @@ def _recognition(estimators: dict, classifier: Any):
     if est.config.degradation.family != family or est.config.degradation.scale != clf.scale:
       raise ValueError(f'the {family} estimator in {est.directory} reads {est.config.degradation.family} '
                        f'kernels at ×{est.config.degradation.scale}; the classifier in {clf.directory} picks '
-                       f'among {family} estimators of ×{clf.scale}.')
+                       f'among {family} estimators of ×{clf.scale} (give --scale {clf.scale} for it).')
     loaded[family] = est
   return loaded, pipeline.on_one_device(clf)
 
@@ -370,16 +370,14 @@ def shipped_estimators(args: argparse.Namespace) -> tuple[Any, str | None]:
 
 
 def shipped_restorer(family: str, scale: int, name: str) -> str:
-  """The shipped restorer `name` for `family` (one that serves every family for --family auto)."""
+  """The shipped restorer `name` for `family`; for --family auto the one that serves every family."""
   if family != modelio.AUTO_FAMILY:
     return modelio.pretrained_restorer(family, scale, name)
-  table = modelio.PRETRAINED_RESTORERS[name]
-  files = {table.get((f, scale)) for f in kernels.FAMILIES}
-  if len(files) != 1 or None in files:
-    served = ', '.join(f'{f} ×{s}' for f, s in sorted(table))
+  files = {modelio.pretrained_restorer(f, scale, name) for f in kernels.FAMILIES}
+  if len(files) != 1:
     raise ValueError(f'--family {modelio.AUTO_FAMILY} needs one restorer for every family; the shipped {name} '
-                     f'restorers serve {served} apart: use --restorer usrnet, or name the family (--family).')
-  return modelio.pretrained_path(files.pop())
+                     'restorers are one per family: use --restorer usrnet, or name the family (--family).')
+  return files.pop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

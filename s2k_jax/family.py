@@ -59,13 +59,16 @@ def decision_costs(config: ml_collections.ConfigDict) -> np.ndarray:
   """config.recognition.costs as a checked (F, F) array: [t, f] = what running family f's estimator on LR
   of family t costs (≥ 0, 0 on the diagonal), rows and columns in FAMILIES order."""
   n = len(FAMILIES)
+  given = config.get('recognition', {}).get('costs')
   try:
-    costs = np.asarray(config.recognition.costs, np.float64)
+    costs = np.asarray(given, np.float64)
   except (TypeError, ValueError):  # ragged rows, or not numbers
     costs = np.full((0,), np.nan)
-  if costs.shape != (n, n) or not np.all(np.isfinite(costs)) or np.any(costs < 0) or np.any(np.diag(costs)):
-    raise ValueError(f'recognition.costs must be {n} rows of {n} costs ≥ 0 (rows: the true family, columns: '
-                     f'the estimator run; {", ".join(FAMILIES)}), 0 on the diagonal; got {config.recognition.costs}.')
+  off_diagonal = costs[~np.eye(n, dtype=bool)] if costs.shape == (n, n) else costs
+  if (costs.shape != (n, n) or not np.all(np.isfinite(costs)) or np.any(np.diag(costs))
+      or not np.all(off_diagonal > 0)):
+    raise ValueError(f'recognition.costs must be {n} rows of {n} costs (rows: the true family, columns: the '
+                     f'estimator run; {", ".join(FAMILIES)}), 0 on the diagonal and > 0 elsewhere; got {given}.')
   return costs
 
 
@@ -186,8 +189,12 @@ class Classifier:
 
 def load(source: str, step: int | None = None) -> Classifier:
   """A family classifier from a model bundle or a training workdir (latest step unless `step`)."""
-  config, state, step, path, _ = modelio.load_for_inference(
+  config, state, step, path, meta = modelio.load_for_inference(
       source, CHECKPOINT_KIND, lambda config: functools.partial(create_train_state, config), step)
+  if meta.get('families') != list(FAMILIES):
+    raise ValueError(f'{source}: its probabilities are over the families {meta.get("families")}, this version\'s '
+                     f'over {list(FAMILIES)}; retrain it (python train.py --config configs/family.py:photo).')
+  decision_costs(config)  # before any image is read
   return Classifier(config=config, state=state, step=step, directory=path)
 
 

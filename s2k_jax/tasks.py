@@ -80,8 +80,8 @@ def load_restorer(source: str, step: int | None = None) -> base.Restorer:
 
 def export_bundle(workdir: str, out: str, *, step: int | None = None,
                   dtype: str = modelio.DEFAULT_DTYPE, trained_on: str = '', raw_weights: bool = False) -> str:
-  """Writes the estimator or restorer checkpoint in `workdir` (latest step by default) as a model
-  bundle `out` (`modelio.write_bundle`); returns its path. `raw_weights`: an estimator's raw generator
+  """Writes the estimator, restorer or family-classifier checkpoint in `workdir` (latest step by default)
+  as a model bundle `out` (`modelio.write_bundle`); returns its path. `raw_weights`: an estimator's raw generator
   weights instead of their moving average (`estimator.load`)."""
   checkpoint_dir = checkpoints.checkpoints_dir(workdir)
   meta = checkpoints.read_meta(checkpoint_dir, step)

@@ -249,7 +249,7 @@ def test_opacity_is_enlarged_on_the_lr_grid(grid):
     np.testing.assert_allclose(up[6:-6, 6:-6], np.clip(reference, 0, 1)[6:-6, 6:-6], atol=1e-5)
 
 
-def test_family_auto_runs_the_estimator_of_the_family_it_recognises(photo_png, tmp_path, capsys, monkeypatch,
+def test_family_auto_runs_the_estimator_of_the_family_it_recognises(photo_png, tmp_path, capsys,
                                                                       smoke_classifier_workdir, smoke_usrnet_workdir):
   """--family auto: the classifier reads the photo, the shipped estimator of the family it names runs
   (reference: that estimator's canonical estimate of the same LR), and the line says which and how sure."""
@@ -274,10 +274,26 @@ def test_family_auto_runs_the_estimator_of_the_family_it_recognises(photo_png, t
   for extra, message in (
       (auto + ['--estimator', clf], '--family auto runs the shipped estimator of the family it recognises'),
       (['--classifier', clf], '--classifier has no effect with --family gaussian'),
-      (auto + ['--restorer', 'sftmd'], '--family auto needs one restorer for every family'),
-      (auto + ['--scale', '2'], 'reads gaussian kernels at ×2; the classifier in')):
+      (auto + ['--restorer', 'sftmd'], 'no shipped sftmd restorer for disk kernels at ×4'),
+      (auto + ['--scale', '2'], 'picks among gaussian estimators of ×4 (give --scale 4 for it)')):
     assert cli.main(args + extra) == 2, extra
     assert message in capsys.readouterr().err, extra
-  monkeypatch.delitem(modelio.PRETRAINED_CLASSIFIERS, 2, raising=False)
   assert cli.main(args + ['--family', 'auto', '--scale', '2']) == 2
   assert 'the shipped family classifier reads ×4 LR images, not ×2: name the family' in capsys.readouterr().err
+
+
+def test_estimators_per_family_from_python_are_checked(photo_png, tmp_path, smoke_classifier_workdir,
+                                                       smoke_estimator_workdir, smoke_usrnet_workdir):
+  """super_resolve_files with {family: estimator}: every family once, a classifier, each estimator of its
+  family; a classifier beside one estimator has no effect and is refused."""
+  run = lambda est, clf: cli.super_resolve_files([str(photo_png)], str(tmp_path), est, smoke_usrnet_workdir,
+                                                 classifier=clf, progress=False)
+  with pytest.raises(ValueError, match='one estimator per kernel family is needed.*got gaussian'):
+    run({'gaussian': smoke_estimator_workdir}, smoke_classifier_workdir)
+  everyone = {f: smoke_estimator_workdir for f in ('gaussian', 'motion', 'disk')}
+  with pytest.raises(ValueError, match='need a family classifier'):
+    run(everyone, None)
+  with pytest.raises(ValueError, match='the motion estimator in .* reads gaussian kernels at ×4'):
+    run(everyone, smoke_classifier_workdir)
+  with pytest.raises(ValueError, match='a family classifier has no effect with one estimator'):
+    run(smoke_estimator_workdir, smoke_classifier_workdir)
