@@ -155,14 +155,14 @@ def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None 
   pixels, opacity = images.decode_with_opacity(images.read_file(path), path)
   sixteen_bit = pixels.dtype == np.uint16
   lr = images.to_float(pixels)
+  # With a classifier, every estimator it may pick (its own spectra need no more pixels: MIN_LR_SIDE).
+  for candidate in est.values() if classifier is not None else [est]:
+    pipeline.check_image_size(lr.shape, candidate, path)
   kinds = None
-  if classifier is not None:  # Its spectra need no more pixels than any estimator's (MIN_LR_SIDE).
-    for candidate in est.values():
-      pipeline.check_image_size(lr.shape, candidate, path)
+  if classifier is not None:
     probabilities = family_lib.recognise(classifier, lr[None])[0]
     family, _ = family_lib.recognised(probabilities, classifier.costs)
     est, kinds = est[family], f'{family} kernels (recognised: {family_lib.describe(probabilities)})'
-  pipeline.check_image_size(lr.shape, est, path)
   estimate = noise.estimate_sigma(lr) if noise_sigma is None else noise_sigma
   sigma, noise_text = pipeline.noise_level(lr, rest, noise_sigma, estimate)
   for warning in (estimator_noise_warning(estimate, est), restorer_noise_warning(sigma, rest)):
@@ -235,15 +235,13 @@ def super_resolve_files(paths: Sequence[str | os.PathLike], out_dir: str | os.Pa
     raise ValueError('a family classifier has no effect with one estimator: it picks one estimator per '
                      'image among one per family (--family auto); leave --classifier out, or the estimator.')
   else:
-    est = _load('estimator', estimator_dir, estimator_lib.load)
+    est = pipeline.on_one_device(_load('estimator', estimator_dir, estimator_lib.load))
   rest = _load('restorer', restorer_dir, tasks.load_restorer)
   for candidate in est.values() if isinstance(est, dict) else [est]:
     pipeline.check_compatible(candidate, rest, scale)
   if noise_sigma is not None:
     pipeline.check_noise_sigma(rest, noise_sigma)
   rest = pipeline.on_one_device(rest)
-  est = ({f: pipeline.on_one_device(e) for f, e in est.items()} if isinstance(est, dict)
-         else pipeline.on_one_device(est))
   os.makedirs(out_dir, exist_ok=True)
   results = []
   bar = tqdm.tqdm(paths, desc='s2k-sr', unit='img', disable=not progress or len(paths) < 2)
@@ -275,7 +273,7 @@ def _recognition(estimators: dict, classifier: Any):
       raise ValueError(f'the {family} estimator in {est.directory} reads {est.config.degradation.family} '
                        f'kernels at ×{est.config.degradation.scale}; the classifier in {clf.directory} picks '
                        f'among {family} estimators of ×{clf.scale} (give --scale {clf.scale} for it).')
-    loaded[family] = est
+    loaded[family] = pipeline.on_one_device(est)
   return loaded, pipeline.on_one_device(clf)
 
 

@@ -177,14 +177,11 @@ class Classifier:
   state: modelio.InferenceState
   step: int
   directory: str       # the checkpoints directory or bundle file it was loaded from
+  costs: np.ndarray    # `decision_costs(config)`, checked once when loaded
 
   @property
   def scale(self) -> int:
     return int(self.config.degradation.scale)
-
-  @property
-  def costs(self) -> np.ndarray:
-    return decision_costs(self.config)
 
 
 def load(source: str, step: int | None = None) -> Classifier:
@@ -194,8 +191,8 @@ def load(source: str, step: int | None = None) -> Classifier:
   if meta.get('families') != list(FAMILIES):
     raise ValueError(f'{source}: its probabilities are over the families {meta.get("families")}, this version\'s '
                      f'over {list(FAMILIES)}; retrain it (python train.py --config configs/family.py:photo).')
-  decision_costs(config)  # before any image is read
-  return Classifier(config=config, state=state, step=step, directory=path)
+  return Classifier(config=config, state=state, step=step, directory=path,
+                    costs=decision_costs(config))  # checked before any image is read
 
 
 @functools.partial(jax.jit, static_argnames=('size', 'mode'))
