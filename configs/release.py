@@ -34,6 +34,10 @@ _CLEAN = {'model.generator': 'unet-6-16', 'train.num_steps': 6000}
 _FINETUNE = {'train.learning_rate': 1e-4}
 _H144 = {'restorer.hr_patch': 144, 'train.batch_size': 4}
 _HYPER = {'train.hyper_lr_scale': 30.0}
+# Kernel PSNR lost by running the wrong family's shipped ×4 estimator (dB; rows: the true family, columns:
+# the estimator run; Gaussian, motion, disk), measured on direct-grid sets made from the training photos
+# (docs/results.md §5, "Recognising the family"): the family classifiers' `recognition.costs`.
+_FAMILY_COSTS = ((0.0, 16.2, 16.1), (2.0, 0.0, 6.4), (8.0, 9.7, 0.0))
 _CORPUS_SMALL_BLUR = {'data.source': 'tfds', 'data.tfds_data_dir': CORPUS_TFDS,
                       'degradation.sigma_range': (0.2, 3.4)}
 
@@ -61,12 +65,16 @@ RECIPES = {
         'degradation.downsample': 'random_resizer', 'degradation.kernel_size': 21,
         'degradation.sigma_range': (0.2, 3.4), 'degradation.sigma_prior': 'log_uniform',
         'data.source': 'tfds', 'data.tfds_data_dir': CORPUS_TFDS}),
-    # Which family's estimator reads a photo (`s2k-sr --family auto`): the bundled photos, every family.
-    # Its decision weighs what running the wrong family's shipped ×4 estimator costs (kernel PSNR lost,
-    # dB; rows: the true family, columns: the estimator run; Gaussian, motion, disk), measured on sets
-    # made from the training photos (docs/results.md §5, "Recognising the family").
+    # Which family's estimator reads directly decimated LR (`s2k-sr --family auto --grid direct`): the
+    # bundled photos, every family; its decision weighs what running the wrong family's estimator costs.
     'family_x4_classifier': ('family', 'photo', {
-        'recognition.costs': ((0.0, 16.2, 16.1), (2.0, 0.0, 6.4), (8.0, 9.7, 0.0))}),
+        'recognition.costs': _FAMILY_COSTS}),
+    # The same for photos (the centre grid): LR shrunk by a resizer drawn per image, Gaussian blurs as the
+    # resized Gaussian estimator learns them (σ log-uniform from 0.2, so that a photo shrunk with no blur
+    # is named Gaussian, whose estimator is the default), the costs above (not re-measured on this grid).
+    'family_x4_resized_classifier': ('family', 'photo', {
+        'degradation.downsample': 'random_resizer', 'degradation.sigma_range': (0.2, 3.4),
+        'degradation.sigma_prior': 'log_uniform', 'recognition.costs': _FAMILY_COSTS}),
     'sftmd_gaussian_x4': ('sftmd', 'gaussian_x4,cpu', {'train.num_steps': 3000}),
     'sftmd_motion_x4': ('sftmd', 'motion_x4,cpu', {}),
     # USRNet: 2000 steps with noise on every image, then six fine-tunes on the bundled photos, then three

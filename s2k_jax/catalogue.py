@@ -72,9 +72,14 @@ SHIPPED = (
             export_step=5000, summary='the default disk ×2 (step 5000 of 6000, chosen on held-out sets)'),
     Shipped('gaussian_estimator.npz', ESTIMATOR, 'gaussian', (4,), ('gaussian_estimator',),
             summary="clean LR, the paper's setting (docs/results.md §1–3); not a default"),
-    # Which family's estimator reads a photo.
+    # Which family's estimator reads an image (`s2k-sr --family auto`), one per LR grid.
     Shipped('family_x4_classifier.npz', CLASSIFIER, kernels.MIXED, (4,), ('family_x4_classifier',),
-            summary='--family auto at ×4: recognises Gaussian, motion or disk blur, whose estimator then runs'),
+            ('direct',), summary='--family auto at ×4 on directly decimated LR (--grid direct): recognises '
+                                 'Gaussian, motion or disk blur, whose estimator then runs'),
+    Shipped('family_x4_resized_classifier.npz', CLASSIFIER, kernels.MIXED, (4,),
+            ('family_x4_resized_classifier',), ('centre',),
+            summary='--family auto at ×4 on photos: LR from random resizers, blurs down to σ 0.2 named '
+                    'Gaussian'),
     # Restorers.
     Shipped('usrnet_mixed.npz', 'usrnet', kernels.MIXED, degradation.SCALES,
             tuple(f'usrnet_mixed.{i}' for i in range(1, 11)), _GRIDS,
@@ -105,9 +110,10 @@ def estimators(grid: str) -> dict[tuple[str, int], str]:
   return {(m.family, m.scales[0]): m.file for m in SHIPPED if m.kind == ESTIMATOR and grid in m.default_on}
 
 
-def classifiers() -> dict[int, str]:
-  """scale → file of the shipped family classifier for it."""
-  return {m.scales[0]: m.file for m in SHIPPED if m.kind == CLASSIFIER}
+def classifiers(grid: str) -> dict[int, str]:
+  """scale → file of the shipped family classifier `s2k-sr --family auto` uses on LR of `grid`."""
+  degradation.check_grid(grid)
+  return {m.scales[0]: m.file for m in SHIPPED if m.kind == CLASSIFIER and grid in m.default_on}
 
 
 def restorers(network: str) -> dict[tuple[str, int], str]:

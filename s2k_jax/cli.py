@@ -364,7 +364,7 @@ def shipped_estimators(args: argparse.Namespace) -> tuple[Any, str | None]:
     raise ValueError(f'--family {modelio.AUTO_FAMILY} runs the shipped estimator of the family it recognises; '
                      'with your own --estimator, name its family (--family) instead.')
   return ({family: modelio.pretrained_estimator(family, scale, args.grid) for family in kernels.FAMILIES},
-          args.classifier or modelio.pretrained_classifier(scale))
+          args.classifier or modelio.pretrained_classifier(scale, args.grid))
 
 
 def shipped_restorer(family: str, scale: int, name: str) -> str:

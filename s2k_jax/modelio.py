@@ -301,8 +301,8 @@ RESIZED_ESTIMATORS = {key: file for key, file in catalogue.estimators('centre').
                       if PRETRAINED_ESTIMATORS.get(key) != file}
 CLEAN_LR_ESTIMATOR = catalogue.by_name('gaussian_estimator').file  # the paper's setting; docs/results.md §1–3
 ESTIMATOR_SCALE = catalogue.ESTIMATOR_SCALE
-# Kernel-family classifiers by scale (`s2k-sr --family auto`).
-PRETRAINED_CLASSIFIERS = catalogue.classifiers()
+# Kernel-family classifiers (`s2k-sr --family auto`) by LR grid, then scale.
+PRETRAINED_CLASSIFIERS = {grid: catalogue.classifiers(grid) for grid in degradation.LR_GRIDS}
 AUTO_FAMILY = 'auto'  # `--family auto`: the family a classifier recognises, per image
 # Restorers by network: SFTMD one per (family, scale); USRNet one for every family and scale.
 PRETRAINED_RESTORERS = {name: catalogue.restorers(name) for name in catalogue.RESTORERS}
@@ -362,16 +362,18 @@ def pretrained_estimator(family: str, scale: int = ESTIMATOR_SCALE, grid: str = 
   return pretrained_path(PRETRAINED_ESTIMATORS[(family, scale)])
 
 
-def pretrained_classifier(scale: int = ESTIMATOR_SCALE) -> str:
-  """The shipped kernel-family classifier for LR of `scale`."""
-  if scale not in PRETRAINED_CLASSIFIERS:
-    shipped = ', '.join(f'×{s}' for s in sorted(PRETRAINED_CLASSIFIERS))
+def pretrained_classifier(scale: int = ESTIMATOR_SCALE, grid: str = 'direct') -> str:
+  """The shipped kernel-family classifier for LR of `scale` on `grid` (degradation.LR_GRIDS)."""
+  degradation.check_grid(grid)
+  table = PRETRAINED_CLASSIFIERS[grid]
+  if scale not in table:
+    shipped = ', '.join(f'×{s}' for s in sorted(table))
     train = commands.train_command(f'--config configs/family.py:photo --config.degradation.scale={scale} '
                                    '--workdir runs/family')
     raise ValueError(f'the shipped family classifier reads {shipped} LR images, not ×{scale}: name the '
                      f'family (--family {" / ".join(estimator_families())}), or train one ({train}) and pass it '
                      'with --classifier.')
-  return pretrained_path(PRETRAINED_CLASSIFIERS[scale])
+  return pretrained_path(table[scale])
 
 
 def pretrained_restorer(family: str, scale: int, name: str = DEFAULT_RESTORER) -> str:

@@ -64,6 +64,17 @@ def test_one_default_estimator_per_family_scale_and_grid():
     catalogue.by_name('edsr')
 
 
+def test_one_family_classifier_per_scale_and_grid():
+  for grid in degradation.LR_GRIDS:
+    claims = [m.scales for m in catalogue.SHIPPED if m.kind == catalogue.CLASSIFIER and grid in m.default_on]
+    assert len(claims) == len(set(claims)) and all(len(s) == 1 for s in claims), grid
+  assert catalogue.classifiers('direct') == {4: 'family_x4_classifier.npz'}
+  assert catalogue.classifiers('centre') == {4: 'family_x4_resized_classifier.npz'}
+  assert modelio.pretrained_classifier(4, 'centre').endswith('family_x4_resized_classifier.npz')
+  with pytest.raises(ValueError, match="grid"):
+    catalogue.classifiers('corner')
+
+
 def test_recipes_and_release_configs_are_the_same_set():
   stages = [stage for m in catalogue.SHIPPED for stage in m.recipe]
   assert sorted(stages) == sorted(release.RECIPES)
