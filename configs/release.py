@@ -65,6 +65,9 @@ RECIPES = {
         'degradation.downsample': 'random_resizer', 'degradation.kernel_size': 21,
         'degradation.sigma_range': (0.2, 3.4), 'degradation.sigma_prior': 'log_uniform',
         'data.source': 'tfds', 'data.tfds_data_dir': CORPUS_TFDS}),
+    # Motion blur on photos: the motion ×4 recipe with each LR shrunk by a resizer drawn per image; its
+    # kernels are blurs before a bicubic resize.
+    'motion_x4_resized_estimator': ('motion', 'photo', {'degradation.downsample': 'random_resizer'}),
     # Which family's estimator reads directly decimated LR (`s2k-sr --family auto --grid direct`): the
     # bundled photos, every family; its decision weighs what running the wrong family's estimator costs.
     'family_x4_classifier': ('family', 'photo', {

@@ -57,8 +57,11 @@ SHIPPED = (
             ('gaussian_x2_resized_estimator',), ('centre',),
             summary='the default Gaussian ×2 for photos: trained on the photo corpus shrunk by random '
                     'resizers; its kernels are blurs before a bicubic resize'),
-    Shipped('motion_x4_estimator.npz', ESTIMATOR, 'motion', (4,), ('motion_x4_estimator',), _GRIDS,
-            summary='the default motion ×4'),
+    Shipped('motion_x4_estimator.npz', ESTIMATOR, 'motion', (4,), ('motion_x4_estimator',), ('direct',),
+            summary='motion ×4 for directly decimated LR (--grid direct)'),
+    Shipped('motion_x4_resized_estimator.npz', ESTIMATOR, 'motion', (4,), ('motion_x4_resized_estimator',),
+            ('centre',), summary='the default motion ×4 for photos: LR shrunk by random resizers; its kernels '
+                                 'are blurs before a bicubic resize'),
     Shipped('motion_x3_estimator.npz', ESTIMATOR, 'motion', (3,), ('motion_x3_estimator',), _GRIDS,
             summary='the default motion ×3'),
     Shipped('motion_x2_estimator.npz', ESTIMATOR, 'motion', (2,), ('motion_x2_estimator',), _GRIDS,

@@ -346,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help='where the LR pixels sit on the output grid: centre (default: camera photos and images '
                       'shrunk by any resizer; each LR pixel at the centre of its s×s block) or direct (LR = '
                       'HR[::s, ::s] after the blur, the synthetic LR of the S2K/USRNet papers). Without '
-                      '--estimator it also picks the shipped estimator where one per grid ships (Gaussian ×2).')
+                      '--estimator it also picks the shipped estimator where one per grid ships (Gaussian ×2 and ×4, '
+                      'motion ×4) and the family classifier of --family auto.')
   parser.add_argument('--quiet', action='store_true', help='print only errors (no progress bar, per-image lines or totals).')
   return parser
 

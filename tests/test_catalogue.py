@@ -56,8 +56,11 @@ def test_one_default_estimator_per_family_scale_and_grid():
   assert catalogue.estimators('direct')[('gaussian', 2)] == 'gaussian_x2_estimator.npz'
   assert catalogue.estimators('centre')[('gaussian', 4)] == 'gaussian_x4_resized_estimator.npz'
   assert catalogue.estimators('direct')[('gaussian', 4)] == 'gaussian_x4_estimator.npz'
+  assert catalogue.estimators('centre')[('motion', 4)] == 'motion_x4_resized_estimator.npz'
+  assert catalogue.estimators('direct')[('motion', 4)] == 'motion_x4_estimator.npz'
   assert modelio.RESIZED_ESTIMATORS == {('gaussian', 2): 'gaussian_x2_resized_estimator.npz',
-                                        ('gaussian', 4): 'gaussian_x4_resized_estimator.npz'}
+                                        ('gaussian', 4): 'gaussian_x4_resized_estimator.npz',
+                                        ('motion', 4): 'motion_x4_resized_estimator.npz'}
   assert catalogue.restorers('usrnet')[('disk', 3)] == 'usrnet_mixed.npz'
   assert set(catalogue.restorers('sftmd')) == {('gaussian', 4), ('motion', 4)}
   with pytest.raises(ValueError, match="no shipped model named 'edsr'; shipped: gaussian_x4_estimator"):

@@ -239,8 +239,10 @@ def test_told_estimates_are_s2k_reading_of_the_whole_crop(smoke_estimator_workdi
   for s in (2, 3, 4):
     c = 24 // s
     np.testing.assert_array_equal(batch[f'lr_x{s}'], plain[f'lr_x{s}'][:, c:-c, c:-c], err_msg=s)
-  for name in ('kernel', 'noise_sigma'):
-    np.testing.assert_array_equal(batch[name], plain[name], err_msg=name)
+  np.testing.assert_array_equal(batch['noise_sigma'], plain['noise_sigma'])
+  # The same kernels up to float32 rounding: the two graphs are fused differently (1.5e-8 apart measured
+  # on an AMD EPYC, bit-equal on other CPUs).
+  np.testing.assert_allclose(batch['kernel'], plain['kernel'], rtol=1e-5, atol=1e-7)
   for s in (2, 3, 4):  # equal up to rounding: XLA fuses the σ estimate into its uses in its own order
     np.testing.assert_allclose(batch[f'told_noise_x{s}'], plain[f'told_noise_x{s}'], rtol=1e-5, err_msg=s)
   est = estimator.load(str(smoke_estimator_workdir))
