@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
                            '(printed on the image\'s line), whose shipped estimator then runs.')
   parser.add_argument('--classifier', default=None, metavar='MODEL',
                       help='with --family auto: a trained family classifier (train.py --config '
-                           'configs/family.py: workdir or model bundle). Default: the shipped one of the scale.')
+                           'configs/family.py: workdir or model bundle). Default: the shipped one of the scale and --grid.')
   parser.add_argument('--scale', type=int, default=None,
                       help='SR factor, 2, 3 or 4: one the estimator reads and the restorer serves (default: '
                            f'the estimator\'s; {modelio.ESTIMATOR_SCALE} for the shipped estimators).')

@@ -368,7 +368,9 @@ def pretrained_classifier(scale: int = ESTIMATOR_SCALE, grid: str = 'direct') ->
   table = PRETRAINED_CLASSIFIERS[grid]
   if scale not in table:
     shipped = ', '.join(f'×{s}' for s in sorted(table))
-    train = commands.train_command(f'--config configs/family.py:photo --config.degradation.scale={scale} '
+    resized = (' --config.degradation.downsample=random_resizer "--config.degradation.sigma_range=(0.2,3.4)" '
+               '--config.degradation.sigma_prior=log_uniform') if grid == 'centre' else ''
+    train = commands.train_command(f'--config configs/family.py:photo --config.degradation.scale={scale}{resized} '
                                    '--workdir runs/family')
     raise ValueError(f'the shipped family classifier reads {shipped} LR images, not ×{scale}: name the '
                      f'family (--family {" / ".join(estimator_families())}), or train one ({train}) and pass it '

@@ -125,10 +125,10 @@ def main(argv=None) -> int:
   parser.add_argument('testsets', nargs='+', help='test set folders (python -m s2k_jax.make_testset)')
   parser.add_argument('--out', required=True)
   parser.add_argument('--classifier', default=None,
-                      help='family classifier (workdir or bundle); default: the shipped one of the sets\' scale')
+                      help='family classifier (workdir or bundle); default: the shipped one of the sets\' scale and --grid')
   parser.add_argument('--grid', choices=degradation.LR_GRIDS, default='direct',
-                      help='which shipped estimators run, as s2k-sr --grid picks them (default direct: the LR '
-                           'of make_testset\'s family sets)')
+                      help='which shipped estimators and classifier run, as s2k-sr --grid picks them (default '
+                           'direct: the LR of make_testset\'s family sets; centre for sets made with a resizer)')
   parser.add_argument('--restorer', default=None, metavar='MODEL',
                       help='also restore each image with each kernel: usrnet (the shipped one), or a restorer '
                            'workdir or bundle that serves every family')

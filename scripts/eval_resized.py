@@ -70,12 +70,20 @@ def main(argv=None) -> int:
     parser.error('--family auto runs the shipped estimator of the family it recognises: leave --estimator out.')
   if args.classifier and args.family != modelio.AUTO_FAMILY:
     parser.error('--classifier has no effect without --family auto.')
+  if args.family == modelio.AUTO_FAMILY and not args.classifier:
+    missing = [s for s in scales if s not in modelio.PRETRAINED_CLASSIFIERS['centre']]
+    if missing:
+      parser.error(f'no shipped family classifier for ×{", ×".join(map(str, missing))} on photos: give '
+                   f'--scales {",".join(str(s) for s in sorted(modelio.PRETRAINED_CLASSIFIERS["centre"]))} '
+                   'or a --classifier of that scale.')
   paths = _paths(args.images)
   os.makedirs(args.out, exist_ok=True)
   rows = []
   for scale in scales:
     if args.family == modelio.AUTO_FAMILY:
       clf = family_lib.load(args.classifier or modelio.pretrained_classifier(scale, 'centre'))
+      if clf.scale != scale:
+        parser.error(f'the classifier in {clf.directory} reads ×{clf.scale} LR, not ×{scale}: give --scales {clf.scale}.')
       ests = {f: pipeline.on_one_device(estimator_lib.load(modelio.pretrained_estimator(f, scale, 'centre')))
               for f in family_lib.FAMILIES}
     else:

@@ -74,6 +74,9 @@ def test_one_family_classifier_per_scale_and_grid():
   assert catalogue.classifiers('direct') == {4: 'family_x4_classifier.npz'}
   assert catalogue.classifiers('centre') == {4: 'family_x4_resized_classifier.npz'}
   assert modelio.pretrained_classifier(4, 'centre').endswith('family_x4_resized_classifier.npz')
+  assert modelio.pretrained_classifier(4, 'direct').endswith('family_x4_classifier.npz')
+  with pytest.raises(ValueError, match='downsample=random_resizer'):  # the photo recipe, to train one
+    modelio.pretrained_classifier(2, 'centre')
   with pytest.raises(ValueError, match="grid"):
     catalogue.classifiers('corner')
 

@@ -282,6 +282,17 @@ def test_family_auto_runs_the_estimator_of_the_family_it_recognises(photo_png, t
   assert 'the shipped family classifier reads ×4 LR images, not ×2: name the family' in capsys.readouterr().err
 
 
+@pytest.mark.parametrize('grid, classifier', [('centre', 'family_x4_resized_classifier.npz'),
+                                              ('direct', 'family_x4_classifier.npz')])
+def test_family_auto_takes_the_classifier_and_estimators_of_the_grid(grid, classifier):
+  args = cli.build_parser().parse_args(['photo.png', '--out', 'out', '--family', 'auto', '--grid', grid])
+  estimators, chosen = cli.shipped_estimators(args)
+  assert os.path.basename(chosen) == classifier
+  assert estimators == {f: modelio.pretrained_estimator(f, 4, grid) for f in ('gaussian', 'motion', 'disk')}
+  assert os.path.basename(estimators['motion']) == ('motion_x4_resized_estimator.npz' if grid == 'centre'
+                                                    else 'motion_x4_estimator.npz')
+
+
 def test_estimators_per_family_from_python_are_checked(photo_png, tmp_path, smoke_classifier_workdir,
                                                        smoke_estimator_workdir, smoke_usrnet_workdir):
   """super_resolve_files with {family: estimator}: every family once, a classifier, each estimator of its

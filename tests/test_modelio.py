@@ -376,7 +376,10 @@ def test_models_per_scale_reads_xs_items_and_names_the_setting_when_refusing():
 @pytest.mark.parametrize('args, match', [
     (['--estimator', 'x4'], 'takes xS=MODEL items'),
     (['--estimator', 'x4=a', '--estimator', 'x4=b'], '×4 twice'),
-    (['--scales', '2', '--estimator', 'x4=runs/est'], 'names ×4, which --scales=2 does not cover')])
+    (['--scales', '2', '--estimator', 'x4=runs/est'], 'names ×4, which --scales=2 does not cover'),
+    (['--family', 'auto', '--estimator', 'x4=a'], '--family auto runs the shipped estimator'),
+    (['--classifier', 'runs/family'], '--classifier has no effect without --family auto'),
+    (['--family', 'auto'], 'no shipped family classifier for ×2 on photos: give --scales 4')])
 def test_eval_resized_refuses_estimators_it_would_not_use(tmp_path, args, match):
   script = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'scripts', 'eval_resized.py')
   run = subprocess.run([sys.executable, script, '--out', str(tmp_path), *args, str(tmp_path)],
