@@ -137,6 +137,8 @@ def main(argv=None) -> int:
 
   def run():
     sets = [testsets.load(d) for d in args.testsets]
+    for t in sets:  # each set's LR grid, before any work (a random-resizer set has none)
+      degradation.lr_grid(t.manifest['degradation']['downsample'])
     scales = {t.scale for t in sets}
     if len(scales) != 1:
       raise ValueError(f'the test sets are of several scales ({", ".join(f"×{s}" for s in sorted(scales))}): '
