@@ -160,8 +160,7 @@ def _process_file(path: str, out_dir: str, est, rest, noise_sigma: float | None 
     pipeline.check_image_size(lr.shape, candidate, path)
   kinds = None
   if classifier is not None:
-    probabilities = family_lib.recognise(classifier, lr[None])[0]
-    family, _ = family_lib.recognised(probabilities, classifier.costs)
+    family, probabilities = family_lib.classify(classifier, lr)
     est, kinds = est[family], f'{family} kernels (recognised: {family_lib.describe(probabilities)})'
   estimate = noise.estimate_sigma(lr) if noise_sigma is None else noise_sigma
   sigma, noise_text = pipeline.noise_level(lr, rest, noise_sigma, estimate)

@@ -12,8 +12,8 @@ One module per model, the shape of `estimator.py`:
     device), `create_train_state`, `train_step` (softmax cross-entropy, Adam), `eval_step`,
     `summarize_eval` and `task` for the shared driver `loop.run`;
   * inference: `load` rebuilds the network from the config saved with a checkpoint or bundle,
-    `recognise` gives each LR image's probabilities over `kernels.FAMILIES`, and `decide` picks the
-    family whose estimator runs: the least expected cost under `config.recognition.costs` (what running
+    `recognise` gives each LR image's probabilities over `kernels.FAMILIES`, `decide` picks the
+    family whose estimator runs (`classify`: both, for one image): the least expected cost under `config.recognition.costs` (what running
     the wrong family's estimator costs), the most probable family by default.
 """
 import dataclasses
@@ -227,3 +227,10 @@ def recognised(probabilities: np.ndarray, costs: np.ndarray | None = None) -> tu
   """One image's probabilities → (the family `decide` picks, its probability)."""
   i = decide(probabilities, costs)
   return FAMILIES[i], float(probabilities[i])
+
+
+def classify(clf: Classifier, lr: Any) -> tuple[str, np.ndarray]:
+  """One LR image (h, w, 3) → (the family whose estimator runs, decided with the classifier's costs; its
+  probabilities over FAMILIES): what `s2k-sr --family auto` does per image."""
+  probabilities = recognise(clf, jnp.asarray(lr)[None])[0]
+  return recognised(probabilities, clf.costs)[0], probabilities

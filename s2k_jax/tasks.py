@@ -25,6 +25,8 @@ from s2k_jax.restorers import usrnet
 TASKS: dict[str, ModuleType] = {'estimator': estimator, 'sftmd': sftmd, 'usrnet': usrnet, 'family': family_lib}
 # Checkpoint/bundle kind → the restorer module whose `load(source, step)` reads it.
 RESTORERS: dict[str, ModuleType] = {sftmd.CHECKPOINT_KIND: sftmd, usrnet.CHECKPOINT_KIND: usrnet}
+# The other kinds `export_bundle` reads with their module's `load`; an estimator has its own options.
+_NOT_ESTIMATORS: dict[str, ModuleType] = {**RESTORERS, family_lib.CHECKPOINT_KIND: family_lib}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
@@ -86,11 +88,11 @@ def export_bundle(workdir: str, out: str, *, step: int | None = None,
   checkpoint_dir = checkpoints.checkpoints_dir(workdir)
   meta = checkpoints.read_meta(checkpoint_dir, step)
   kind = meta.get('kind')
-  if kind in RESTORERS or kind == family_lib.CHECKPOINT_KIND:
+  if kind in _NOT_ESTIMATORS:
     if raw_weights:
       raise ValueError(f'{workdir} holds a {kind!r} checkpoint: raw_weights applies to estimators trained '
                        'with train.ema_decay > 0; leave it out.')
-    model = (RESTORERS[kind] if kind in RESTORERS else family_lib).load(workdir, step)
+    model = _NOT_ESTIMATORS[kind].load(workdir, step)
     state = model.state
   else:  # estimator.load names the kind if it is neither.
     model = estimator.load(workdir, step, average=not raw_weights)

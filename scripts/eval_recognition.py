@@ -56,8 +56,8 @@ def evaluate_set(testset: testsets.TestSet, clf: family_lib.Classifier,
   rows = []
   for i, lr8 in enumerate(tqdm.tqdm(testset.lr, desc=os.path.basename(testset.directory), unit='img')):
     lr, true_k = images.to_float(lr8)[None], testset.kernels[i:i + 1]
-    probs = family_lib.recognise(clf, lr)[0]
-    recognised, probability = family_lib.recognised(probs, clf.costs)
+    recognised, probs = family_lib.classify(clf, lr[0])
+    probability = float(probs[FAMILIES.index(recognised)])
     psnr, told = {}, {}
     for name, est in ests.items():
       k = pipeline.estimate(est, jnp.asarray(lr))[0]

@@ -100,7 +100,7 @@ def main(argv=None) -> int:
         sigma, _ = pipeline.noise_level(lr / 255.0, rest, None if args.noise == 'estimate' else 0.0)
         family = 'gaussian'
         if clf is not None:
-          family, _ = family_lib.recognised(family_lib.recognise(clf, images.to_float(lr)[None])[0], clf.costs)
+          family, _ = family_lib.classify(clf, lr)
         sr, _ = pipeline.super_resolve([lr], ests[family], rest, noise_sigma=sigma)
         row = dict(image=os.path.basename(path), resizer=name, scale=scale, family=family, noise_sigma=sigma,
                    bicubic=_psnr_y(bicubic, hr, scale), s2k_sr=_psnr_y(sr[0], hr, scale))

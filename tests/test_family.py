@@ -121,6 +121,9 @@ def test_training_run_bundle_and_inference(tmp_path, smoke_classifier_workdir):
   assert p.shape == (2, 3)
   np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-6)
   np.testing.assert_allclose(family.recognise(from_bundle, lr), p, atol=1e-6)
+  name, probabilities = family.classify(from_checkpoint, lr[1])  # one image, the classifier's costs
+  np.testing.assert_allclose(probabilities, p[1], atol=1e-6)
+  assert name == family.recognised(p[1], from_checkpoint.costs)[0]
   with pytest.raises(ValueError, match="raw_weights applies to estimators"):
     tasks.export_bundle(workdir, str(tmp_path / 'x.npz'), raw_weights=True)
   with pytest.raises(ValueError, match="holds a 's2k_estimator' model, not a 'family_classifier' one"):
