@@ -7,6 +7,8 @@
 #   bash scripts/eval_restorers.sh [USRNET_BUNDLE] [OUT]   (default: the shipped bundle, runs/eval_restorers)
 #   SFTMD_DIR=runs/bundles bash scripts/eval_restorers.sh   (SFTMD bundles sftmd_<family>_x4.npz from there)
 #   FAMILIES="gaussian motion" SCALES=4 NOISE=0 bash scripts/eval_restorers.sh   (a subset; default: all)
+#   TOLD=estimate bash scripts/eval_restorers.sh "A.npz B.npz" OUT   (several USRNets side by side, all told
+#       the noise σ s2k-sr reads off each LR; default: the σ each restorer was trained told)
 # The tables of docs/results.md §4 end up in OUT/tables.md (scripts/collect_restorers.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +20,9 @@ SFTMD_DIR=${SFTMD_DIR:-s2k_jax/weights}
 FAMILIES=${FAMILIES:-gaussian motion disk}
 SCALES=${SCALES:-4 2}
 NOISE=${NOISE:-1}
+TOLD=${TOLD:-}
+usrnets=(); for bundle in $USRNET; do usrnets+=(--restorer "$bundle"); done
+told=(); [ -z "$TOLD" ] || told=(--noise="$TOLD")
 CLEAN=(--config.degradation.noise_max=0 --config.degradation.quantize=False --config.degradation.jpeg_prob=0)
 # The shipped default estimator for (family, scale), or nothing where none ships.
 estimator() { $PY -c "from s2k_jax import modelio
@@ -31,23 +36,23 @@ for family in $FAMILIES; do
     set_dir="$OUT/testsets/${family}_x${scale}"
     [ -d "$set_dir" ] || $PY -m s2k_jax.make_testset --config "configs/${family}.py:cpu" \
         --config.degradation.scale=$scale "${CLEAN[@]}" "${fresh[@]}" --copies "$COPIES" --seed 1 --out "$set_dir"
-    models=(--restorer "$USRNET")
+    models=("${usrnets[@]}")
     est=$(estimator "$family" "$scale")
     [ -n "$est" ] && models+=(--estimator "$est")
     [ -f "$SFTMD_DIR/sftmd_${family}_x${scale}.npz" ] && models+=(--restorer "$SFTMD_DIR/sftmd_${family}_x${scale}.npz")
-    $PY evaluate.py "${models[@]}" --testset "$set_dir" --out "$OUT/${family}_x${scale}" > /dev/null
+    $PY evaluate.py "${models[@]}" "${told[@]}" --testset "$set_dir" --out "$OUT/${family}_x${scale}" > /dev/null
     echo "$OUT/${family}_x${scale}/results.md"
     reports+=("$OUT/${family}_x${scale}")
   done
 done
-# Gaussian ×4 with noise σ ~ U[0, 3%] and 8-bit LR (the restorers are given the true σ).
+# Gaussian ×4 with noise σ ~ U[0, 3%] and 8-bit LR (the restorers are given the true σ unless TOLD says).
 if [ "$NOISE" = 1 ]; then
 set_dir="$OUT/testsets/gaussian_x4_noise3"
 [ -d "$set_dir" ] || $PY -m s2k_jax.make_testset --config configs/gaussian.py:cpu --config.degradation.noise_max=0.03 \
     --config.degradation.quantize=True --config.degradation.jpeg_prob=0 --copies "$COPIES" --seed 2 --out "$set_dir"
-models=(--restorer "$USRNET")
+models=("${usrnets[@]}")
 [ -f "$SFTMD_DIR/sftmd_gaussian_x4.npz" ] && models+=(--restorer "$SFTMD_DIR/sftmd_gaussian_x4.npz")
-$PY evaluate.py "${models[@]}" --estimator "$(estimator gaussian 4)" --testset "$set_dir" \
+$PY evaluate.py "${models[@]}" "${told[@]}" --estimator "$(estimator gaussian 4)" --testset "$set_dir" \
     --out "$OUT/gaussian_x4_noise3" > /dev/null
 echo "$OUT/gaussian_x4_noise3/results.md"
 reports+=("$OUT/gaussian_x4_noise3")
