@@ -84,6 +84,7 @@ def get_train_config(family: str) -> ml_collections.ConfigDict:
   t.schedule = 'constant'          # 'constant' | 'cosine' | 'linear_decay' (pix2pix)
   t.loss_weights = (100.0, 1.0, 1.0)  # λ1 (L1), λ2 (LSGAN shape loss), λ3 (TV); zero one for Table 2
   t.kernel_quantile = 0.5          # the λ1 term's quantile τ: 0.5 the paper's L1, < 0.5 reads narrower kernels
+  t.kernel_loss = 'l1'             # the λ1 term: 'l1' (the paper's) | 'l2' (squared error: the mean map where unsure)
   t.log_every = 50
   t.eval_every = 1000
   t.eval_batch_size = 8
@@ -145,7 +146,7 @@ def get_restorer_train_config(family: str, b2: float) -> ml_collections.ConfigDi
   t.b1, t.b2 = 0.9, b2
   t.schedule = 'cosine'
   t.num_steps = 500_000
-  del t['loss_weights'], t['kernel_quantile']  # the estimator's GAN loss; restorers' is L1
+  del t['loss_weights'], t['kernel_quantile'], t['kernel_loss']  # the estimator's GAN loss; restorers' is L1
   return t
 
 
@@ -223,7 +224,7 @@ def get_family_config() -> ml_collections.ConfigDict:
   config.recognition = ml_collections.ConfigDict()
   config.recognition.costs = tuple(tuple(float(t != f) for f in kernels.FAMILIES) for t in kernels.FAMILIES)
   t = config.train = get_train_config(kernels.MIXED)
-  for field in ('loss_weights', 'kernel_quantile'):  # the estimator's loss; a classifier has none of it
+  for field in ('loss_weights', 'kernel_quantile', 'kernel_loss'):  # the estimator's loss; a classifier has none of it
     del t[field]
   t.update({'num_steps': 20_000, 'batch_size': 64, 'learning_rate': 1e-3, 'b1': 0.9, 'schedule': 'cosine',
             'eval_every': 1000, 'eval_batch_size': 48})

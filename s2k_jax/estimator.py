@@ -64,6 +64,16 @@ def check_model_fields(config: ml_collections.ConfigDict) -> None:
   if not 0.0 < quantile < 1.0:
     raise ValueError(f'train.kernel_quantile must be in (0, 1) (0.5: the paper\'s L1; below it the estimate '
                      f'reads narrower kernels where it is unsure, e.g. 0.3), got {quantile}.')
+  loss = kernel_loss(config)
+  if loss not in losses.KERNEL_LOSSES:
+    raise ValueError(f"train.kernel_loss must be one of {losses.KERNEL_LOSSES} ('l1': the paper's; 'l2': the "
+                     f'mean where the spectrum leaves the kernel uncertain), got {loss!r}.')
+  if loss == 'l2' and quantile != 0.5:
+    raise ValueError(f"train.kernel_quantile={quantile} has no effect with train.kernel_loss='l2' (a "
+                     "quantile is of the L1 term): leave one of them unset.")
+  if loss == 'l2' and not config.train.loss_weights[0]:
+    raise ValueError(f"train.kernel_loss='l2' has no effect with the kernel term off "
+                     f'(train.loss_weights={tuple(config.train.loss_weights)}): set λ1 > 0 or leave it unset.')
   if quantile != 0.5 and not config.train.loss_weights[0]:
     raise ValueError(f'train.kernel_quantile={quantile} has no effect with the L1 term off '
                      f'(train.loss_weights={tuple(config.train.loss_weights)}): set λ1 > 0 or leave the '
@@ -72,6 +82,11 @@ def check_model_fields(config: ml_collections.ConfigDict) -> None:
 
 def ema_decay(config: ml_collections.ConfigDict) -> float:
   return float(config.train.ema_decay)
+
+
+def kernel_loss(config: ml_collections.ConfigDict) -> str:
+  """train.kernel_loss (`losses.generator_loss`); 'l1', the paper's, for configs saved before it."""
+  return str(config.train.get('kernel_loss', 'l1'))
 
 
 def kernel_quantile(config: ml_collections.ConfigDict) -> float:
@@ -233,7 +248,7 @@ def train_step(state: dict[str, TrainState], batch: dict[str, jax.Array], key: j
     fake_logits, _ = discriminate(ds.params, ds.batch_stats, fake_map)
     return losses.generator_loss(fake_map, target, fake_logits, tuple(config.train.loss_weights),
                                  flip_invariant=kernels_lib.flip_invariant(config.degradation.family),
-                                 quantile=kernel_quantile(config))
+                                 quantile=kernel_quantile(config), kernel_loss=kernel_loss(config))
 
   (g_loss, terms), d_fake_map = jax.value_and_grad(gen_loss, has_aux=True)(fake)
   (g_grads,) = gen_vjp(d_fake_map)

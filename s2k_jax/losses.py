@@ -4,7 +4,9 @@
   ℓ_D = D(s; G(s))² + [D(s; k) − 1]²
 
 Beyond the paper, the L1 term can be a quantile (pinball) loss: `train.kernel_quantile` τ (0.5, the paper's
-L1, by default; docs/conventions.md, "Kernel quantile").
+L1, by default; docs/conventions.md, "Kernel quantile"), or a squared error (`train.kernel_loss='l2'`:
+minimised by the mean map where the spectrum leaves the kernel uncertain, the L1 by the median;
+docs/conventions.md, "Kernel loss").
 
 Everything acts on kernel *maps* (the paper's "Kernel↑", see `spectrum.kernel_to_map`), NHWC with one
 channel. For motion kernels the spectrum cannot tell k from its 180° rotation, so the L1 term can take
@@ -22,6 +24,11 @@ def l1_map_loss(pred: jnp.ndarray, target: jnp.ndarray, flip_invariant: bool = F
   puts the kernel centre at the map centre (tested in tests/test_losses.py).
   """
   return jnp.mean(spectrum.kernel_distance(pred, target, flip_invariant, axes=(1, 2)))
+
+
+def l2_map_loss(pred: jnp.ndarray, target: jnp.ndarray, flip_invariant: bool = False) -> jnp.ndarray:
+  """Mean squared error between kernel maps (B, S, S, 1); per-sample min over target flips if asked."""
+  return jnp.mean(spectrum.kernel_distance(pred, target, flip_invariant, axes=(1, 2), squared=True))
 
 
 def total_variation(x: jnp.ndarray) -> jnp.ndarray:
@@ -61,11 +68,22 @@ def _with_quantile_term(l1: jnp.ndarray, pred: jnp.ndarray, target: jnp.ndarray,
   return l1 + (2.0 * quantile - 1.0) * jnp.mean(target - pred)
 
 
-def generator_loss(pred, target, fake_logits, weights, flip_invariant=False, quantile=0.5):
-  """Weighted Eq. 11; `weights` = (λ1, λ2, λ3), the first term at `quantile` (`quantile_map_loss`).
-  Returns (total, dict of the three terms; 'l1' is the plain L1 whatever the quantile, for the logs)."""
+KERNEL_LOSSES = ('l1', 'l2')  # the λ1 term: the paper's L1 (at a quantile), or a squared error
+
+
+def generator_loss(pred, target, fake_logits, weights, flip_invariant=False, quantile=0.5, kernel_loss='l1'):
+  """Weighted Eq. 11; `weights` = (λ1, λ2, λ3), the first term at `quantile` (`quantile_map_loss`), or the
+  squared error if `kernel_loss` is 'l2' (then `quantile` must be 0.5). Returns (total, dict of the three
+  terms; 'l1' is the plain L1 whatever the kernel term, for the logs)."""
+  if kernel_loss not in KERNEL_LOSSES:
+    raise ValueError(f'kernel_loss must be one of {KERNEL_LOSSES}, got {kernel_loss!r}.')
+  if kernel_loss == 'l2' and quantile != 0.5:
+    raise ValueError(f'a quantile ({quantile}) has no effect with the squared-error kernel term.')
   l1 = l1_map_loss(pred, target, flip_invariant)
-  kernel_term = _with_quantile_term(l1, pred, target, quantile)
+  if kernel_loss == 'l2':
+    kernel_term = l2_map_loss(pred, target, flip_invariant)
+  else:
+    kernel_term = _with_quantile_term(l1, pred, target, quantile)
   adv = lsgan_generator_loss(fake_logits)
   tv = total_variation(pred)
   total = weights[0] * kernel_term + weights[1] * adv + weights[2] * tv

@@ -308,13 +308,15 @@ def rot180(x: jnp.ndarray, axes: tuple[int, int] = (-2, -1)) -> jnp.ndarray:
   return jnp.flip(x, axis=axes)
 
 
-def _orientation_distances(a: jnp.ndarray, b: jnp.ndarray,
-                           axes: tuple[int, int]) -> tuple[jnp.ndarray, jnp.ndarray]:
-  """Mean |a − b| and mean |a − rot180(b)| over the axes from the first rotated one to the last."""
+def _orientation_distances(a: jnp.ndarray, b: jnp.ndarray, axes: tuple[int, int],
+                           squared: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Mean |a − b| and mean |a − rot180(b)| (their squares' means if `squared`) over the axes from the
+  first rotated one to the last."""
   first = min(ax % a.ndim for ax in axes)
   reduce = tuple(range(first, a.ndim))
-  return (jnp.mean(jnp.abs(a - b), axis=reduce),
-          jnp.mean(jnp.abs(a - rot180(b, axes)), axis=reduce))
+  error = jnp.square if squared else jnp.abs
+  return (jnp.mean(error(a - b), axis=reduce),
+          jnp.mean(error(a - rot180(b, axes)), axis=reduce))
 
 
 def align_orientation(est: jnp.ndarray, ref: jnp.ndarray,
@@ -326,13 +328,15 @@ def align_orientation(est: jnp.ndarray, ref: jnp.ndarray,
 
 
 def kernel_distance(a: jnp.ndarray, b: jnp.ndarray, flip_invariant: bool,
-                    axes: tuple[int, int] = (-2, -1)) -> jnp.ndarray:
-  """Mean |a − b| per sample (over the axes from the first of `axes` to the last); with `flip_invariant`,
-  the smaller of that and the distance to rot180(b): the one distance of losses (maps, axes (1, 2)),
-  training evaluation and metrics (kernels). Whether a family needs it: `kernels.flip_invariant`."""
+                    axes: tuple[int, int] = (-2, -1), squared: bool = False) -> jnp.ndarray:
+  """Mean |a − b| per sample (over the axes from the first of `axes` to the last; mean (a − b)² if
+  `squared`); with `flip_invariant`, the smaller of that and the distance to rot180(b): the one distance
+  of losses (maps, axes (1, 2)), training evaluation and metrics (kernels). Whether a family needs it:
+  `kernels.flip_invariant`."""
   if a.shape != b.shape:
     raise ValueError(f'kernel_distance needs two arrays of the same shape, got {a.shape} and {b.shape}.')
-  direct, rotated = _orientation_distances(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32), axes)
+  direct, rotated = _orientation_distances(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32), axes,
+                                           squared)
   return jnp.minimum(direct, rotated) if flip_invariant else direct
 
 

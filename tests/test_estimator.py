@@ -145,3 +145,21 @@ def test_a_kernel_quantile_out_of_range_or_without_effect_is_refused(quantile, w
   config.train.kernel_quantile = 0.3
   config.train.loss_weights = (100.0, 1.0, 1.0)
   estimator.check_model_fields(config)
+
+
+@pytest.mark.parametrize('loss, quantile, weights, message', [
+    ('l3', 0.5, (100.0, 1.0, 1.0), r"train.kernel_loss must be one of \('l1', 'l2'\)"),
+    ('l2', 0.3, (100.0, 1.0, 1.0), r"train.kernel_quantile=0.3 has no effect with train.kernel_loss='l2'"),
+    ('l2', 0.5, (0.0, 1.0, 1.0), r"train.kernel_loss='l2' has no effect with the kernel term off"),
+])
+def test_a_kernel_loss_unknown_or_without_effect_is_refused(loss, quantile, weights, message):
+  from configs import motion  # pylint: disable=g-import-not-at-top
+  config = motion.get_config('smoke')
+  config.train.kernel_loss, config.train.kernel_quantile, config.train.loss_weights = loss, quantile, weights
+  with pytest.raises(ValueError, match=message):
+    estimator.check_model_fields(config)
+  config.train.kernel_loss, config.train.kernel_quantile, config.train.loss_weights = 'l2', 0.5, (100.0, 1.0, 1.0)
+  estimator.check_model_fields(config)
+  del config.train['kernel_loss']  # a config saved before the field: the paper's L1
+  assert estimator.kernel_loss(config) == 'l1'
+

@@ -85,6 +85,52 @@ def test_quantile_map_loss_is_the_pinball_loss_with_its_flip(tau):
     np.testing.assert_allclose(losses.quantile_map_loss(pred, target, tau), losses.l1_map_loss(pred, target))
 
 
+def test_l2_map_loss_is_the_mean_squared_error_with_its_flip():
+  rng = np.random.default_rng(3)
+  target = rng.uniform(-1, 1, (3, 8, 8, 1))
+  pred = rng.uniform(-1, 1, (3, 8, 8, 1))
+  pred[0] = np.flip(target[0], axis=(0, 1)) + 0.05 * rng.standard_normal((8, 8, 1))
+  mse = lambda a, b: np.mean((a - b) ** 2, axis=(1, 2, 3))  # float64, from the definition
+  f32 = lambda x: jnp.asarray(x, jnp.float32)
+  np.testing.assert_allclose(losses.l2_map_loss(f32(pred), f32(target)), np.mean(mse(pred, target)), rtol=1e-5)
+  want = np.mean(np.minimum(mse(pred, target), mse(pred, np.flip(target, axis=(1, 2)))))
+  np.testing.assert_allclose(losses.l2_map_loss(f32(pred), f32(target), flip_invariant=True), want, rtol=1e-5)
+
+
+def test_l2_map_loss_is_minimised_by_the_mean():
+  """Fitted to many targets at once, the best single map is their per-pixel mean (the L1's: the median)."""
+  rng = np.random.default_rng(4)
+  targets = jnp.asarray(rng.exponential(0.3, (400, 2, 2, 1)) - 1, jnp.float32)  # skewed: mean ≠ median
+  grad = jax.jit(jax.grad(lambda p: losses.l2_map_loss(jnp.broadcast_to(p, targets.shape), targets)))
+  p = jnp.zeros((1, 2, 2, 1))
+  for _ in range(100):  # the gradient is (p − mean) / 2 per pixel: halves the gap each step
+    p = p - grad(p)
+  np.testing.assert_allclose(p[0], np.mean(np.asarray(targets), axis=0), atol=1e-4)
+  assert np.min(np.abs(np.asarray(p[0]) - np.median(np.asarray(targets), axis=0))) > 0.02
+
+
+def test_generator_loss_with_the_l2_pulls_by_twice_the_residual_and_logs_the_l1():
+  pred = jnp.zeros((1, 4, 4, 1)).at[0, 1, 1, 0].set(0.5)
+  target = jnp.zeros((1, 4, 4, 1)).at[0, 2, 2, 0].set(1.0)
+  logits = jnp.ones((1, 2, 2, 1))
+  total, terms = losses.generator_loss(pred, target, logits, (100.0, 0.0, 0.0), kernel_loss='l2')
+  np.testing.assert_allclose(terms['l1'], 1.5 / 16, rtol=1e-6)
+  np.testing.assert_allclose(total, 100 * 1.25 / 16, rtol=1e-6)
+  grad = jax.grad(lambda p: losses.generator_loss(p, target, logits, (100.0, 0.0, 0.0), kernel_loss='l2')[0])(pred)
+  np.testing.assert_allclose(grad[0, 1, 1, 0], 100 * 2 * 0.5 / 16, rtol=1e-6)
+  np.testing.assert_allclose(grad[0, 2, 2, 0], 100 * 2 * -1.0 / 16, rtol=1e-6)
+  np.testing.assert_allclose(grad[0, 0, 0, 0], 0.0)
+
+
+def test_generator_loss_refuses_an_unknown_kernel_loss_and_a_quantile_of_the_l2():
+  pred = target = jnp.zeros((1, 4, 4, 1))
+  logits = jnp.ones((1, 2, 2, 1))
+  with pytest.raises(ValueError, match="kernel_loss must be one of"):
+    losses.generator_loss(pred, target, logits, (100.0, 1.0, 1.0), kernel_loss='huber')
+  with pytest.raises(ValueError, match=r'a quantile \(0.3\) has no effect with the squared-error'):
+    losses.generator_loss(pred, target, logits, (100.0, 1.0, 1.0), quantile=0.3, kernel_loss='l2')
+
+
 @pytest.mark.parametrize('tau', [0.2, 0.5, 0.7])
 def test_quantile_map_loss_is_minimised_by_the_quantile(tau):
   """Fitted to many targets at once, the best single map is their per-pixel τ-quantile."""

@@ -64,8 +64,9 @@ def assert_trees_close(a, b, atol):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0)
 
 
-def test_steps_lower_the_l1_loss_on_a_fixed_batch():
-  config = smoke_config()
+@pytest.mark.parametrize('kernel_loss', ['l1', 'l2'])
+def test_steps_lower_the_l1_loss_on_a_fixed_batch(kernel_loss):
+  config = smoke_config(**{'train.kernel_loss': kernel_loss})
   mesh = sharding.make_mesh()
   batch = fixed_batch(config, mesh)
   state = init_state(config, mesh)
