@@ -327,9 +327,12 @@ def test_gan_step_matches_a_two_forward_reference(monkeypatch):
   for name in ('gen', 'disc'):
     assert int(state[name].step) == int(ref['step']) == 2
     ours, theirs = state[name], ref[name]
+    # Gradients are summed in another order by each CPU's fusions, and Adam divides by √v: on a 2-core
+    # Xeon (2026-12-07) the moments differed by 1.7e-6 and the parameters by 5e-6 of their largest value.
+    # A wrong step (another loss, key or order of updates) moves them by ~lr = 1e-3, far above 1e-5.
     assert_trees_match((ours.batch_stats, ours.opt_state), (theirs['batch_stats'], theirs['opt_state']),
-                       rtol=1e-6)
-    assert_trees_match(ours.params, theirs['params'], rtol=4e-6)
+                       rtol=1e-5)
+    assert_trees_match(ours.params, theirs['params'], rtol=1e-5)
 
 
 def resume_config(model, num_steps):
