@@ -103,6 +103,17 @@ RECIPES = {
                                                 'restorer.kernel_error_prob': 0.5,
                                                 'restorer.kernel_error_sigma': 0.5,
                                                 'train.num_steps': 800, 'train.eval_every': 400}),
+    # Then told the noise σ s2k-sr reads off each LR instead of the true one, and, on 3 of 4 Gaussian
+    # images, the shipped Gaussian estimator's kernel read off the LR (and 120 HR px around the crop)
+    # instead of the truth: what s2k-sr tells it about a photo (docs/conventions.md, "Told estimates").
+    'usrnet_mixed.11': ('usrnet', 'mixed,cpu', {**_FINETUNE, **_H144, **_HYPER, **_CORPUS_SMALL_BLUR,
+                                                'degradation.downsample': 'random_resizer',
+                                                'restorer.kernel_error_prob': 0.5,
+                                                'restorer.kernel_error_sigma': 0.5,
+                                                'restorer.told_noise': 'estimate',
+                                                'restorer.told_estimate_prob': 0.75, 'restorer.context': 120,
+                                                'data.skip_small_images': True,
+                                                'train.num_steps': 2000, 'train.eval_every': 500}),
 }
 
 

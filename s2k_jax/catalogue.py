@@ -85,7 +85,7 @@ SHIPPED = (
                     'Gaussian'),
     # Restorers.
     Shipped('usrnet_mixed.npz', 'usrnet', kernels.MIXED, degradation.SCALES,
-            tuple(f'usrnet_mixed.{i}' for i in range(1, 11)), _GRIDS,
+            tuple(f'usrnet_mixed.{i}' for i in range(1, 12)), _GRIDS,
             summary='the default restorer: every family, ×2/×3/×4, noise σ ≤ 5%'),
     Shipped('sftmd_gaussian_x4.npz', 'sftmd', 'gaussian', (4,), ('sftmd_gaussian_x4',),
             summary='--restorer sftmd, Gaussian ×4'),
